@@ -1,0 +1,377 @@
+"""Commands: what the MTA sends to the filter (SMFIC_*).
+
+Each command is a frozen dataclass. ``decode_command`` turns a packet's
+code and data into one (raising RemoteProtocolError on anything malformed);
+``encode_command`` turns one into a packet (raising LocalProtocolError if it
+cannot be sent). Constructors validate, so an invalid command cannot exist.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ._constants import MIN_VERSION, Action, Command, Family, ProtocolFlag
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._framing import frame
+from ._strings import check_text, from_wire, join_strings, split_strings
+
+__all__ = [
+    "OptionNegotiation",
+    "DefineMacros",
+    "Connect",
+    "Helo",
+    "MailFrom",
+    "RcptTo",
+    "Data",
+    "Header",
+    "EndOfHeaders",
+    "BodyChunk",
+    "EndOfMessage",
+    "Abort",
+    "Quit",
+    "QuitNewConnection",
+    "Unknown",
+    "MtaCommand",
+    "decode_command",
+    "encode_command",
+    "COMMAND_CODES",
+]
+
+_U32X3 = struct.Struct("!III")
+_U16 = struct.Struct("!H")
+
+
+@dataclass(frozen=True, slots=True)
+class OptionNegotiation:
+    """SMFIC_OPTNEG: the MTA's offer: protocol version, actions, steps."""
+
+    version: int
+    actions: Action
+    protocol: ProtocolFlag
+
+    def __post_init__(self) -> None:
+        for name in ("version", "actions", "protocol"):
+            value = getattr(self, name)
+            if not 0 <= int(value) <= 0xFFFFFFFF:
+                raise LocalProtocolError(f"OPTNEG {name} {value} is not a uint32")
+
+
+@dataclass(frozen=True, slots=True)
+class DefineMacros:
+    """SMFIC_MACRO: macro values for the command whose code is ``command``."""
+
+    command: int
+    macros: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.command <= 255:
+            raise LocalProtocolError("macro command code must be one byte")
+        for name, value in self.macros.items():
+            check_text(name, "macro name")
+            check_text(value, f"macro {name} value")
+            if not name:
+                raise LocalProtocolError("empty macro name")
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """SMFIC_CONNECT: the SMTP client's host name, family, port, address."""
+
+    hostname: str
+    family: Family = Family.UNKNOWN
+    port: int | None = None
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.hostname, "connect hostname")
+        if self.family is Family.UNKNOWN:
+            if self.port is not None or self.address is not None:
+                raise LocalProtocolError("family U carries no port and no address")
+        else:
+            if self.port is None or not 0 <= self.port <= 0xFFFF:
+                raise LocalProtocolError(f"connect port {self.port!r} is not a uint16")
+            if self.address is None:
+                raise LocalProtocolError("connect address missing")
+            check_text(self.address, "connect address")
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    """SMFIC_HELO: the HELO/EHLO argument."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "helo name")
+
+
+@dataclass(frozen=True, slots=True)
+class MailFrom:
+    """SMFIC_MAIL: the sender as given (with <>), then ESMTP arguments."""
+
+    sender: str
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_text(self.sender, "sender")
+        for arg in self.args:
+            check_text(arg, "ESMTP argument")
+
+
+@dataclass(frozen=True, slots=True)
+class RcptTo:
+    """SMFIC_RCPT: one recipient as given (with <>), then ESMTP arguments."""
+
+    recipient: str
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_text(self.recipient, "recipient")
+        for arg in self.args:
+            check_text(arg, "ESMTP argument")
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """SMFIC_DATA (v4+): the client sent DATA."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """SMFIC_HEADER: one header field, name and (unfolded as sent) value."""
+
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "header name")
+        check_text(self.value, "header value")
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfHeaders:
+    """SMFIC_EOH."""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyChunk:
+    """SMFIC_BODY: a piece of the raw body (CRLF line ends)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """SMFIC_BODYEOB: end of message; some MTAs put a last chunk in it."""
+
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """SMFIC_ABORT: the current message is abandoned (RSET, rejection)."""
+
+    implicit: bool = False  # True when the engine inferred it from the order
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """SMFIC_QUIT: the MTA closes the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuitNewConnection:
+    """SMFIC_QUIT_NC: a new SMTP connection follows on this one (v6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """SMFIC_UNKNOWN (v3+): an SMTP command the MTA did not recognise."""
+
+    line: str
+
+    def __post_init__(self) -> None:
+        check_text(self.line, "unknown command")
+
+
+MtaCommand = (
+    OptionNegotiation
+    | DefineMacros
+    | Connect
+    | Helo
+    | MailFrom
+    | RcptTo
+    | Data
+    | Header
+    | EndOfHeaders
+    | BodyChunk
+    | EndOfMessage
+    | Abort
+    | Quit
+    | QuitNewConnection
+    | Unknown
+)
+
+COMMAND_CODES: dict[type, Command] = {
+    OptionNegotiation: Command.OPTNEG,
+    DefineMacros: Command.MACRO,
+    Connect: Command.CONNECT,
+    Helo: Command.HELO,
+    MailFrom: Command.MAIL,
+    RcptTo: Command.RCPT,
+    Data: Command.DATA,
+    Header: Command.HEADER,
+    EndOfHeaders: Command.EOH,
+    BodyChunk: Command.BODY,
+    EndOfMessage: Command.BODYEOB,
+    Abort: Command.ABORT,
+    Quit: Command.QUIT,
+    QuitNewConnection: Command.QUIT_NC,
+    Unknown: Command.UNKNOWN,
+}
+
+
+# --- decoding -------------------------------------------------------------
+
+
+def _optneg(data: bytes) -> OptionNegotiation:
+    # libmilter reads the first 12 bytes and ignores anything after them.
+    if len(data) < _U32X3.size:
+        raise RemoteProtocolError(f"OPTNEG: {len(data)} bytes, need 12")
+    version, actions, protocol = _U32X3.unpack_from(data)
+    if version < MIN_VERSION:
+        raise RemoteProtocolError(f"OPTNEG: MTA protocol version {version} is below 2")
+    return OptionNegotiation(version, Action(actions), ProtocolFlag(protocol))
+
+
+def _macro(data: bytes) -> DefineMacros:
+    if not data:
+        raise RemoteProtocolError("MACRO: missing command code")
+    strings = split_strings(data[1:], "MACRO", minimum=0)
+    if len(strings) % 2:
+        raise RemoteProtocolError("MACRO: a name without a value")
+    macros: dict[str, str] = {}
+    for i in range(0, len(strings), 2):
+        if not strings[i]:
+            raise RemoteProtocolError("MACRO: empty macro name")
+        macros[strings[i]] = strings[i + 1]
+    return DefineMacros(data[0], macros)
+
+
+def _connect(data: bytes) -> Connect:
+    nul = data.find(b"\0")
+    if nul < 0:
+        raise RemoteProtocolError("CONNECT: hostname not NUL-terminated")
+    hostname = from_wire(data[:nul])
+    rest = data[nul + 1 :]
+    if not rest:
+        raise RemoteProtocolError("CONNECT: missing address family")
+    try:
+        family = Family(chr(rest[0]))
+    except ValueError:
+        raise RemoteProtocolError(f"CONNECT: unknown address family {rest[:1]!r}") from None
+    if family is Family.UNKNOWN:
+        if len(rest) != 1:
+            raise RemoteProtocolError("CONNECT: data after family U")
+        return Connect(hostname, family)
+    if len(rest) < 3:
+        raise RemoteProtocolError("CONNECT: missing port")
+    (port,) = _U16.unpack_from(rest, 1)
+    (address,) = split_strings(rest[3:], "CONNECT address", 1, 1)
+    return Connect(hostname, family, port, address)
+
+
+def _argv(data: bytes, what: str) -> list[str]:
+    return split_strings(data, what, minimum=1)
+
+
+def _empty(cls: type) -> Callable[[bytes], MtaCommand]:
+    # libmilter ignores data after commands that carry none; so do we.
+    instance = cls()
+    return lambda data: instance
+
+
+def _one(data: bytes, what: str) -> str:
+    return split_strings(data, what, 1, 1)[0]
+
+
+def _header(data: bytes) -> Header:
+    name, value = split_strings(data, "HEADER", 2, 2)
+    return Header(name, value)
+
+
+def _mail(data: bytes) -> MailFrom:
+    argv = _argv(data, "MAIL")
+    return MailFrom(argv[0], tuple(argv[1:]))
+
+
+def _rcpt(data: bytes) -> RcptTo:
+    argv = _argv(data, "RCPT")
+    return RcptTo(argv[0], tuple(argv[1:]))
+
+
+_DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
+    Command.OPTNEG: _optneg,
+    Command.MACRO: _macro,
+    Command.CONNECT: _connect,
+    Command.HELO: lambda d: Helo(_one(d, "HELO")),
+    Command.MAIL: _mail,
+    Command.RCPT: _rcpt,
+    Command.DATA: _empty(Data),
+    Command.HEADER: _header,
+    Command.EOH: _empty(EndOfHeaders),
+    Command.BODY: BodyChunk,
+    Command.BODYEOB: EndOfMessage,
+    Command.ABORT: _empty(Abort),
+    Command.QUIT: _empty(Quit),
+    Command.QUIT_NC: _empty(QuitNewConnection),
+    Command.UNKNOWN: lambda d: Unknown(_one(d, "UNKNOWN")),
+}
+
+
+def decode_command(code: int, data: bytes) -> MtaCommand:
+    """Decode one MTA packet. Raises RemoteProtocolError if malformed."""
+    decoder = _DECODERS.get(code)
+    if decoder is None:
+        raise RemoteProtocolError(f"unknown command code {bytes((code,))!r}")
+    try:
+        return decoder(data)
+    except LocalProtocolError as exc:  # a field the constructor refuses
+        raise RemoteProtocolError(str(exc)) from None
+
+
+# --- encoding -------------------------------------------------------------
+
+
+def encode_command(cmd: MtaCommand) -> bytes:
+    """Return the packet for ``cmd``."""
+    code = COMMAND_CODES[type(cmd)]
+    match cmd:
+        case OptionNegotiation():
+            data = _U32X3.pack(cmd.version, int(cmd.actions), int(cmd.protocol))
+        case DefineMacros():
+            data = bytes((cmd.command,)) + b"".join(
+                join_strings(n, v) for n, v in cmd.macros.items()
+            )
+        case Connect():
+            data = join_strings(cmd.hostname) + cmd.family.value.encode()
+            if cmd.family is not Family.UNKNOWN:
+                assert cmd.port is not None and cmd.address is not None
+                data += _U16.pack(cmd.port) + join_strings(cmd.address)
+        case Helo():
+            data = join_strings(cmd.name)
+        case MailFrom():
+            data = join_strings(cmd.sender, *cmd.args)
+        case RcptTo():
+            data = join_strings(cmd.recipient, *cmd.args)
+        case Header():
+            data = join_strings(cmd.name, cmd.value)
+        case BodyChunk() | EndOfMessage():
+            data = cmd.data
+        case Unknown():
+            data = join_strings(cmd.line)
+        case Data() | EndOfHeaders() | Abort() | Quit() | QuitNewConnection():
+            data = b""
+    return frame(code, data)

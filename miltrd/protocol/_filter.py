@@ -1,0 +1,298 @@
+"""The filter side: what miltrd serves to Postfix and Sendmail.
+
+Usage, one object per MTA connection::
+
+    conn = FilterConnection()
+    conn.receive_data(bytes_from_socket)        # b"" means EOF
+    while (event := conn.next_event()) is not NEED_DATA:
+        ...                                     # OptionNegotiation -> conn.negotiate(...)
+        if conn.reply_owed:                     # Header etc. -> conn.send(Continue())
+            sock.send(conn.send(Continue()))
+
+``next_event`` returns a command, ``ConnectionClosed`` or ``NEED_DATA``, and
+raises RemoteProtocolError on anything malformed or out of order; after
+that the connection is in State.ERROR and every call raises again.
+``send`` returns the bytes to write and raises LocalProtocolError when the
+response is not allowed now (nothing owed, not negotiated, wrong stage).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+
+from ._commands import (
+    COMMAND_CODES,
+    Abort,
+    DefineMacros,
+    MtaCommand,
+    OptionNegotiation,
+    decode_command,
+)
+from ._constants import (
+    MDS_1M,
+    MDS_64K,
+    NO_REPLY_FLAG,
+    Action,
+    Command,
+    MacroStage,
+    ProtocolFlag,
+)
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._events import NEED_DATA, ConnectionClosed, NeedData
+from ._framing import ReceiveBuffer
+from ._negotiation import Negotiated, build_reply
+from ._responses import (
+    ACTION_NEEDED,
+    FINAL_RESPONSES,
+    FilterResponse,
+    OptionNegotiationReply,
+    Progress,
+    ReplaceBody,
+    encode_response,
+)
+from ._state import (
+    REPLY_COMMANDS,
+    IllegalTransition,
+    State,
+    advance,
+    after_final_reply,
+    legal_finals,
+)
+
+__all__ = ["FilterConnection", "MESSAGE_MACRO_STAGES"]
+
+# Macro packets for these commands describe one message; the rest (CONNECT,
+# HELO) describe the connection and survive from message to message.
+MESSAGE_MACRO_STAGES = frozenset(
+    {
+        Command.MAIL,
+        Command.RCPT,
+        Command.DATA,
+        Command.HEADER,
+        Command.EOH,
+        Command.BODY,
+        Command.BODYEOB,
+    }
+)
+_AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
+
+
+class FilterConnection:
+    """One milter connection, seen from the filter."""
+
+    def __init__(self, *, max_data_size: int = MDS_1M, min_packet_limit: int = MDS_64K) -> None:
+        """``max_data_size``: the largest data size this filter agrees to
+        (MDS_256K/MDS_1M are echoed only up to it). ``min_packet_limit``:
+        packets up to this size are accepted even if less was negotiated
+        (Postfix sends header fields up to its header_size_limit whole).
+        """
+        self._buffer = ReceiveBuffer()
+        self._eof = False
+        self._pending: collections.deque[MtaCommand] = collections.deque()
+        self._max_data_size = max_data_size
+        self._min_limit = min_packet_limit
+        self._limit = max(MDS_64K, min_packet_limit)
+        self.state = State.INIT
+        self.offer: OptionNegotiation | None = None
+        self.negotiated: Negotiated | None = None
+        self._awaiting: int | None = None
+        self._replacing_body = False
+        self._body_replaced = False
+        self._macros: dict[int, dict[str, str]] = {}
+
+    # --- properties -----------------------------------------------------
+
+    @property
+    def awaiting(self) -> Command | None:
+        """The command whose reply is owed, or None."""
+        return None if self._awaiting is None else Command(self._awaiting)
+
+    @property
+    def reply_owed(self) -> bool:
+        return self._awaiting is not None
+
+    @property
+    def packet_limit(self) -> int:
+        """The largest data part accepted from the MTA right now."""
+        return self._limit
+
+    def macros(self) -> dict[str, str]:
+        """All macro values currently defined, later stages overriding."""
+        merged: dict[str, str] = {}
+        for values in self._macros.values():
+            merged.update(values)
+        return merged
+
+    def macros_for(self, command: Command) -> Mapping[str, str]:
+        return self._macros.get(command, {})
+
+    # --- input ----------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes from the MTA; ``b""`` signals end of input."""
+        if not data:
+            self._eof = True
+        else:
+            if self._eof:
+                raise LocalProtocolError("data received after EOF")
+            self._buffer.feed(data)
+
+    def next_event(self) -> MtaCommand | ConnectionClosed | NeedData:
+        """Return the next command, ConnectionClosed, or NEED_DATA.
+
+        Raises RemoteProtocolError for malformed or out-of-order input, and
+        LocalProtocolError if called while a reply is still owed.
+        """
+        if self.state is State.ERROR:
+            raise RemoteProtocolError("connection already failed")
+        if self._awaiting is not None:
+            raise LocalProtocolError(f"a reply to {self.awaiting.name} is owed first")  # type: ignore[union-attr]
+        if self._pending:
+            return self._accept(self._pending.popleft())
+        try:
+            packet = self._buffer.next_packet(self._limit)
+            if packet is None:
+                if not self._eof:
+                    return NEED_DATA
+                if len(self._buffer):
+                    raise RemoteProtocolError("connection closed in the middle of a packet")
+                self.state = State.CLOSED
+                return ConnectionClosed()
+            if self.state is State.CLOSED:
+                raise RemoteProtocolError("data after QUIT")
+            cmd = decode_command(*packet)
+            try:
+                new_state, implicit_abort = advance(self.state, packet[0])
+            except IllegalTransition as exc:
+                raise RemoteProtocolError(str(exc)) from None
+        except ProtocolError:
+            self.state = State.ERROR
+            raise
+        self.state = new_state
+        if implicit_abort:
+            # Deliver Abort first, then the command. Macros sent just before
+            # a MAIL belong to the new message and must survive the abort.
+            self._pending.append(cmd)
+            keep_mail = packet[0] == Command.MAIL
+            self._clear_message_macros(keep_mail=keep_mail)
+            self._end_message()
+            return Abort(implicit=True)
+        return self._accept(cmd)
+
+    def _accept(self, cmd: MtaCommand) -> MtaCommand:
+        code = COMMAND_CODES[type(cmd)]
+        match cmd:
+            case DefineMacros():
+                self._macros[cmd.command] = dict(cmd.macros)
+            case OptionNegotiation():
+                self.offer = cmd
+            case Abort():
+                self._clear_message_macros()
+                self._end_message()
+            case _:
+                if code == Command.MAIL:
+                    for stage in _AFTER_MAIL_STAGES:
+                        self._macros.pop(stage, None)
+                elif code == Command.QUIT_NC:
+                    self._macros.clear()
+                    self._end_message()
+                elif code == Command.BODYEOB:
+                    self._end_message()
+        if code in REPLY_COMMANDS:
+            flag = NO_REPLY_FLAG.get(Command(code))
+            protocol = self.negotiated.protocol if self.negotiated else ProtocolFlag.NONE
+            if flag is None or flag not in protocol:
+                self._awaiting = code
+        return cmd
+
+    def _clear_message_macros(self, *, keep_mail: bool = False) -> None:
+        for stage in MESSAGE_MACRO_STAGES:
+            if not (keep_mail and stage == Command.MAIL):
+                self._macros.pop(stage, None)
+
+    def _end_message(self) -> None:
+        self._replacing_body = False
+        self._body_replaced = False
+
+    # --- output ---------------------------------------------------------
+
+    def negotiate(
+        self,
+        *,
+        actions: Action = Action.NONE,
+        protocol: ProtocolFlag = ProtocolFlag.NONE,
+        macros: Mapping[MacroStage, Iterable[str]] | None = None,
+        version: int | None = None,
+    ) -> bytes:
+        """Answer the MTA's OPTNEG; return the bytes of the reply.
+
+        Actions and steps the MTA did not offer are dropped; check
+        ``negotiated`` for what was agreed. Raises LocalProtocolError if no
+        OPTNEG is waiting for its reply.
+        """
+        if self._awaiting != Command.OPTNEG or self.offer is None:
+            raise LocalProtocolError("no option negotiation to answer")
+        reply, agreed = build_reply(
+            self.offer,
+            actions=actions,
+            protocol=protocol,
+            macros=macros,
+            version=version,
+            max_data_size=self._max_data_size,
+        )
+        self.negotiated = agreed
+        self._limit = max(agreed.data_size, self._min_limit)
+        self._awaiting = None
+        return encode_response(reply)
+
+    def send(self, response: FilterResponse) -> bytes:
+        """Return the bytes for ``response``; LocalProtocolError if illegal now."""
+        kind = type(response)
+        code = self._awaiting
+        if code is None:
+            raise LocalProtocolError(f"{kind.__name__}: no reply is owed now")
+        if kind is OptionNegotiationReply or code == Command.OPTNEG:
+            raise LocalProtocolError("answer option negotiation with negotiate()")
+        assert self.negotiated is not None
+        if kind is Progress:
+            return encode_response(response)
+        needed = ACTION_NEEDED.get(kind)
+        if needed is not None:
+            return self._modification(response, code, needed)
+        if kind not in legal_finals(code, self.negotiated.protocol, lenient_skip=False):
+            raise LocalProtocolError(
+                f"{kind.__name__} is not a valid reply to {Command(code).name}"
+            )
+        assert kind in FINAL_RESPONSES
+        self._awaiting = None
+        self.state = after_final_reply(self.state, code, kind)
+        if self.state is State.SESSION:
+            self._end_message()
+        return encode_response(response)
+
+    def send_all(self, responses: Iterable[FilterResponse]) -> bytes:
+        """Encode several responses into one write (no Nagle stalls)."""
+        return b"".join(self.send(r) for r in responses)
+
+    def _modification(self, response: FilterResponse, code: int, needed: Action) -> bytes:
+        assert self.negotiated is not None
+        name = type(response).__name__
+        if code != Command.BODYEOB:
+            raise LocalProtocolError(f"{name} is allowed only at end of message")
+        if needed not in self.negotiated.actions:
+            raise LocalProtocolError(f"{name} needs action {needed.name}, not negotiated")
+        if isinstance(response, ReplaceBody):
+            # Postfix wants the replacement body as one contiguous run.
+            if self._body_replaced and not self._replacing_body:
+                raise LocalProtocolError("body replacement must be one contiguous run")
+            self._replacing_body = self._body_replaced = True
+            data = bytes(response.data)
+            size = min(self.negotiated.data_size, MDS_1M)
+            if len(data) <= size:
+                return encode_response(response)
+            return b"".join(
+                encode_response(ReplaceBody(data[i : i + size])) for i in range(0, len(data), size)
+            )
+        self._replacing_body = False
+        return encode_response(response)

@@ -1,0 +1,186 @@
+"""The conversation's state machine: everything about order lives here.
+
+Rules (shared by the filter side and the MTA side, which track the same
+conversation; this module does not know which side it serves):
+
+- OPTNEG comes first and once. MACRO is allowed at any time, even before
+  OPTNEG. QUIT ends everything. QUIT_NC returns to "negotiated, awaiting
+  CONNECT" and keeps the negotiation.
+- CONNECT only right after negotiation. HELO and UNKNOWN between messages.
+- A message runs MAIL, RCPT, DATA, HEADER, EOH, BODY, BODYEOB in that
+  order; any step may be missing (the filter switched it off, the MTA's
+  version lacks it, the message has no headers or no body). RCPT, HEADER
+  and BODY repeat. BODYEOB or ABORT end the message.
+- Like libmilter, a HELO or MAIL inside a message means the MTA abandoned
+  it without saying so: the engine reports an implicit Abort first.
+- A final reply of accept, discard, reject or tempfail (the last two except
+  at RCPT) ends the message for this filter: the MTA sends no more of it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._constants import Command, ProtocolFlag
+from ._responses import (
+    Accept,
+    ConnectionFail,
+    Continue,
+    Discard,
+    Reject,
+    ReplyCode,
+    Shutdown,
+    Skip,
+    TempFail,
+)
+
+__all__ = [
+    "State",
+    "IllegalTransition",
+    "advance",
+    "after_final_reply",
+    "legal_finals",
+    "REPLY_COMMANDS",
+    "MESSAGE_STATES",
+]
+
+
+class State(enum.Enum):
+    INIT = "init"  # waiting for OPTNEG
+    NEGOTIATED = "negotiated"  # waiting for CONNECT (or whatever comes)
+    SESSION = "session"  # connected, between messages
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    HEADERS = "headers"
+    EOH = "eoh"
+    BODY = "body"
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+class IllegalTransition(Exception):
+    """Raised by advance(); each side turns it into its own error type."""
+
+
+MESSAGE_STATES = frozenset(
+    {State.MAIL, State.RCPT, State.DATA, State.HEADERS, State.EOH, State.BODY}
+)
+_RANK = {
+    State.NEGOTIATED: 0,
+    State.SESSION: 0,
+    State.MAIL: 1,
+    State.RCPT: 2,
+    State.DATA: 3,
+    State.HEADERS: 4,
+    State.EOH: 5,
+    State.BODY: 6,
+}
+_MESSAGE_COMMANDS: dict[int, tuple[int, State]] = {
+    Command.MAIL: (1, State.MAIL),
+    Command.RCPT: (2, State.RCPT),
+    Command.DATA: (3, State.DATA),
+    Command.HEADER: (4, State.HEADERS),
+    Command.EOH: (5, State.EOH),
+    Command.BODY: (6, State.BODY),
+    Command.BODYEOB: (7, State.SESSION),
+}
+_REPEATABLE = frozenset({Command.RCPT, Command.HEADER, Command.BODY})
+
+# Commands that get a reply unless their NR_* flag was negotiated.
+REPLY_COMMANDS = frozenset(
+    {
+        Command.OPTNEG,
+        Command.CONNECT,
+        Command.HELO,
+        Command.MAIL,
+        Command.RCPT,
+        Command.DATA,
+        Command.HEADER,
+        Command.EOH,
+        Command.BODY,
+        Command.BODYEOB,
+        Command.UNKNOWN,
+    }
+)
+
+
+def advance(state: State, code: int) -> tuple[State, bool]:
+    """Return (new state, implicit abort) for command ``code`` in ``state``.
+
+    Raises IllegalTransition if the command cannot come now.
+    """
+    if state in (State.CLOSED, State.ERROR):
+        raise IllegalTransition(f"{_name(code)} after the connection ended")
+    if code == Command.MACRO:
+        return state, False
+    if code == Command.QUIT:
+        return State.CLOSED, False
+    if state is State.INIT:
+        if code == Command.OPTNEG:
+            return State.NEGOTIATED, False
+        raise IllegalTransition(f"{_name(code)} before option negotiation")
+    if code == Command.OPTNEG:
+        raise IllegalTransition("a second option negotiation")
+    if code == Command.QUIT_NC:
+        return State.NEGOTIATED, False
+    if code == Command.CONNECT:
+        if state is State.NEGOTIATED:
+            return State.SESSION, False
+        raise IllegalTransition("CONNECT after the connection started")
+    in_message = state in MESSAGE_STATES
+    if code == Command.UNKNOWN:
+        return state, False
+    if code == Command.ABORT:
+        return State.SESSION, False
+    if code == Command.HELO:
+        return State.SESSION, in_message
+    entry = _MESSAGE_COMMANDS.get(code)
+    if entry is None:
+        raise IllegalTransition(f"unknown command {_name(code)}")
+    rank, new = entry
+    current = _RANK[state]
+    if rank > current or (rank == current and code in _REPEATABLE):
+        return new, False
+    if code == Command.MAIL:  # a new message while one was open
+        return new, True
+    raise IllegalTransition(f"{_name(code)} out of order (in {state.value})")
+
+
+_CONN_LEVEL: frozenset[type] = frozenset(
+    {Continue, Accept, Reject, TempFail, ReplyCode, ConnectionFail, Shutdown}
+)
+_MSG_LEVEL: frozenset[type] = _CONN_LEVEL | {Discard}
+
+
+def legal_finals(code: int, protocol: ProtocolFlag, *, lenient_skip: bool) -> frozenset[type]:
+    """The final replies allowed to command ``code``.
+
+    SKIP needs SMFIP_SKIP; libmilter documents it for body chunks, Postfix
+    honours it for any repeated event (``lenient_skip``, the MTA side).
+    """
+    if code in (Command.CONNECT, Command.HELO):
+        return _CONN_LEVEL
+    if ProtocolFlag.SKIP in protocol and (
+        code == Command.BODY or (lenient_skip and code in (Command.HEADER, Command.RCPT))
+    ):
+        return _MSG_LEVEL | {Skip}
+    return _MSG_LEVEL
+
+
+def after_final_reply(state: State, code: int, reply: type) -> State:
+    """The state after the final ``reply`` to command ``code``."""
+    if state not in MESSAGE_STATES:
+        return state
+    if reply in (Accept, Discard):
+        return State.SESSION
+    if reply in (Reject, TempFail, ReplyCode) and code not in (Command.RCPT, Command.UNKNOWN):
+        return State.SESSION
+    return state
+
+
+def _name(code: int) -> str:
+    try:
+        return Command(code).name
+    except ValueError:
+        return repr(bytes((code,)))
