@@ -100,6 +100,9 @@ class FilterConnection:
         self._replacing_body = False
         self._body_replaced = False
         self._macros: dict[int, dict[str, str]] = {}
+        # Set when a message ends; the message's macros stay readable until
+        # the next packet arrives, then they are dropped.
+        self._message_over = False
 
     # --- properties -----------------------------------------------------
 
@@ -161,6 +164,9 @@ class FilterConnection:
                 return ConnectionClosed()
             if self.state is State.CLOSED:
                 raise RemoteProtocolError("data after QUIT")
+            if self._message_over:
+                self._message_over = False
+                self._clear_message_macros()
             cmd = decode_command(*packet)
             try:
                 new_state, implicit_abort = advance(self.state, packet[0])
@@ -176,7 +182,7 @@ class FilterConnection:
             self._pending.append(cmd)
             keep_mail = packet[0] == Command.MAIL
             self._clear_message_macros(keep_mail=keep_mail)
-            self._end_message()
+            self._replacing_body = self._body_replaced = False
             return Abort(implicit=True)
         return self._accept(cmd)
 
@@ -212,6 +218,7 @@ class FilterConnection:
                 self._macros.pop(stage, None)
 
     def _end_message(self) -> None:
+        self._message_over = True
         self._replacing_body = False
         self._body_replaced = False
 

@@ -37,7 +37,9 @@ class Pair:
         self.filter.receive_data(self.mta.send(self.mta.option_negotiation()))
         event = self.filter.next_event()
         assert isinstance(event, OptionNegotiation)
-        self.mta.receive_data(self.filter.negotiate(actions=actions, protocol=protocol, macros=macros))
+        self.mta.receive_data(
+            self.filter.negotiate(actions=actions, protocol=protocol, macros=macros)
+        )
         reply = self.mta.next_event()
         assert isinstance(reply, OptionNegotiationReply)
         assert self.mta.negotiated == self.filter.negotiated

@@ -56,6 +56,7 @@ from miltrd.protocol import (
     encode_response,
 )
 
+
 def pkt(code: bytes, data: bytes = b"") -> bytes:
     """A packet by the framing rule: uint32 length = 1 + len(data), code, data."""
     return (len(data) + 1).to_bytes(4, "big") + code + data
@@ -161,7 +162,7 @@ RESPONSE_VECTORS = [
     ),
     pytest.param(b"\x00\x00\x00\x05+<x>\x00", AddRecipient("<x>"), id="addrcpt"),
     pytest.param(
-        b"\x00\x00\x00\x12" b"2<x>\x00NOTIFY=NEVER\x00",
+        b"\x00\x00\x00\x122<x>\x00NOTIFY=NEVER\x00",
         AddRecipientPar("<x>", "NOTIFY=NEVER"),
         id="addrcpt-par",
     ),
@@ -253,9 +254,15 @@ MALFORMED_RESPONSES = [
     pytest.param(b"h", b"X\x00", id="addheader-one-string"),
     pytest.param(b"m", b"\x00\x00", id="chgheader-short-index"),
     pytest.param(b"O", b"\x00\x00\x00\x06", id="optneg-short"),
-    pytest.param(b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00\x00\x09j\x00", id="optneg-bad-stage"),
-    pytest.param(b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00", id="optneg-truncated-stage"),
-    pytest.param(b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00\x00\x00j", id="optneg-list-no-nul"),
+    pytest.param(
+        b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00\x00\x09j\x00", id="optneg-bad-stage"
+    ),
+    pytest.param(
+        b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00", id="optneg-truncated-stage"
+    ),
+    pytest.param(
+        b"O", b"\x00\x00\x00\x06" + b"\x00" * 8 + b"\x00\x00\x00\x00j", id="optneg-list-no-nul"
+    ),
 ]
 
 

@@ -393,3 +393,19 @@ def test_multiline_reply_with_percent_travels_intact() -> None:
     reply = ReplyCode(451, ("Greylisted: 50% of", "try again in 5 minutes"), "4.7.1")
     (got,) = pair.exchange(MailFrom("<a>"), reply)
     assert got == reply
+
+
+def test_message_macros_do_not_leak_into_the_next_message() -> None:
+    pair = Pair()
+    pair.negotiate(protocol=ProtocolFlag(0x1FF000) | ProtocolFlag.NR_HDR)
+    pair.send_only(DefineMacros(ord("C"), {"j": "mx"}))
+    pair.send_only(Connect("h", Family.UNKNOWN))
+    pair.send_only(DefineMacros(ord("M"), {"{auth_authen}": "alice"}))
+    pair.send_only(MailFrom("<a>"))
+    pair.send_only(DefineMacros(ord("E"), {"i": "QID1"}))
+    pair.exchange(EndOfMessage(), Continue())
+    # Still readable while the end of message is being answered...
+    assert pair.filter.macros()["i"] == "QID1"
+    # ...gone once the next message starts without macros of its own.
+    pair.send_only(MailFrom("<b>"))
+    assert pair.filter.macros() == {"j": "mx"}
