@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install what the integration tests talk to: Postfix (a private instance
+# is started by the tests, never the system one), OpenDKIM's miltertest,
+# Sendmail's libmilter headers for the C interop filter, swaks.
+set -eu
+PKGS="postfix miltertest libmilter-dev gcc swaks"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    # Postfix asks how to configure the system MTA; the tests need none.
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+fi
