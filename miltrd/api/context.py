@@ -1,0 +1,281 @@
+"""What a plugin sees: the site, the SMTP connection and the current message.
+
+The chain owns these objects; a plugin reads them and asks for changes
+through the message's methods. Changes are collected and sent to the MTA
+at end of message, in chain order. Per-plugin scratch space lives in
+``conn.state`` (for the connection) and ``msg.state`` (reset per message).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .mutations import (
+    AddHeader,
+    AddRecipient,
+    ChangeHeader,
+    ChangeSender,
+    DeleteRecipient,
+    InsertHeader,
+    Mutation,
+    Quarantine,
+    ReplaceBody,
+)
+from .phases import Action
+
+__all__ = [
+    "Site",
+    "Connection",
+    "Message",
+    "Body",
+    "PluginContractError",
+    "bare_address",
+    "domain_of",
+    "local_part",
+    "IPNetwork",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class PluginContractError(Exception):
+    """A plugin asked for a change it did not declare in ``actions``."""
+
+
+def bare_address(addr: str) -> str:
+    """``<User@Example.COM>`` -> ``User@Example.COM``; ``<>`` -> ``""``."""
+    addr = addr.strip()
+    if addr.startswith("<") and ">" in addr:
+        addr = addr[1 : addr.index(">")]
+    # A source route (<@a,@b:user@c>) is obsolete; keep the mailbox.
+    if addr.startswith("@") and ":" in addr:
+        addr = addr.split(":", 1)[1]
+    return addr
+
+
+def domain_of(addr: str) -> str:
+    """The domain part, lower-cased (addresses compare case-insensitively there)."""
+    bare = bare_address(addr)
+    return bare.rpartition("@")[2].lower().rstrip(".") if "@" in bare else ""
+
+
+def local_part(addr: str) -> str:
+    bare = bare_address(addr)
+    return bare.rpartition("@")[0] if "@" in bare else bare
+
+
+@dataclass(frozen=True)
+class Site:
+    """The ``[internal]`` section: what counts as this site's own."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    domains: frozenset[str] = frozenset()
+    authenticated: bool = True
+
+    def is_internal_ip(self, address: str | None) -> bool:
+        if not address:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+    def is_internal_domain(self, domain: str, *, subdomains: bool = False) -> bool:
+        domain = domain.lower().rstrip(".")
+        if domain in self.domains:
+            return True
+        return subdomains and any(domain.endswith("." + d) for d in self.domains)
+
+
+class Body:
+    """The message body as received (CRLF line ends), spooled to disk when large."""
+
+    def __init__(self, spool_threshold: int) -> None:
+        self._file: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=spool_threshold
+        )
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        self._file.seek(0, 2)
+        self._file.write(data)
+        self.size += len(data)
+
+    def replace(self, data: bytes) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(data)
+        self.size = len(data)
+
+    def read(self) -> bytes:
+        """The whole body as bytes."""
+        self._file.seek(0)
+        return self._file.read()
+
+    def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        self._file.seek(0)
+        while chunk := self._file.read(size):
+            yield chunk
+
+    @property
+    def on_disk(self) -> bool:
+        return bool(getattr(self._file, "_rolled", False))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    name: str
+    actions: Action
+
+
+@dataclass
+class Connection:
+    """One SMTP client connection, as the MTA described it."""
+
+    id: str
+    site: Site
+    hostname: str = ""
+    address: str | None = None  # IP address, or socket path for unix clients
+    port: int | None = None
+    family: str = "unknown"  # inet | inet6 | unix | unknown
+    helo: str = ""
+    macros: Mapping[str, str] = field(default_factory=dict)
+    _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _caller: _Caller | None = field(default=None, repr=False)
+
+    def macro(self, name: str, default: str = "") -> str:
+        """A macro by name, with or without braces: ``macro("auth_authen")``."""
+        for key in (name, "{" + name.strip("{}") + "}", name.strip("{}")):
+            if key in self.macros:
+                return self.macros[key]
+        return default
+
+    @property
+    def auth_user(self) -> str:
+        """The SMTP AUTH identity, "" when the client did not authenticate."""
+        return self.macro("auth_authen")
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.auth_user)
+
+    @property
+    def internal(self) -> bool:
+        """Inside [internal]: by network, or authenticated when that counts."""
+        if self.site.is_internal_ip(self.address) or self.family == "unix":
+            return True
+        return self.site.authenticated and self.authenticated
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Scratch space of the calling plugin for this connection."""
+        caller = self._caller.name if self._caller else ""
+        return self._states.setdefault(caller, {})
+
+
+@dataclass
+class Message:
+    """The message being received. Addresses are bare (no angle brackets)."""
+
+    conn: Connection
+    body: Body
+    sender: str = ""
+    sender_args: tuple[str, ...] = ()
+    recipients: list[str] = field(default_factory=list)
+    rejected_recipients: list[str] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    _raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
+    _mutations: list[tuple[str, Mutation]] = field(default_factory=list, repr=False)
+    _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def queue_id(self) -> str:
+        return self.conn.macro("i")
+
+    @property
+    def sender_domain(self) -> str:
+        return domain_of(self.sender)
+
+    @property
+    def direction(self) -> str:
+        """incoming, outgoing or internal, judged by [internal]."""
+        if not self.conn.internal:
+            return "incoming"
+        if self.recipients and all(
+            self.conn.site.is_internal_domain(domain_of(r)) for r in self.recipients
+        ):
+            return "internal"
+        return "outgoing"
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first header field of that name (case-insensitive)."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return default
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Scratch space of the calling plugin for this message."""
+        caller = self.conn._caller.name if self.conn._caller else ""
+        return self._states.setdefault(caller, {})
+
+    # --- changes ----------------------------------------------------------
+
+    def _request(self, needed: Action, mutation: Mutation) -> None:
+        caller = self.conn._caller
+        if caller is None or needed not in caller.actions:
+            who = caller.name if caller else "?"
+            raise PluginContractError(
+                f"plugin {who} asked for {type(mutation).__name__} without declaring "
+                f"Action.{needed.name}"
+            )
+        self._mutations.append((caller.name, mutation))
+        if isinstance(mutation, ReplaceBody):
+            self.body.replace(mutation.data)
+
+    def add_header(self, name: str, value: str) -> None:
+        self._request(Action.ADD_HEADERS, AddHeader(name, value))
+
+    def insert_header(self, index: int, name: str, value: str) -> None:
+        self._request(Action.ADD_HEADERS, InsertHeader(index, name, value))
+
+    def change_header(self, name: str, value: str, index: int = 1) -> None:
+        """Change the index-th (from 1) field of that name."""
+        self._request(Action.CHANGE_HEADERS, ChangeHeader(index, name, value))
+
+    def delete_header(self, name: str, index: int = 1) -> None:
+        self._request(Action.CHANGE_HEADERS, ChangeHeader(index, name, ""))
+
+    def add_recipient(self, address: str, esmtp_args: str = "") -> None:
+        self._request(Action.ADD_RECIPIENTS, AddRecipient(bare_address(address), esmtp_args))
+
+    def delete_recipient(self, address: str) -> None:
+        bare = bare_address(address)
+        raw = self._raw_recipients.get(bare.lower(), f"<{bare}>")
+        self._request(Action.DELETE_RECIPIENTS, DeleteRecipient(raw))
+
+    def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
+        self._request(Action.CHANGE_SENDER, ChangeSender(bare_address(address), esmtp_args))
+
+    def replace_body(self, data: bytes) -> None:
+        """Replace the body; plugins after this one see the new body."""
+        self._request(Action.REPLACE_BODY, ReplaceBody(bytes(data)))
+
+    def quarantine(self, reason: str) -> None:
+        self._request(Action.QUARANTINE, Quarantine(reason))
+
+    def mutations(self) -> list[tuple[str, Mutation]]:
+        """(plugin name, change) in the order they were asked for."""
+        return list(self._mutations)

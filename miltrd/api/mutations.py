@@ -1,0 +1,137 @@
+"""Changes a plugin may ask for. They reach the MTA at end of message.
+
+Header names must be RFC 5322 field names. Header values and addresses
+are cleaned when built: line breaks and control characters (which could
+come from the SMTP peer) become spaces, so a plugin that copies peer data
+into a header can never inject a header line of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "Mutation",
+    "AddHeader",
+    "InsertHeader",
+    "ChangeHeader",
+    "AddRecipient",
+    "DeleteRecipient",
+    "ChangeSender",
+    "ReplaceBody",
+    "Quarantine",
+    "clean_text",
+]
+
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")  # printable ASCII except ':'
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
+
+
+def clean_text(value: str) -> str:
+    """Collapse CR, LF and other control characters (not TAB) to one space."""
+    return _CONTROL.sub(" ", value)
+
+
+def _check_name(name: str) -> None:
+    if not _FIELD_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid header field name")
+
+
+def _set(obj: object, attr: str, value: object) -> None:
+    object.__setattr__(obj, attr, value)
+
+
+@dataclass(frozen=True, slots=True)
+class AddHeader:
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _set(self, "value", clean_text(self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class InsertHeader:
+    index: int
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if self.index < 0:
+            raise ValueError("header index must be >= 0")
+        _set(self, "value", clean_text(self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeHeader:
+    """Change the index-th (from 1) field called name; "" deletes it."""
+
+    index: int
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if self.index < 1:
+            raise ValueError("header occurrence index counts from 1")
+        _set(self, "value", clean_text(self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class AddRecipient:
+    address: str
+    esmtp_args: str = ""
+
+    def __post_init__(self) -> None:
+        _set(self, "address", clean_text(self.address).strip())
+        _set(self, "esmtp_args", clean_text(self.esmtp_args))
+        if not self.address or " " in self.address:
+            raise ValueError(f"{self.address!r} is not a recipient address")
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecipient:
+    """The recipient exactly as the MTA gave it in RCPT (with <>)."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSender:
+    address: str
+    esmtp_args: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "address", clean_text(self.address).strip())
+        if " " in self.address:
+            raise ValueError(f"{self.address!r} is not a sender address")
+        if self.esmtp_args is not None:
+            _set(self, "esmtp_args", clean_text(self.esmtp_args))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceBody:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    reason: str
+
+    def __post_init__(self) -> None:
+        _set(self, "reason", clean_text(self.reason))
+
+
+Mutation = (
+    AddHeader
+    | InsertHeader
+    | ChangeHeader
+    | AddRecipient
+    | DeleteRecipient
+    | ChangeSender
+    | ReplaceBody
+    | Quarantine
+)

@@ -1,0 +1,121 @@
+"""What a hook returns: a verdict, optionally with an SMTP reply."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "VerdictKind",
+    "SmtpReply",
+    "Verdict",
+    "CONTINUE",
+    "ACCEPT",
+    "DISCARD",
+    "reject",
+    "tempfail",
+]
+
+_XCODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
+
+
+class VerdictKind(enum.Enum):
+    CONTINUE = "continue"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+    DISCARD = "discard"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpReply:
+    """An SMTP reply: code (4xx or 5xx), enhanced status code, text lines.
+
+    Text is cleaned of control characters so nothing from a peer can
+    break the reply; lines longer than 980 characters are cut.
+    """
+
+    code: int
+    xcode: str | None
+    lines: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 400 <= self.code <= 599:
+            raise ValueError(f"SMTP reply code {self.code} is not 4xx or 5xx")
+        if self.xcode is not None and (
+            not _XCODE.match(self.xcode) or self.xcode[0] != str(self.code)[0]
+        ):
+            raise ValueError(f"enhanced status {self.xcode!r} does not fit code {self.code}")
+        if not 1 <= len(self.lines) <= 32:
+            raise ValueError("an SMTP reply has 1 to 32 lines")
+        cleaned = tuple(_clean_line(line) for line in self.lines)
+        object.__setattr__(self, "lines", cleaned)
+
+    def __str__(self) -> str:
+        prefix = f"{self.code} {self.xcode} " if self.xcode else f"{self.code} "
+        return prefix + " / ".join(self.lines)
+
+
+def _clean_line(text: str) -> str:
+    text = "".join(c if c >= " " and c != "\x7f" else " " for c in text)
+    return text[:980]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: VerdictKind
+    reply: SmtpReply | None = None
+    reason: str = ""  # for the log, never sent
+
+    def __post_init__(self) -> None:
+        if self.reply is not None:
+            if self.kind is VerdictKind.REJECT and self.reply.code < 500:
+                raise ValueError("a reject needs a 5xx reply")
+            if self.kind is VerdictKind.TEMPFAIL and self.reply.code >= 500:
+                raise ValueError("a tempfail needs a 4xx reply")
+            if self.kind not in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
+                raise ValueError(f"{self.kind.value} carries no SMTP reply")
+
+    @property
+    def ends_message(self) -> bool:
+        return self.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL, VerdictKind.DISCARD)
+
+    def describe(self) -> str:
+        text = self.kind.value
+        if self.reply is not None:
+            text += f" ({self.reply})"
+        elif self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+CONTINUE = Verdict(VerdictKind.CONTINUE)
+ACCEPT = Verdict(VerdictKind.ACCEPT)
+DISCARD = Verdict(VerdictKind.DISCARD)
+
+
+def _split(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return (text,) if isinstance(text, str) else tuple(text)
+
+
+def reject(
+    text: str | list[str] | tuple[str, ...] = "Message rejected",
+    *,
+    code: int = 550,
+    xcode: str | None = "5.7.1",
+    reason: str = "",
+) -> Verdict:
+    """A 5xx verdict with its SMTP reply."""
+    return Verdict(VerdictKind.REJECT, SmtpReply(code, xcode, _split(text)), reason)
+
+
+def tempfail(
+    text: str | list[str] | tuple[str, ...] = "Try again later",
+    *,
+    code: int = 451,
+    xcode: str | None = "4.7.1",
+    reason: str = "",
+) -> Verdict:
+    """A 4xx verdict with its SMTP reply."""
+    return Verdict(VerdictKind.TEMPFAIL, SmtpReply(code, xcode, _split(text)), reason)

@@ -1,0 +1,18 @@
+"""Loading and validating miltrd's TOML configuration."""
+
+from .errors import ConfigError, Problem
+from .load import DEFAULT_PATH, load, load_text
+from .model import Config, DaemonConfig, ListenSpec, PluginEntry, parse_listen
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Config",
+    "ConfigError",
+    "DaemonConfig",
+    "ListenSpec",
+    "PluginEntry",
+    "Problem",
+    "load",
+    "load_text",
+    "parse_listen",
+]

@@ -1,0 +1,159 @@
+"""Build a dataclass from a TOML table, checking every key and type.
+
+Used for miltrd's own sections and for each plugin's ``Options``, so all
+errors read the same. Supported field types: str, int, float, bool,
+list[T], tuple[T, ...], dict[str, T], Literal[...], X | None, and nested
+dataclasses. Unknown keys are errors, with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from collections.abc import Mapping
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+__all__ = ["coerce", "Problems"]
+
+Problems = list[tuple[str, str]]  # (key path, message)
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
+    if origin in (list, tuple):
+        return f"a list of {_describe(get_args(tp)[0])}"
+    if origin is dict:
+        return f"a table of {_describe(get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _value(tp: Any, value: Any, path: str, problems: Problems) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        for option in options:
+            sub: Problems = []
+            result = _value(option, value, path, sub)
+            if not sub:
+                return result
+        if len(options) == 1:
+            return _value(options[0], value, path, problems)
+        raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
+    if origin is Literal:
+        if value not in get_args(tp) or isinstance(value, bool) != any(
+            isinstance(a, bool) for a in get_args(tp)
+        ):
+            raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
+        item_tp = get_args(tp)[0]
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_value(item_tp, item, f"{path}[{i}]", problems))
+            except _Invalid as exc:
+                problems.append((f"{path}[{i}]", str(exc)))
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
+        item_tp = get_args(tp)[1]
+        out = {}
+        for key, item in value.items():
+            try:
+                out[key] = _value(item_tp, item, f"{path}.{key}", problems)
+            except _Invalid as exc:
+                problems.append((f"{path}.{key}", str(exc)))
+        return out
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected a table, got {_got(value)}")
+        return coerce(tp, value, path, problems)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(f"expected true or false, got {_got(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {_got(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"expected a number, got {_got(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _Invalid(f"expected a string, got {_got(value)}")
+        return value
+    raise TypeError(f"unsupported option type {tp!r} at {path}")
+
+
+def coerce(cls: type, table: Mapping[str, Any], path: str, problems: Problems) -> Any:
+    """Return ``cls(**table)`` with every value checked, or None if any problem.
+
+    Problems are appended as (key path, message); ``path`` is the table's own
+    key path ("" at top level).
+    """
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = {name.replace("_", "-"): name for name in fields} | {name: name for name in fields}
+    before = len(problems)
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        key_path = f"{path}.{key}" if path else key
+        name = names.get(key)
+        if name is None:
+            hint = difflib.get_close_matches(key, list(fields), n=1)
+            problems.append(
+                (key_path, f'unknown key (did you mean "{hint[0]}"?)' if hint else "unknown key")
+            )
+            continue
+        try:
+            kwargs[name] = _value(hints[name], value, key_path, problems)
+        except _Invalid as exc:
+            problems.append((key_path, str(exc)))
+    for name, f in fields.items():
+        if (
+            name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
+            problems.append((f"{path}.{name}" if path else name, "required key is missing"))
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        problems.append((path, str(exc)))
+        return None

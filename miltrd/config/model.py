@@ -1,0 +1,149 @@
+"""The validated configuration, as frozen objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..api import Plugin, Site
+from .errors import Problem
+
+__all__ = [
+    "ListenSpec",
+    "parse_listen",
+    "DaemonSection",
+    "InternalSection",
+    "ChainSection",
+    "DaemonConfig",
+    "PluginEntry",
+    "Config",
+    "OnError",
+    "Mode",
+    "PLUGIN_COMMON_KEYS",
+]
+
+OnError = Literal["tempfail", "continue", "reject", "accept"]
+Mode = Literal["enforce", "observe"]
+# Keys every [plugins.NAME] table may carry besides the plugin's own.
+PLUGIN_COMMON_KEYS = ("use", "mode", "on_error", "timeout")
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    """Where to listen, in Sendmail's X-line syntax."""
+
+    kind: Literal["unix", "inet", "inet6"]
+    text: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def all_addresses(self) -> bool:
+        return self.kind != "unix" and self.host in ("", "0.0.0.0", "::", "*")
+
+
+_INET = re.compile(r"(\d+)(?:@(.+))?\Z")
+
+
+def parse_listen(text: str) -> ListenSpec:
+    """Parse ``local:/path``, ``unix:/path``, ``inet:PORT@HOST``, ``inet6:PORT@HOST``.
+
+    Raises ValueError with a message saying what is wrong.
+    """
+    scheme, sep, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError(f'"{text}": expected local:/path, inet:PORT@HOST or inet6:PORT@HOST')
+    if scheme in ("local", "unix"):
+        if not rest.startswith("/"):
+            raise ValueError(f'"{text}": a unix socket needs an absolute path')
+        return ListenSpec("unix", text, path=rest)
+    if scheme in ("inet", "inet6"):
+        m = _INET.match(rest)
+        if not m:
+            hint = ""
+            if re.fullmatch(r".+:\d+", rest):
+                phost, _, pport = rest.rpartition(":")
+                hint = f" (that is Postfix's syntax; miltrd uses {scheme}:{pport}@{phost})"
+            raise ValueError(f'"{text}": expected {scheme}:PORT@HOST{hint}')
+        port = int(m.group(1))
+        if not 0 < port < 65536:
+            raise ValueError(f'"{text}": port {port} is out of range')
+        host = (m.group(2) or "").strip("[]")
+        if scheme == "inet" and ":" in host:
+            raise ValueError(f'"{text}": an IPv6 address needs inet6:')
+        return ListenSpec(scheme, text, host=host, port=port)  # type: ignore[arg-type]
+    raise ValueError(f'"{text}": unknown socket type {scheme!r} (local, unix, inet, inet6)')
+
+
+@dataclass(frozen=True)
+class DaemonSection:
+    """[daemon] as written in the file."""
+
+    listen: list[str] = field(default_factory=lambda: ["inet:8894@127.0.0.1"])
+    socket_mode: str = "0660"
+    user: str | None = None
+    group: str | None = None
+    max_connections: int = 512
+    on_error: OnError = "tempfail"
+    timeout: float = 30.0
+    shutdown_timeout: float = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log: Literal["stderr", "syslog"] = "stderr"
+    spool_threshold: int = 1024 * 1024
+    max_packet: int = 1024 * 1024 - 1
+
+
+@dataclass(frozen=True)
+class InternalSection:
+    networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    domains: list[str] = field(default_factory=list)
+    authenticated: bool = True
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    listen: tuple[ListenSpec, ...]
+    socket_mode: int
+    user: str | None
+    group: str | None
+    max_connections: int
+    on_error: OnError
+    timeout: float
+    shutdown_timeout: float
+    log_level: str
+    log: str
+    spool_threshold: int
+    max_packet: int
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    name: str
+    cls: type[Plugin]
+    options: Any
+    mode: Mode = "enforce"
+    on_error: OnError | None = None
+    timeout: float | None = None
+    use: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    daemon: DaemonConfig
+    site: Site
+    plugins: tuple[PluginEntry, ...]
+    lines: Any = field(default=None, compare=False, repr=False)  # LineIndex of the text
+
+    def problem(self, path: str, message: str) -> Problem:
+        """A Problem located in this config's file."""
+        line = self.lines.line_of(path) if self.lines is not None else None
+        return Problem(path, message, line, self.path)

@@ -1,0 +1,115 @@
+"""Find plugin classes and check them when they are loaded.
+
+A plugin is found, in this order: by ``use = "module:Class"`` in its
+config table; among the built-ins (module ``miltrd.plugins.<name>``,
+attribute ``PLUGIN``); through the entry-point group ``miltrd.plugins``.
+Errors say which of these failed and why: not installed, import failed
+inside the module, or the attribute is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import pkgutil
+
+from .api import DECIDING_PHASES, HOOKS, Plugin
+
+__all__ = ["PluginLoadError", "load_plugin", "validate_plugin", "available_plugins"]
+
+ENTRY_POINT_GROUP = "miltrd.plugins"
+
+
+class PluginLoadError(Exception):
+    """The plugin cannot be loaded or does not follow the plugin API."""
+
+
+def _import(module_name: str, attr: str, what: str) -> object:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise PluginLoadError(f"{what}: module {module_name} is not installed") from None
+        raise PluginLoadError(f"{what}: importing {module_name} failed: {exc}") from exc
+    except Exception as exc:
+        raise PluginLoadError(f"{what}: importing {module_name} failed: {exc!r}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PluginLoadError(f"{what}: module {module_name} has no {attr}") from None
+
+
+def load_plugin(name: str, use: str | None = None) -> type[Plugin]:
+    """Return the validated plugin class for chain entry ``name``."""
+    if use:
+        module_name, sep, attr = use.partition(":")
+        if not sep or not module_name or not attr:
+            raise PluginLoadError(f'use = "{use}": expected "module:Class"')
+        obj = _import(module_name, attr, f'use = "{use}"')
+    else:
+        obj = _find_named(name)
+    if not (isinstance(obj, type) and issubclass(obj, Plugin)):
+        raise PluginLoadError(f"plugin {name}: {obj!r} is not a subclass of miltrd.api.Plugin")
+    validate_plugin(obj, name)
+    return obj
+
+
+def _find_named(name: str) -> object:
+    builtin = f"miltrd.plugins.{name}"
+    if importlib.util.find_spec("miltrd.plugins") is not None:
+        try:
+            spec = importlib.util.find_spec(builtin)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            return _import(builtin, "PLUGIN", f"plugin {name}")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except Exception as exc:
+                raise PluginLoadError(f"plugin {name}: entry point {ep.value}: {exc!r}") from exc
+    known = ", ".join(available_plugins()) or "none"
+    raise PluginLoadError(f"plugin {name} is not installed (available: {known})")
+
+
+def available_plugins() -> list[str]:
+    names: set[str] = set()
+    try:
+        builtins_pkg = importlib.import_module("miltrd.plugins")
+    except ImportError:
+        builtins_pkg = None
+    if builtins_pkg is not None:
+        for path in builtins_pkg.__path__:
+            names.update(m.name for m in pkgutil.iter_modules([path]) if not m.name.startswith("_"))
+    names.update(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def validate_plugin(cls: type[Plugin], name: str) -> None:
+    """Check a plugin class against the API, like pluggy's hook verification."""
+    problems = []
+    for hook in HOOKS:
+        impl = getattr(cls, hook)
+        if impl is getattr(Plugin, hook):
+            continue
+        if not inspect.iscoroutinefunction(impl):
+            problems.append(f"{hook} must be declared 'async def'")
+            continue
+        want = list(inspect.signature(getattr(Plugin, hook)).parameters)
+        have = list(inspect.signature(impl).parameters)
+        if len(have) != len(want):
+            problems.append(f"{hook} takes ({', '.join(have)}), the API passes ({', '.join(want)})")
+    if cls.decides is not None:
+        extra = cls.decides & ~(cls.implemented() & DECIDING_PHASES)
+        if extra:
+            problems.append(f"decides {extra} without implementing those hooks")
+    if not (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options)):
+        problems.append("Options must be a dataclass")
+    if problems:
+        raise PluginLoadError(
+            f"plugin {name} ({cls.__module__}.{cls.__qualname__}): " + "; ".join(problems)
+        )
