@@ -136,6 +136,7 @@ class Body:
 class _Caller:
     name: str
     actions: Action
+    observe: bool = False
 
 
 @dataclass
@@ -242,7 +243,9 @@ class Message:
                 f"Action.{needed.name}"
             )
         self._mutations.append((caller.name, mutation))
-        if isinstance(mutation, ReplaceBody):
+        # An observing plugin's body change is only logged: later plugins
+        # must see the body the MTA will deliver.
+        if isinstance(mutation, ReplaceBody) and not caller.observe:
             self.body.replace(mutation.data)
 
     def add_header(self, name: str, value: str) -> None:

@@ -1,0 +1,16 @@
+"""The chain: runs the configured plugins per phase and combines their verdicts."""
+
+from .runtime import CORE_MACROS, CORE_OBSERVES, LoadedPlugin, Needs, Runtime, build_runtime
+from .session import ChainSession, EomResult, on_error_verdict
+
+__all__ = [
+    "CORE_MACROS",
+    "CORE_OBSERVES",
+    "ChainSession",
+    "EomResult",
+    "LoadedPlugin",
+    "Needs",
+    "Runtime",
+    "build_runtime",
+    "on_error_verdict",
+]

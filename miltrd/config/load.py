@@ -130,7 +130,7 @@ def _daemon(raw: DaemonSection, problems: Problems) -> DaemonConfig | None:
             ("daemon.socket_mode", f'expected an octal mode like "0660", got "{raw.socket_mode}"')
         )
         mode = 0o660
-    for key in ("timeout", "shutdown_timeout"):
+    for key in ("timeout", "shutdown_timeout", "idle_timeout"):
         if getattr(raw, key) <= 0:
             problems.append((f"daemon.{key}", "must be more than 0 seconds"))
     if raw.max_connections < 1:
@@ -152,6 +152,7 @@ def _daemon(raw: DaemonSection, problems: Problems) -> DaemonConfig | None:
         log=raw.log,
         spool_threshold=raw.spool_threshold,
         max_packet=raw.max_packet,
+        idle_timeout=raw.idle_timeout,
     )
 
 

@@ -94,6 +94,7 @@ class DaemonSection:
     log: Literal["stderr", "syslog"] = "stderr"
     spool_threshold: int = 1024 * 1024
     max_packet: int = 1024 * 1024 - 1
+    idle_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class DaemonConfig:
     log: str
     spool_threshold: int
     max_packet: int
+    idle_timeout: float
 
 
 @dataclass(frozen=True)

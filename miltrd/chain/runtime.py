@@ -1,0 +1,135 @@
+"""A Runtime: a validated config with its plugins built, and what they need.
+
+Built once per start or reload and never changed afterwards; connections
+keep the runtime they started with, so a reload never disturbs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..api import DECIDING_PHASES, Action, OptionError, Phase, Plugin
+from ..config import Config, ConfigError, PluginEntry
+
+__all__ = ["Runtime", "LoadedPlugin", "Needs", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
+
+# What the chain itself reads, whatever the plugins: the client, the
+# envelope (for logs and [internal] checks) and the end of the message.
+CORE_OBSERVES = Phase.CONNECT | Phase.HELO | Phase.MAIL | Phase.RCPT | Phase.EOM
+# Requesting macro lists replaces the MTA's defaults, so these must include
+# everything the chain reads itself.
+CORE_MACROS: Mapping[Phase, frozenset[str]] = {
+    Phase.CONNECT: frozenset({"j", "{daemon_name}", "{client_addr}", "{client_name}"}),
+    Phase.HELO: frozenset({"{tls_version}", "{cipher}"}),
+    Phase.MAIL: frozenset({"i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}"}),
+    Phase.RCPT: frozenset({"i", "{rcpt_addr}", "{rcpt_mailer}"}),
+    Phase.DATA: frozenset({"i"}),
+    Phase.EOH: frozenset({"i"}),
+    Phase.EOM: frozenset({"i"}),
+}
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    entry: PluginEntry
+    plugin: Plugin
+    implemented: Phase
+    observes: Phase
+    deciding: Phase
+    actions: Action
+    timeout: float
+    on_error: str
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def observe_only(self) -> bool:
+        return self.entry.mode == "observe"
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The union of what the chain needs from the MTA."""
+
+    observes: Phase
+    decides: Phase
+    actions: Action
+    macros: Mapping[Phase, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: Config
+    plugins: tuple[LoadedPlugin, ...]
+    needs: Needs
+
+    async def close(self) -> None:
+        for loaded in self.plugins:
+            try:
+                await loaded.plugin.close()
+            except Exception:
+                logging.getLogger("miltrd.chain").exception("closing plugin %s failed", loaded.name)
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Build every plugin of the chain; ConfigError if one refuses its options."""
+    loaded: list[LoadedPlugin] = []
+    problems = []
+    for entry in config.plugins:
+        cls = entry.cls
+        try:
+            plugin = cls(
+                entry.options,
+                name=entry.name,
+                site=config.site,
+                log=logging.getLogger(f"miltrd.plugin.{entry.name}"),
+            )
+        except OptionError as exc:
+            problems.append(config.problem(f"plugins.{entry.name}.{exc.key}", exc.message))
+            continue
+        except Exception as exc:
+            problems.append(
+                config.problem(f"plugins.{entry.name}", f"plugin failed to start: {exc!r}")
+            )
+            continue
+        loaded.append(
+            LoadedPlugin(
+                entry=entry,
+                plugin=plugin,
+                implemented=cls.implemented(),
+                observes=cls.observes(),
+                deciding=cls.deciding() & DECIDING_PHASES,
+                actions=cls.actions,
+                timeout=entry.timeout or config.daemon.timeout,
+                on_error=entry.on_error or config.daemon.on_error,
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Runtime(config, tuple(loaded), compute_needs(loaded))
+
+
+def compute_needs(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Needs:
+    observes = CORE_OBSERVES
+    decides = Phase.NONE
+    actions = Action.NONE
+    macros: dict[Phase, set[str]] = {phase: set(names) for phase, names in CORE_MACROS.items()}
+    for p in plugins:
+        observes |= p.observes
+        # A plugin in observe mode never changes anything at the MTA.
+        if not p.observe_only:
+            decides |= p.deciding
+            actions |= p.actions
+        for phase, names in type(p.plugin).macros.items():
+            macros.setdefault(phase, set()).update(names)
+    # Anyone who decides anywhere may fail, and a failure may tempfail.
+    return Needs(
+        observes=observes,
+        decides=decides,
+        actions=actions,
+        macros={phase: frozenset(names) for phase, names in macros.items()},
+    )

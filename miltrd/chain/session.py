@@ -1,0 +1,337 @@
+"""Runs the plugins of one runtime for one SMTP connection.
+
+The chain rule, phase by phase, in ``chain.plugins`` order:
+
+1. A hook returns a verdict (None = continue). REJECT, TEMPFAIL and DISCARD
+   end the message at once: later plugins are not called and the first
+   such verdict wins. At RCPT, REJECT and TEMPFAIL refuse only that
+   recipient; later plugins are not asked about it.
+2. ACCEPT retires that plugin for the rest of the message (at CONNECT or
+   HELO: for the rest of the connection). When every plugin has accepted
+   and no change is pending, the chain answers ACCEPT and the MTA stops
+   sending this message.
+3. Changes asked for in any phase are returned at end of message in chain
+   order, then the final verdict. A later plugin sees an earlier plugin's
+   replaced body.
+4. A plugin in observe mode runs fully; its verdicts and changes are
+   logged as "would ..." and dropped.
+5. A hook that raises or runs past its timeout gets the plugin's on_error
+   verdict, logged with the traceback and the queue id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..api import (
+    ACCEPT,
+    CONTINUE,
+    MESSAGE_PHASES,
+    Body,
+    Connection,
+    Message,
+    Mutation,
+    Phase,
+    PluginContractError,
+    Verdict,
+    VerdictKind,
+    bare_address,
+    reject,
+    tempfail,
+)
+from ..api.context import _Caller
+from ..logs import queue_id
+from .runtime import LoadedPlugin, Runtime
+
+__all__ = ["ChainSession", "EomResult", "on_error_verdict"]
+
+log = logging.getLogger("miltrd.chain")
+summary_log = logging.getLogger("miltrd.summary")
+
+
+def on_error_verdict(policy: str) -> Verdict:
+    if policy == "continue":
+        return CONTINUE
+    if policy == "accept":
+        return ACCEPT
+    if policy == "reject":
+        return reject(
+            "Message rejected by mail filter", code=550, xcode="5.7.1", reason="plugin error"
+        )
+    return tempfail(
+        "Temporary failure in mail filter, try again later",
+        code=451,
+        xcode="4.3.0",
+        reason="plugin error",
+    )
+
+
+@dataclass
+class EomResult:
+    verdict: Verdict
+    mutations: list[Mutation] = field(default_factory=list)
+
+
+class ChainSession:
+    """Per-connection chain state; one hook call at a time."""
+
+    def __init__(self, runtime: Runtime, conn: Connection) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.plugins = runtime.plugins
+        self._conn_retired: set[str] = set()
+        self.msg: Message | None = None
+        self._retired: set[str] = set()
+        self._verdicts: dict[str, str] = {}
+        self._started = 0.0
+
+    # --- helpers ------------------------------------------------------------
+
+    def _new_message(self) -> Message:
+        self._end_message_state()
+        body = Body(self.runtime.config.daemon.spool_threshold)
+        self.msg = Message(conn=self.conn, body=body)
+        self._retired = set(self._conn_retired)
+        self._verdicts = {}
+        self._started = time.monotonic()
+        return self.msg
+
+    def _end_message_state(self) -> None:
+        if self.msg is not None:
+            self.msg.body.close()
+        self.msg = None
+        queue_id.set("")
+
+    def _refresh_qid(self) -> None:
+        qid = self.conn.macro("i")
+        if qid:
+            queue_id.set(qid)
+
+    def _active(self, phase: Phase) -> list[LoadedPlugin]:
+        return [p for p in self.plugins if phase & p.implemented and p.name not in self._retired]
+
+    def wants(self, phase: Phase) -> bool:
+        """Does any plugin still in the game look at this phase's data?"""
+        return any(phase & p.observes and p.name not in self._retired for p in self.plugins)
+
+    def _all_accepted(self) -> bool:
+        if self.msg is not None and self.msg._mutations:
+            return False
+        return bool(self.plugins) and all(p.name in self._retired for p in self.plugins)
+
+    async def _call(
+        self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
+    ) -> Verdict:
+        self.conn._caller = _Caller(p.name, p.actions, p.observe_only)
+        try:
+            result = await asyncio.wait_for(call(), p.timeout)
+            if result is None:
+                result = CONTINUE
+            if not isinstance(result, Verdict):
+                raise PluginContractError(f"returned {result!r}, not a Verdict or None")
+            if result.kind is VerdictKind.DISCARD and not phase & MESSAGE_PHASES:
+                raise PluginContractError(f"DISCARD is not allowed at {phase.name}")
+        except TimeoutError:
+            log.error(
+                "plugin %s: %s hook timed out after %.1fs; on_error=%s",
+                p.name,
+                (phase.name or "").lower(),
+                p.timeout,
+                p.on_error,
+            )
+            result = on_error_verdict(p.on_error)
+            self._verdicts[p.name] = f"timeout->{result.kind.value}"
+            return result
+        except Exception:
+            log.exception(
+                "plugin %s: %s hook failed; on_error=%s",
+                p.name,
+                (phase.name or "").lower(),
+                p.on_error,
+            )
+            result = on_error_verdict(p.on_error)
+            self._verdicts[p.name] = f"error->{result.kind.value}"
+            return result
+        finally:
+            self.conn._caller = None
+        if result.kind is not VerdictKind.CONTINUE:
+            self._verdicts[p.name] = result.kind.value
+        if p.observe_only and result.kind is not VerdictKind.CONTINUE:
+            log.info("plugin %s (observe): would %s", p.name, result.describe())
+            self._verdicts[p.name] = f"would-{result.kind.value}"
+            return CONTINUE
+        return result
+
+    async def _run(
+        self,
+        phase: Phase,
+        make_call: Callable[[LoadedPlugin], Callable[[], Awaitable[Verdict | None]]],
+    ) -> Verdict:
+        retired_scope = self._conn_retired if not phase & MESSAGE_PHASES else self._retired
+        for p in self._active(phase):
+            verdict = await self._call(p, phase, make_call(p))
+            if verdict.kind is VerdictKind.ACCEPT:
+                retired_scope.add(p.name)
+                self._retired.add(p.name)
+                continue
+            if verdict.kind is not VerdictKind.CONTINUE:
+                return verdict
+        if self._all_accepted():
+            return ACCEPT
+        return CONTINUE
+
+    # --- phases ---------------------------------------------------------------
+
+    async def connect(self) -> Verdict:
+        return await self._run(Phase.CONNECT, lambda p: lambda: p.plugin.on_connect(self.conn))
+
+    async def helo(self, name: str) -> Verdict:
+        self.conn.helo = name
+        return await self._run(Phase.HELO, lambda p: lambda: p.plugin.on_helo(self.conn, name))
+
+    async def mail(self, sender: str, args: tuple[str, ...]) -> Verdict:
+        msg = self._new_message()
+        msg.sender = bare_address(sender)
+        msg.sender_args = args
+        self._refresh_qid()
+        verdict = await self._run(Phase.MAIL, lambda p: lambda: p.plugin.on_mail(msg, msg.sender))
+        return self._maybe_end(verdict, "mail")
+
+    async def rcpt(self, recipient: str, args: tuple[str, ...]) -> Verdict:
+        msg = self.msg or self._new_message()
+        bare = bare_address(recipient)
+        self._refresh_qid()
+        verdict = await self._run(Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare))
+        if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
+            msg.rejected_recipients.append(bare)
+            log.info("recipient <%s> refused: %s", bare, verdict.describe())
+            return verdict
+        msg.recipients.append(bare)
+        msg._raw_recipients[bare.lower()] = recipient
+        return self._maybe_end(verdict, "rcpt")
+
+    async def data(self) -> Verdict:
+        msg = self.msg or self._new_message()
+        self._refresh_qid()
+        verdict = await self._run(Phase.DATA, lambda p: lambda: p.plugin.on_data(msg))
+        return self._maybe_end(verdict, "data")
+
+    async def header(self, name: str, value: str) -> Verdict:
+        msg = self.msg or self._new_message()
+        msg.headers.append((name, value))
+        verdict = await self._run(
+            Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
+        )
+        return self._maybe_end(verdict, "header")
+
+    async def eoh(self) -> Verdict:
+        msg = self.msg or self._new_message()
+        self._refresh_qid()
+        verdict = await self._run(Phase.EOH, lambda p: lambda: p.plugin.on_eoh(msg))
+        return self._maybe_end(verdict, "eoh")
+
+    async def body(self, chunk: bytes) -> Verdict:
+        msg = self.msg or self._new_message()
+        if self.wants(Phase.BODY):
+            msg.body.append(chunk)
+        verdict = await self._run(Phase.BODY, lambda p: lambda: p.plugin.on_body(msg, chunk))
+        return self._maybe_end(verdict, "body")
+
+    async def eom(self, deferred: Verdict | None = None) -> EomResult:
+        """Run end of message; ``deferred`` is an earlier verdict that could
+        not be sent (its phase was negotiated as no-reply) and now wins."""
+        msg = self.msg or self._new_message()
+        self._refresh_qid()
+        if deferred is not None and deferred.kind is not VerdictKind.CONTINUE:
+            verdict = deferred
+        else:
+            verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
+        result = EomResult(verdict)
+        if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
+            result.mutations = self._ordered_mutations(msg)
+        self._summary(verdict)
+        self._end_message_state()
+        return result
+
+    def _ordered_mutations(self, msg: Message) -> list[Mutation]:
+        order = {p.name: i for i, p in enumerate(self.plugins)}
+        observe = {p.name for p in self.plugins if p.observe_only}
+        out: list[Mutation] = []
+        for name, mutation in sorted(msg._mutations, key=lambda item: order.get(item[0], 0)):
+            if name in observe:
+                log.info("plugin %s (observe): would %s", name, _describe_mutation(mutation))
+                continue
+            out.append(mutation)
+        return out
+
+    def _maybe_end(self, verdict: Verdict, phase: str) -> Verdict:
+        if verdict.ends_message or verdict.kind is VerdictKind.ACCEPT:
+            self._summary(verdict, at=phase)
+            self._end_message_state()
+        return verdict
+
+    async def abort(self) -> None:
+        msg = self.msg
+        if msg is None:
+            return
+        for p in self.plugins:
+            if Phase.ABORT & p.implemented:
+                await self._call(p, Phase.ABORT, _abort_call(p, msg))
+        self._summary(None, at="abort")
+        self._end_message_state()
+
+    async def close(self) -> None:
+        if self.msg is not None:
+            await self.abort()
+        for p in self.plugins:
+            if Phase.CLOSE & p.implemented:
+                await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
+
+    def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
+        msg = self.msg
+        if msg is None:
+            return
+        elapsed = time.monotonic() - self._started
+        client = f"{self.conn.hostname}[{self.conn.address or ''}]"
+        plugins = ",".join(
+            f"{p.name}:{self._verdicts.get(p.name, 'continue')}" for p in self.plugins
+        )
+        action = "aborted" if verdict is None else verdict.kind.value
+        if verdict is not None and verdict.reply is not None:
+            action += f" ({verdict.reply})"
+        if verdict is not None and at != "eom":
+            action += f" at {at}"
+        summary_log.info(
+            "summary client=%s from=<%s> to=%s rejected=%s plugins=%s action=%s time=%.3fs",
+            client,
+            msg.sender,
+            ",".join(f"<{r}>" for r in msg.recipients) or "-",
+            ",".join(f"<{r}>" for r in msg.rejected_recipients) or "-",
+            plugins or "-",
+            action,
+            elapsed,
+        )
+
+
+def _abort_call(p: LoadedPlugin, msg: Message) -> Callable[[], Awaitable[Verdict | None]]:
+    async def call() -> None:
+        await p.plugin.on_abort(msg)
+
+    return call
+
+
+def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Verdict | None]]:
+    async def call() -> None:
+        await p.plugin.on_close(conn)
+
+    return call
+
+
+def _describe_mutation(m: Mutation) -> str:
+    text = type(m).__name__
+    fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
+    return f"{text}({', '.join(fields)})"

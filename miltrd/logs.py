@@ -1,0 +1,52 @@
+"""Logging: stderr (journald) or syslog facility mail, with ids on every line.
+
+A contextvar carries the connection id and the queue id of the message
+being handled; a filter copies them into every record, so each line about
+a message carries its queue id without the caller passing it around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import logging.handlers
+import os
+import sys
+
+__all__ = ["setup_logging", "conn_id", "queue_id", "ContextFilter"]
+
+conn_id: contextvars.ContextVar[str] = contextvars.ContextVar("conn_id", default="-")
+queue_id: contextvars.ContextVar[str] = contextvars.ContextVar("queue_id", default="")
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.conn = conn_id.get()
+        qid = queue_id.get()
+        record.qid = f"{qid}: " if qid else ""
+        return True
+
+
+def setup_logging(level: str = "info", target: str = "stderr") -> None:
+    root = logging.getLogger("miltrd")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    handler: logging.Handler
+    if target == "syslog" and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL
+        )
+        fmt = "miltrd[%(process)d]: %(levelname)s [%(conn)s] %(qid)s%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        # journald adds its own timestamps.
+        if os.environ.get("JOURNAL_STREAM"):
+            fmt = "%(levelname)s [%(conn)s] %(qid)s%(message)s"
+        else:
+            fmt = "%(asctime)s %(levelname)s [%(conn)s] %(qid)s%(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(ContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,389 @@
+"""One task per MTA connection: bytes <-> FilterConnection <-> chain.
+
+The loop reads, feeds the engine, dispatches each event to the chain and
+writes every reply owed for one command in a single write (no Nagle or
+delayed-ACK stalls). A malformed packet closes this one connection with
+one log line; anything else that goes wrong inside is answered with the
+configured on_error verdict, never with a silent accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
+from ..api import mutations as m
+from ..chain import ChainSession, Runtime, on_error_verdict
+from ..logs import conn_id, queue_id
+from ..protocol import (
+    MDS_1M,
+    NEED_DATA,
+    Abort,
+    Accept,
+    Action,
+    AddHeader,
+    AddRecipient,
+    AddRecipientPar,
+    BodyChunk,
+    ChangeHeader,
+    ChangeSender,
+    Command,
+    Connect,
+    ConnectionClosed,
+    Continue,
+    Data,
+    DefineMacros,
+    DeleteRecipient,
+    Discard,
+    EndOfHeaders,
+    EndOfMessage,
+    Family,
+    FilterConnection,
+    FilterResponse,
+    Header,
+    Helo,
+    InsertHeader,
+    MailFrom,
+    OptionNegotiation,
+    ProtocolError,
+    ProtocolFlag,
+    Quarantine,
+    Quit,
+    QuitNewConnection,
+    RcptTo,
+    Reject,
+    RemoteProtocolError,
+    ReplaceBody,
+    ReplyCode,
+    Skip,
+    TempFail,
+    Unknown,
+)
+from .negotiate import request_for
+
+__all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "READ_SIZE"]
+
+log = logging.getLogger("miltrd.server")
+READ_SIZE = 256 * 1024
+PROGRESS_INTERVAL = 10.0  # seconds between SMFIR_PROGRESS during a slow end of message
+_ids = itertools.count(1)
+
+_FAMILIES = {
+    Family.INET: "inet",
+    Family.INET6: "inet6",
+    Family.UNIX: "unix",
+    Family.UNKNOWN: "unknown",
+}
+_NEEDED: dict[type, Action] = {
+    m.AddHeader: Action.ADDHDRS,
+    m.InsertHeader: Action.ADDHDRS,
+    m.ChangeHeader: Action.CHGHDRS,
+    m.AddRecipient: Action.ADDRCPT,
+    m.DeleteRecipient: Action.DELRCPT,
+    m.ChangeSender: Action.CHGFROM,
+    m.ReplaceBody: Action.CHGBODY,
+    m.Quarantine: Action.QUARANTINE,
+}
+
+
+def next_conn_id() -> str:
+    return f"c{next(_ids)}"
+
+
+def reply_of(verdict: Verdict) -> FilterResponse:
+    """The protocol response for a chain verdict."""
+    kind = verdict.kind
+    if kind is VerdictKind.CONTINUE:
+        return Continue()
+    if kind is VerdictKind.ACCEPT:
+        return Accept()
+    if kind is VerdictKind.DISCARD:
+        return Discard()
+    if verdict.reply is not None:
+        return _reply_code(verdict.reply)
+    return Reject() if kind is VerdictKind.REJECT else TempFail()
+
+
+def _reply_code(reply: SmtpReply) -> ReplyCode:
+    return ReplyCode(reply.code, reply.lines, reply.xcode)
+
+
+def _mutation_responses(mutations: list[m.Mutation], actions: Action) -> list[FilterResponse]:
+    out: list[FilterResponse] = []
+    for mut in mutations:
+        needed = _NEEDED[type(mut)]
+        if isinstance(mut, m.AddRecipient) and mut.esmtp_args:
+            needed = Action.ADDRCPT_PAR
+        if needed not in actions:
+            log.error("the MTA did not allow %s; dropped %s", needed.name, mut)
+            continue
+        match mut:
+            case m.AddHeader():
+                out.append(AddHeader(mut.name, mut.value))
+            case m.InsertHeader():
+                out.append(InsertHeader(mut.index, mut.name, mut.value))
+            case m.ChangeHeader():
+                out.append(ChangeHeader(mut.index, mut.name, mut.value))
+            case m.AddRecipient():
+                if mut.esmtp_args:
+                    out.append(AddRecipientPar(f"<{mut.address}>", mut.esmtp_args))
+                else:
+                    out.append(AddRecipient(f"<{mut.address}>"))
+            case m.DeleteRecipient():
+                out.append(DeleteRecipient(mut.address))
+            case m.ChangeSender():
+                out.append(ChangeSender(f"<{mut.address}>", mut.esmtp_args))
+            case m.ReplaceBody():
+                out.append(ReplaceBody(mut.data))
+            case m.Quarantine():
+                out.append(Quarantine(mut.reason))
+    # The replacement body must be one contiguous run (Postfix); keep the
+    # chain order otherwise, and put the body pieces together at the end.
+    bodies = [r for r in out if isinstance(r, ReplaceBody)]
+    if len(bodies) > 1:
+        bodies = bodies[-1:]  # a later plugin's body replaces an earlier one
+    return [r for r in out if not isinstance(r, ReplaceBody)] + bodies
+
+
+class MilterHandler:
+    """Serves one MTA connection with one runtime."""
+
+    def __init__(self, runtime: Runtime, cid: str | None = None) -> None:
+        self.runtime = runtime
+        self.cid = cid or next_conn_id()
+        daemon = runtime.config.daemon
+        self.fc = FilterConnection(max_data_size=MDS_1M, min_packet_limit=daemon.max_packet)
+        self.conn = Connection(id=self.cid, site=runtime.config.site)
+        self.chain = ChainSession(runtime, self.conn)
+        self.deferred: Verdict | None = None
+        self.idle_timeout = daemon.idle_timeout
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn_id.set(self.cid)
+        queue_id.set("")
+        self._writer = writer
+        sock = writer.get_extra_info("socket")
+        quickack = _quickack_setter(sock)
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), self.idle_timeout)
+                except TimeoutError:
+                    log.warning("MTA idle for %.0fs, closing the connection", self.idle_timeout)
+                    break
+                quickack()
+                self.fc.receive_data(data)
+                if not await self._drain_events(writer):
+                    break
+                if not data:
+                    break
+        except RemoteProtocolError as exc:
+            log.warning("protocol error from MTA, closing the connection: %s", exc)
+        except (ConnectionError, OSError) as exc:
+            log.info("connection lost: %s", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.chain.close()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _drain_events(self, writer: asyncio.StreamWriter) -> bool:
+        """Handle every complete event; False when the connection is over."""
+        while True:
+            event = self.fc.next_event()
+            if event is NEED_DATA:
+                return True
+            if isinstance(event, (ConnectionClosed, Quit)):
+                return False
+            try:
+                out = await self._dispatch(event)
+            except ProtocolError:
+                raise
+            except Exception:
+                log.exception("internal error handling %s", type(event).__name__)
+                out = self._fail_safe()
+            if out:
+                writer.write(out)
+                if writer.transport.get_write_buffer_size() > 1024 * 1024:
+                    await writer.drain()
+
+    def _fail_safe(self) -> bytes:
+        """Answer an owed reply after an internal error with on_error."""
+        if not self.fc.reply_owed:
+            return b""
+        verdict = on_error_verdict(self.runtime.config.daemon.on_error)
+        return self._respond(verdict)
+
+    def _respond(self, verdict: Verdict) -> bytes:
+        if not self.fc.reply_owed:
+            if verdict.kind not in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
+                # The phase was negotiated as no-reply: say it at the next chance.
+                self.deferred = self.deferred or verdict
+            return b""
+        response = reply_of(verdict)
+        if isinstance(response, Discard) and self.fc.awaiting in (Command.CONNECT, Command.HELO):
+            response = TempFail()
+        return self.fc.send(response)
+
+    async def _phase(self, run: Callable[[], Awaitable[Verdict]]) -> bytes:
+        if self.deferred is not None and self.fc.reply_owed:
+            deferred, self.deferred = self.deferred, None
+            self.chain._maybe_end(deferred, "deferred")
+            return self._respond(deferred)
+        return self._respond(await run())
+
+    async def _dispatch(self, event: object) -> bytes:
+        chain = self.chain
+        match event:
+            case OptionNegotiation():
+                return self._negotiate()
+            case DefineMacros():
+                self.conn.macros = self.fc.macros()
+                return b""
+            case Connect():
+                self.conn.hostname = event.hostname
+                self.conn.family = _FAMILIES[event.family]
+                self.conn.address = event.address
+                self.conn.port = event.port
+                return await self._phase(chain.connect)
+            case Helo():
+                return await self._phase(lambda: chain.helo(event.name))
+            case MailFrom():
+                self.deferred = None
+                return await self._phase(lambda: chain.mail(event.sender, event.args))
+            case RcptTo():
+                return await self._phase(lambda: chain.rcpt(event.recipient, event.args))
+            case Data():
+                return await self._phase(chain.data)
+            case Header():
+                return await self._phase(lambda: chain.header(event.name, event.value))
+            case EndOfHeaders():
+                return await self._phase(chain.eoh)
+            case BodyChunk():
+                return await self._body(event)
+            case EndOfMessage():
+                return await self._end_of_message(event)
+            case Abort():
+                self.deferred = None
+                await chain.abort()
+                return b""
+            case QuitNewConnection():
+                await chain.close()
+                self.conn = Connection(id=self.cid, site=self.runtime.config.site)
+                self.chain = ChainSession(self.runtime, self.conn)
+                self.deferred = None
+                return b""
+            case Unknown():
+                return self.fc.send(Continue()) if self.fc.reply_owed else b""
+        return b""
+
+    async def _body(self, event: BodyChunk) -> bytes:
+        if self.deferred is not None:
+            return await self._phase(lambda: self.chain.body(event.data))
+        verdict = await self.chain.body(event.data)
+        negotiated = self.fc.negotiated
+        if (
+            self.fc.reply_owed
+            and verdict.kind is VerdictKind.CONTINUE
+            and negotiated is not None
+            and ProtocolFlag.SKIP in negotiated.protocol
+            and not self.chain.wants(Phase.BODY)
+        ):
+            return self.fc.send(Skip())
+        return self._respond(verdict)
+
+    def _negotiate(self) -> bytes:
+        req = request_for(self.runtime.needs)
+        out = self.fc.negotiate(actions=req.actions, protocol=req.protocol, macros=req.macros)
+        agreed = self.fc.negotiated
+        assert agreed is not None
+        missing = req.actions & ~agreed.actions & ~Action.ADDRCPT_PAR
+        if missing:
+            log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
+        log.debug(
+            "negotiated version %d actions %r protocol %r",
+            agreed.version,
+            agreed.actions,
+            agreed.protocol,
+        )
+        return out
+
+    async def _end_of_message(self, event: EndOfMessage) -> bytes:
+        if event.data:
+            await self.chain.body(event.data)
+        deferred, self.deferred = self.deferred, None
+        task = asyncio.ensure_future(self.chain.eom(deferred))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
+            if done:
+                break
+            # Keep the MTA's content timeout from firing during slow work.
+            if self._writer is not None:
+                self._writer.write(b"\x00\x00\x00\x01p")
+        result = task.result()
+        assert self.fc.negotiated is not None
+        responses = _mutation_responses(result.mutations, self.fc.negotiated.actions)
+        responses.append(reply_of(result.verdict))
+        return self.fc.send_all(responses)
+
+
+def _quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
+    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES)."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if sock is None or quickack is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return lambda: None
+    fd_sock = sock
+
+    def setter() -> None:
+        with contextlib.suppress(OSError):
+            fd_sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return setter
+
+
+_ONLY_CONNECT = (
+    ProtocolFlag.NOHELO
+    | ProtocolFlag.NOMAIL
+    | ProtocolFlag.NORCPT
+    | ProtocolFlag.NODATA
+    | ProtocolFlag.NOHDRS
+    | ProtocolFlag.NOEOH
+    | ProtocolFlag.NOBODY
+    | ProtocolFlag.NOUNKNOWN
+)
+
+
+async def serve_overloaded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Above max_connections: negotiate, then answer 421 4.3.2 at connect.
+
+    Closing the socket instead would make the MTA apply its own default
+    action, which a site may have set to accept: mail would go unfiltered.
+    """
+    fc = FilterConnection()
+    busy = ReplyCode(421, ("Mail filter busy, try again later",), "4.3.2")
+    try:
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 60)
+            fc.receive_data(data)
+            while (event := fc.next_event()) is not NEED_DATA:
+                if isinstance(event, (ConnectionClosed, Quit)):
+                    return
+                if isinstance(event, OptionNegotiation):
+                    writer.write(fc.negotiate(protocol=_ONLY_CONNECT))
+                elif fc.reply_owed:
+                    writer.write(fc.send(busy))
+            if not data:
+                return
+    except (ProtocolError, OSError, TimeoutError):
+        return
+    finally:
+        writer.close()
