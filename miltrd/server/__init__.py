@@ -1,0 +1,15 @@
+"""asyncio listeners and connections that drive the protocol engine and the chain."""
+
+from .connection import MilterHandler
+from .daemon import Daemon, StartupError, drop_privileges
+from .listen import ListenError, Listener, open_listener
+
+__all__ = [
+    "Daemon",
+    "ListenError",
+    "Listener",
+    "MilterHandler",
+    "StartupError",
+    "drop_privileges",
+    "open_listener",
+]

@@ -1,0 +1,219 @@
+"""The daemon: listeners, connections, reload and shutdown.
+
+Signal handlers only set events. SIGHUP builds a new runtime off to the
+side and swaps one reference: new connections use it, open ones finish on
+the runtime they started with (closed when its last connection ends). A
+bad new config keeps the old runtime and logs every problem. SIGTERM
+stops accepting, lets open sessions finish within shutdown_timeout,
+cancels the rest, removes the unix sockets and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import signal
+import socket
+from collections.abc import Callable
+
+from ..chain import Runtime, build_runtime
+from ..config import ConfigError, load
+from . import systemd
+from .connection import MilterHandler, next_conn_id, serve_overloaded
+from .listen import Listener, ListenError, open_listener
+
+__all__ = ["Daemon", "StartupError", "drop_privileges"]
+
+log = logging.getLogger("miltrd.server")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why."""
+
+
+def drop_privileges(user: str | None, group: str | None) -> None:
+    """Become ``user`` (and ``group``) after binding, when started as root."""
+    if os.geteuid() != 0 or not user:
+        return
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise StartupError(f"daemon.user: no such user {user!r}") from None
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    except KeyError:
+        raise StartupError(f"daemon.group: no such group {group!r}") from None
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(pw.pw_uid)
+    log.info("running as user %s (uid %d, gid %d)", user, pw.pw_uid, gid)
+
+
+class Daemon:
+    def __init__(self, config_path: str, runtime: Runtime) -> None:
+        self.config_path = config_path
+        self.runtime = runtime
+        self.listeners: list[Listener] = []
+        self.servers: list[asyncio.base_events.Server] = []
+        self.tasks: set[asyncio.Task[None]] = set()  # connections being served
+        self.refused: set[asyncio.Task[None]] = set()  # answered 421 (over max_connections)
+        self._users: dict[int, int] = {}  # id(runtime) -> open connections
+        self._retired: dict[int, Runtime] = {}
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self.reloads = 0
+
+    # --- start --------------------------------------------------------------
+
+    def open_listeners(self) -> None:
+        activated = systemd.activated_sockets()
+        if activated:
+            log.info("using %d socket(s) passed by systemd", len(activated))
+            self.listeners = [Listener(sock, None) for sock in activated]
+            return
+        try:
+            for spec in self.runtime.config.daemon.listen:
+                self.listeners.append(open_listener(spec, self.runtime.config.daemon))
+        except ListenError as exc:
+            self.close_listeners()
+            raise StartupError(str(exc)) from None
+
+    def close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.sock.close()
+            listener.remove_socket_file()
+
+    async def start(self) -> None:
+        """Open listeners (if not yet), drop privileges, start serving."""
+        if not self.listeners:
+            self.open_listeners()
+        daemon = self.runtime.config.daemon
+        drop_privileges(daemon.user, daemon.group)
+        for listener in self.listeners:
+            if listener.sock.family == socket.AF_UNIX:
+                server = await asyncio.start_unix_server(_ConnectionTask(self), sock=listener.sock)
+            else:
+                server = await asyncio.start_server(_ConnectionTask(self), sock=listener.sock)
+            self.servers.append(server)
+            log.info("listening on %s", listener.name)
+        log.info("chain: %s", ", ".join(p.name for p in self.runtime.plugins) or "(no plugins)")
+
+    # --- run --------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+
+        def remove() -> None:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+        return remove
+
+    async def run(self) -> None:
+        """Serve until stop_event; reload on reload_event."""
+        await self.start()
+        systemd.notify("READY=1\nSTATUS=serving")
+        stop = asyncio.ensure_future(self.stop_event.wait())
+        try:
+            while True:
+                reload = asyncio.ensure_future(self.reload_event.wait())
+                await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.done():
+                    reload.cancel()
+                    break
+                self.reload_event.clear()
+                await self.reload()
+        finally:
+            await self.shutdown()
+
+    async def reload(self) -> bool:
+        systemd.notify("RELOADING=1")
+        log.info("reloading %s", self.config_path)
+        try:
+            config = load(self.config_path)
+            runtime = build_runtime(config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload failed: %s", problem)
+            log.error("reload failed: still running with the previous configuration")
+            systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
+            return False
+        old = self.runtime
+        self.runtime = runtime
+        self.reloads += 1
+        if config.daemon.listen != old.config.daemon.listen:
+            log.warning("daemon.listen changed: restart miltrd for it to take effect")
+        log.info("reloaded: chain %s", ", ".join(p.name for p in runtime.plugins) or "(empty)")
+        if not self._users.get(id(old)):
+            await old.close()
+        else:
+            self._retired[id(old)] = old
+        systemd.notify("READY=1\nSTATUS=serving")
+        return True
+
+    async def shutdown(self) -> None:
+        systemd.notify("STOPPING=1")
+        for server in self.servers:
+            server.close()
+        for listener in self.listeners:
+            listener.remove_socket_file()
+        timeout = self.runtime.config.daemon.shutdown_timeout
+        if self.tasks:
+            log.info("waiting up to %.0fs for %d open connection(s)", timeout, len(self.tasks))
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            if pending:
+                log.warning("cancelling %d connection(s) still open", len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        await self.runtime.close()
+        for runtime in self._retired.values():
+            await runtime.close()
+        log.info("stopped")
+
+
+class _ConnectionTask:
+    """Runs one connection with the runtime current when it was accepted."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        daemon = self.daemon
+        task = asyncio.current_task()
+        assert task is not None
+        runtime = daemon.runtime
+        if len(daemon.tasks) >= runtime.config.daemon.max_connections:
+            log.warning(
+                "max_connections (%d) reached: answering a new connection with 421",
+                runtime.config.daemon.max_connections,
+            )
+            daemon.refused.add(task)
+            try:
+                await serve_overloaded(reader, writer)
+            finally:
+                daemon.refused.discard(task)
+            return
+        daemon.tasks.add(task)
+        key = id(runtime)
+        daemon._users[key] = daemon._users.get(key, 0) + 1
+        try:
+            await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
+        finally:
+            daemon.tasks.discard(task)
+            daemon._users[key] -= 1
+            if not daemon._users[key]:
+                del daemon._users[key]
+                retired = daemon._retired.pop(key, None)
+                if retired is not None:
+                    await retired.close()
