@@ -300,7 +300,12 @@ class ChainSession:
         plugins = ",".join(
             f"{p.name}:{self._verdicts.get(p.name, 'continue')}" for p in self.plugins
         )
-        action = "aborted" if verdict is None else verdict.kind.value
+        if verdict is None:
+            action = "aborted"
+        elif verdict.kind is VerdictKind.CONTINUE:
+            action = "accept"
+        else:
+            action = verdict.kind.value
         if verdict is not None and verdict.reply is not None:
             action += f" ({verdict.reply})"
         if verdict is not None and at != "eom":

@@ -1,0 +1,78 @@
+"""The ``miltrd`` command: run, check, replay, version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..config import DEFAULT_PATH
+
+__all__ = ["main", "build_parser"]
+
+
+def _config_default() -> str:
+    return os.environ.get("MILTRD_CONFIG", DEFAULT_PATH)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="miltrd", description="Configuration-driven mail filter (milter) daemon."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=None,
+            help=f"config file (default: $MILTRD_CONFIG or {DEFAULT_PATH})",
+        )
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    config_arg(run)
+    check = sub.add_parser("check", help="validate the config and show what it negotiates")
+    config_arg(check)
+    replay = sub.add_parser("replay", help="run one message through the chain (or a milter)")
+    replay.add_argument("message", help="the message file (.eml), or - for standard input")
+    replay.add_argument("--from", dest="sender", default="", help="envelope sender")
+    replay.add_argument(
+        "--rcpt", action="append", default=[], help="envelope recipient (repeatable)"
+    )
+    replay.add_argument("--client-ip", default="127.0.0.1")
+    replay.add_argument("--client-name", default=None, help="client host name")
+    replay.add_argument("--helo", default=None)
+    replay.add_argument("--auth", default="", help="SMTP AUTH user name")
+    replay.add_argument(
+        "--connect",
+        default=None,
+        help="talk to this running milter instead (inet:PORT@HOST, unix:/path)",
+    )
+    replay.add_argument("--output", default=None, help="write the resulting message here")
+    config_arg(replay)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"miltrd {__version__}")
+        return 0
+    config_path = getattr(args, "config", None) or _config_default()
+    if args.command == "check":
+        from .check import check
+
+        return check(config_path)
+    if args.command == "run":
+        from .run import run
+
+        return run(config_path)
+    if args.command == "replay":
+        from .replay import replay_command
+
+        return replay_command(args, config_path)
+    print(f"unknown command {args.command}", file=sys.stderr)
+    return 2

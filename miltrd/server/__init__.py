@@ -2,7 +2,7 @@
 
 from .connection import MilterHandler
 from .daemon import Daemon, StartupError, drop_privileges
-from .listen import ListenError, Listener, open_listener
+from .listen import Listener, ListenError, open_listener
 
 __all__ = [
     "Daemon",

@@ -66,7 +66,8 @@ def request_for(needs: Needs) -> Request:
             protocol |= off
         elif not phase & needs.decides:
             protocol |= no_reply
-    if Phase.BODY & needs.observes:
+    # SKIP only helps where body chunks get a reply to carry it.
+    if Phase.BODY & needs.observes and Phase.BODY & needs.decides:
         protocol |= ProtocolFlag.SKIP
     actions = Action.NONE
     for api_action, bits in ACTION_BITS.items():

@@ -1,0 +1,5 @@
+"""python -m miltrd"""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""``miltrd check``: validate, then show the chain and what it negotiates."""
+
+from __future__ import annotations
+
+import sys
+
+from ..api import DECIDING_PHASES, Phase
+from ..chain import Runtime, build_runtime
+from ..config import ConfigError, load
+from ..server.negotiate import STEP_FLAGS, request_for
+
+__all__ = ["check", "load_runtime", "describe_runtime"]
+
+
+def load_runtime(path: str) -> Runtime:
+    return build_runtime(load(path))
+
+
+def _phases(phases: Phase) -> str:
+    names = [p.name.lower() for p in Phase if p.name and p & phases and p is not Phase.NONE]
+    return " ".join(names) or "-"
+
+
+def describe_runtime(runtime: Runtime) -> str:
+    config = runtime.config
+    lines = [f"{config.path}: OK"]
+    lines.append("listen: " + ", ".join(spec.text for spec in config.daemon.listen))
+    lines.append("chain:")
+    if not runtime.plugins:
+        lines.append("  (no plugins: every message is accepted unchanged)")
+    for i, p in enumerate(runtime.plugins, 1):
+        actions = " ".join(a.name.lower() for a in type(p.actions) if a.name and a & p.actions)
+        lines.append(
+            f"  {i}. {p.name} [{p.entry.mode}] hooks: {_phases(p.implemented)}; "
+            f"decides: {_phases(p.deciding & DECIDING_PHASES)}; changes: {actions or '-'}; "
+            f"on_error={p.on_error} timeout={p.timeout:g}s"
+        )
+    req = request_for(runtime.needs)
+    steps = []
+    for phase, (off, no_reply) in STEP_FLAGS.items():
+        name = (phase.name or "").lower()
+        if off & req.protocol:
+            steps.append(f"{name}=off")
+        elif no_reply & req.protocol:
+            steps.append(f"{name}=no-reply")
+        else:
+            steps.append(f"{name}=reply")
+    steps.append("eom=reply")
+    lines.append("protocol steps: " + " ".join(steps))
+    if "SKIP" in repr(req.protocol):
+        lines.append("  body: skipped once no plugin wants more of it")
+    actions = " ".join(a.name or "" for a in type(req.actions) if a & req.actions and a.name)
+    lines.append(f"actions: {actions or 'none'}")
+    lines.append("macros:")
+    for stage, names in req.macros.items():
+        lines.append(f"  {stage.name.lower()}: {' '.join(names)}")
+    return "\n".join(lines)
+
+
+def check(path: str) -> int:
+    try:
+        runtime = load_runtime(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(describe_runtime(runtime))
+    return 0

@@ -1,0 +1,47 @@
+"""``miltrd run``: the daemon in the foreground (systemd Type=notify)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from ..chain import build_runtime
+from ..config import ConfigError, load
+from ..logs import setup_logging
+from ..server import Daemon, StartupError
+
+__all__ = ["run"]
+
+log = logging.getLogger("miltrd")
+
+
+def run(path: str) -> int:
+    try:
+        config = load(path)
+        runtime = build_runtime(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    setup_logging(config.daemon.log_level, config.daemon.log)
+    daemon = Daemon(path, runtime)
+    try:
+        daemon.open_listeners()
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+
+    async def main() -> None:
+        remove = daemon.install_signal_handlers()
+        try:
+            await daemon.run()
+        finally:
+            remove()
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

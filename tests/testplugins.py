@@ -1,0 +1,155 @@
+"""Small plugins used by the tests (loaded with ``use = "tests.testplugins:..."``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Literal
+
+from miltrd.api import (
+    ACCEPT,
+    DISCARD,
+    Action,
+    Connection,
+    Message,
+    Phase,
+    Plugin,
+    Verdict,
+    reject,
+    tempfail,
+)
+
+
+@dataclass(frozen=True)
+class RecipientList:
+    recipients: list[str] = field(default_factory=list)
+
+
+class RejectRecipient(Plugin):
+    Options = RecipientList
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        if recipient.lower() in (r.lower() for r in self.options.recipients):
+            return reject(f"<{recipient}>: no such user here", code=550, xcode="5.1.1")
+        return None
+
+
+@dataclass(frozen=True)
+class HeaderOptions:
+    name: str = "X-Test"
+    value: str = "added by miltrd"
+
+
+class AddHeader(Plugin):
+    Options = HeaderOptions
+    actions = Action.ADD_HEADERS
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header(self.options.name, self.options.value)
+        return None
+
+
+@dataclass(frozen=True)
+class SenderList:
+    senders: list[str] = field(default_factory=list)
+
+
+class TempfailSender(Plugin):
+    Options = SenderList
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        if sender.lower() in self.options.senders:
+            return tempfail("greylisted, try again later", code=451, xcode="4.7.1")
+        return None
+
+
+@dataclass(frozen=True)
+class RaiseOptions:
+    phase: Literal["mail", "eom"] = "eom"
+    only_sender: str = ""
+
+
+class Raiser(Plugin):
+    Options = RaiseOptions
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        if self.options.phase == "mail" and (sender == self.options.only_sender or not self.options.only_sender):
+            raise RuntimeError("plugin bug at mail")
+        return None
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        if self.options.phase == "eom" and (
+            msg.sender == self.options.only_sender or not self.options.only_sender
+        ):
+            raise RuntimeError("plugin bug at eom")
+        return None
+
+
+@dataclass(frozen=True)
+class SlowOptions:
+    seconds: float = 1.0
+
+
+class Slow(Plugin):
+    Options = SlowOptions
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        await asyncio.sleep(self.options.seconds)
+        return None
+
+
+class AcceptAtMail(Plugin):
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        return ACCEPT
+
+
+class DiscardAll(Plugin):
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        return DISCARD
+
+
+class UpperBody(Plugin):
+    actions = Action.REPLACE_BODY
+    needs = Phase.BODY
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.replace_body(msg.body.read().upper())
+        return None
+
+
+class BodyLength(Plugin):
+    """Records the body length it sees at end of message in a header."""
+
+    actions = Action.ADD_HEADERS
+    needs = Phase.BODY
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header("X-Body-Length", str(msg.body.size))
+        msg.add_header("X-Body-Start", msg.body.read()[:10].decode(errors="replace"))
+        return None
+
+
+class Recorder(Plugin):
+    """Remembers every hook call in a class-level list (for chain tests)."""
+
+    calls: list[tuple[str, str]] = []
+    needs = Phase.HEADER
+
+    async def on_connect(self, conn: Connection) -> Verdict | None:
+        Recorder.calls.append((self.name, "connect"))
+        return None
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        Recorder.calls.append((self.name, f"mail {sender}"))
+        return None
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        Recorder.calls.append((self.name, f"rcpt {recipient}"))
+        return None
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        Recorder.calls.append((self.name, f"eom {len(msg.headers)} headers"))
+        return None
+
+    async def on_abort(self, msg: Message) -> None:
+        Recorder.calls.append((self.name, "abort"))
