@@ -73,7 +73,9 @@ class Raiser(Plugin):
     Options = RaiseOptions
 
     async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
-        if self.options.phase == "mail" and (sender == self.options.only_sender or not self.options.only_sender):
+        if self.options.phase == "mail" and (
+            sender == self.options.only_sender or not self.options.only_sender
+        ):
             raise RuntimeError("plugin bug at mail")
         return None
 

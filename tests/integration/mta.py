@@ -1,0 +1,244 @@
+"""Real peers for the integration tests: a private Postfix, smtp-sink, miltrd.
+
+Postfix runs from Debian's package with its own config, queue and log in a
+temporary directory, on loopback ports, never touching the system MTA. It
+relays everything to smtp-sink, which writes one file per delivered
+message. miltrd runs as a real subprocess (``python -m miltrd run``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..tools import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+MASTER_CF = """\
+127.0.0.1:{smtp_port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {base}/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {base}/maillog
+maillog_file_prefixes = {base}
+myhostname = mta.test.example
+mydomain = test.example
+myorigin = test.example
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+relay_domains =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:{sink_port}
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_milters = {milter}
+milter_protocol = 6
+milter_default_action = tempfail
+milter_connect_timeout = 10s
+milter_command_timeout = 30s
+milter_content_timeout = 60s
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+smtpd_banner = $myhostname ESMTP test
+biff = no
+smtputf8_enable = no
+"""
+
+
+class Sink:
+    """smtp-sink writing one file per message into ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "smtp-sink",
+                "-u",
+                "postfix",
+                "-d",
+                f"{directory}/%H%M%S.",
+                f"127.0.0.1:{self.port}",
+                "64",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.chown(directory, _uid("postfix"), -1)
+        wait_for_port(self.port)
+
+    def messages(self) -> list[bytes]:
+        return [p.read_bytes() for p in sorted(self.directory.iterdir()) if p.is_file()]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[bytes]:
+        """Wait until ``count`` messages were delivered (Postfix works on its own clock)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages()
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid
+
+
+class Postfix:
+    def __init__(self, base: Path, milter: str, sink_port: int) -> None:
+        self.base = base
+        self.conf = base / "conf"
+        self.conf.mkdir(parents=True)
+        (base / "queue").mkdir()
+        (base / "data").mkdir()
+        os.chown(base / "data", _uid("postfix"), -1)
+        self.smtp_port = free_port()
+        (self.conf / "main.cf").write_text(
+            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter)
+        )
+        (self.conf / "master.cf").write_text(MASTER_CF.format(smtp_port=self.smtp_port))
+        self._postfix("start")
+        wait_for_port(self.smtp_port, timeout=30)
+
+    def _postfix(self, action: str) -> None:
+        # Postfix reports start-up errors only to a tty or syslog.
+        result = subprocess.run(
+            ["script", "-qec", f"postfix -c {self.conf} {action}", "/dev/null"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            log = self.log()
+            raise RuntimeError(f"postfix {action} failed:\n{result.stdout}{result.stderr}\n{log}")
+
+    def log(self) -> str:
+        path = self.base / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._postfix("stop")
+
+
+class Miltrd:
+    """``python -m miltrd run`` as a subprocess, with its stderr kept."""
+
+    def __init__(self, config: Path, port: int | None = None, unix_path: str | None = None) -> None:
+        self.config = config
+        self.log_path = config.with_suffix(".log")
+        self.logfile = open(self.log_path, "wb")  # noqa: SIM115
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "miltrd", "run", "-c", str(config)],
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+        if port is not None:
+            wait_for_port(port, timeout=20)
+        elif unix_path is not None:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(unix_path):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"miltrd did not start:\n{self.log()}")
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        self.logfile.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log}")
+            time.sleep(0.05)
+        return log
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.close()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running(*things: object) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for thing in reversed(things):
+            with contextlib.suppress(Exception):
+                thing.stop()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def world_readable_tmpdir() -> Iterator[Path]:
+    """A temp dir the postfix user can reach (pytest's own are mode 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="miltrd-it-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
