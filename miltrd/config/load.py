@@ -85,10 +85,12 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
     for key in data:
         if key not in _TOP_LEVEL:
             problems.append((key, f"unknown section (expected {', '.join(_TOP_LEVEL)})"))
-    daemon_raw = coerce(DaemonSection, _table(data, "daemon", problems), "daemon", problems)
+    daemon_table = _table(data, "daemon", problems)
+    daemon_raw = coerce(DaemonSection, daemon_table, "daemon", problems)
+    specs = _listen(daemon_table.get("listen", DaemonSection().listen), problems)
     internal_raw = coerce(InternalSection, _table(data, "internal", problems), "internal", problems)
     chain = coerce(ChainSection, _table(data, "chain", problems), "chain", problems)
-    daemon = _daemon(daemon_raw, problems) if daemon_raw else None
+    daemon = _daemon(daemon_raw, specs, problems) if daemon_raw else None
     site = _site(internal_raw, problems) if internal_raw else None
     plugins_tables = _table(data, "plugins", problems)
     entries: list[PluginEntry] = []
@@ -112,15 +114,22 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
     return Config(path, daemon, site, tuple(entries))
 
 
-def _daemon(raw: DaemonSection, problems: Problems) -> DaemonConfig | None:
+def _listen(listen: Any, problems: Problems) -> list[ListenSpec]:
     specs: list[ListenSpec] = []
-    if not raw.listen:
+    if not isinstance(listen, list):
+        return specs  # the type problem is reported by coerce
+    if not listen:
         problems.append(("daemon.listen", "at least one listen address is needed"))
-    for i, text in enumerate(raw.listen):
-        try:
-            specs.append(parse_listen(text))
-        except ValueError as exc:
-            problems.append((f"daemon.listen[{i}]", str(exc)))
+    for i, text in enumerate(listen):
+        if isinstance(text, str):
+            try:
+                specs.append(parse_listen(text))
+            except ValueError as exc:
+                problems.append((f"daemon.listen[{i}]", str(exc)))
+    return specs
+
+
+def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> DaemonConfig:
     try:
         mode = int(raw.socket_mode, 8)
         if not 0 <= mode <= 0o777:

@@ -1,0 +1,95 @@
+"""bcc: add envelope recipients by rules, never duplicating one already there.
+
+Each rule matches on direction (incoming / outgoing / internal, from
+``[internal]``), sender patterns and recipient patterns (shell-style
+globs on the address, compared without case), and adds the addresses in
+``copy_to``. Templates: ``{user}`` and ``{domain}`` are the matching
+recipient's (or, for a rule without recipient patterns, the sender's);
+``{sender_user}``, ``{sender_domain}`` and ``{direction}`` are always set.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from miltrd.api import Action, Message, OptionError, Plugin, Verdict, domain_of, local_part
+
+_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
+_FIELDS = {"user", "domain", "sender_user", "sender_domain", "direction"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    copy_to: list[str]
+    direction: list[Literal["incoming", "outgoing", "internal"]] = field(default_factory=list)
+    senders: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BccOptions:
+    rules: list[Rule] = field(default_factory=list)
+
+
+def _matches(address: str, patterns: list[str]) -> bool:
+    address = address.lower()
+    return any(fnmatch.fnmatchcase(address, p.lower()) for p in patterns)
+
+
+def _safe(value: str) -> str:
+    # Values come from the SMTP peer: keep them to characters valid in an address.
+    return _SAFE.sub("_", value)
+
+
+class Bcc(Plugin):
+    Options = BccOptions
+    actions = Action.ADD_RECIPIENTS
+
+    def __init__(self, options: BccOptions, **kw: Any) -> None:
+        super().__init__(options, **kw)
+        for i, rule in enumerate(options.rules):
+            for j, template in enumerate(rule.copy_to):
+                names = set(re.findall(r"{(\w*)}", template))
+                if names - _FIELDS:
+                    bad = ", ".join(sorted(names - _FIELDS))
+                    raise OptionError(
+                        f"rules[{i}].copy_to[{j}]", f"unknown template field {{{bad}}}"
+                    )
+                if "@" not in template:
+                    raise OptionError(f"rules[{i}].copy_to[{j}]", "not an address")
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        present = {r.lower() for r in msg.recipients}
+        direction = msg.direction
+        values = {
+            "sender_user": _safe(local_part(msg.sender)),
+            "sender_domain": _safe(msg.sender_domain),
+            "direction": direction,
+        }
+        for rule in self.options.rules:
+            if rule.direction and direction not in rule.direction:
+                continue
+            if rule.senders and not _matches(msg.sender, rule.senders):
+                continue
+            if rule.recipients:
+                targets = [r for r in msg.recipients if _matches(r, rule.recipients)]
+            else:
+                targets = [msg.sender] if msg.sender else [""]
+            for target in targets:
+                fields = dict(
+                    values, user=_safe(local_part(target)), domain=_safe(domain_of(target))
+                )
+                for template in rule.copy_to:
+                    copy = template.format(**fields)
+                    if copy.lower() in present or not copy.split("@")[0]:
+                        continue
+                    present.add(copy.lower())
+                    msg.add_recipient(copy)
+                    self.log.info("bcc: added <%s>", copy)
+        return None
+
+
+PLUGIN = Bcc

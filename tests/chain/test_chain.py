@@ -1,0 +1,352 @@
+"""The chain rules of DESIGN.md, one test each, through ChainSession."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import pytest
+
+from miltrd.api import (
+    ACCEPT,
+    CONTINUE,
+    DISCARD,
+    Action,
+    Connection,
+    Message,
+    Phase,
+    Plugin,
+    Verdict,
+    VerdictKind,
+    reject,
+    tempfail,
+)
+from miltrd.api import mutations as m
+from miltrd.chain import ChainSession, build_runtime
+from miltrd.config import load_text
+
+LOG: list[str] = []
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a scripted plugin answers, per phase name."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+    header: str = ""
+
+
+def _verdict(text: str) -> Verdict | None:
+    kind = text.split(":", 1)[0]
+    if kind == "reject":
+        return reject("no")
+    if kind == "tempfail":
+        return tempfail("later")
+    if kind == "accept":
+        return ACCEPT
+    if kind == "discard":
+        return DISCARD
+    if kind == "raise":
+        raise RuntimeError("scripted failure")
+    if kind == "sleep":
+        return None
+    return CONTINUE
+
+
+class Scripted(Plugin):
+    Options = Script
+    actions = Action.ADD_HEADERS | Action.REPLACE_BODY
+    needs = Phase.BODY
+
+    async def _answer(self, phase: str) -> Verdict | None:
+        LOG.append(f"{self.name}:{phase}")
+        text = self.options.answers.get(phase, "continue")
+        if text == "sleep":
+            await asyncio.sleep(5)
+        return _verdict(text)
+
+    async def on_connect(self, conn: Connection) -> Verdict | None:
+        return await self._answer("connect")
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        return await self._answer("mail")
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        return await self._answer(f"rcpt {recipient}")
+
+    async def on_header(self, msg: Message, name: str, value: str) -> Verdict | None:
+        return await self._answer("header")
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        LOG.append(f"{self.name}:body={msg.body.read()!r}")
+        if self.options.header:
+            msg.add_header("X-By", self.options.header)
+        if self.options.answers.get("replace"):
+            msg.replace_body(self.options.answers["replace"].encode())
+        return await self._answer("eom")
+
+
+def make_session(*plugins: tuple[str, dict], extra: str = "") -> ChainSession:
+    lines = ["[chain]", f"plugins = {[name for name, _ in plugins]!r}".replace("'", '"')]
+    for name, opts in plugins:
+        lines.append(f"[plugins.{name}]")
+        lines.append('use = "tests.chain.test_chain:Scripted"')
+        for key, value in opts.items():
+            if key == "answers":
+                inner = ", ".join(f'"{k}" = "{v}"' for k, v in value.items())
+                lines.append(f"answers = {{ {inner} }}")
+            else:
+                lines.append(f"{key} = {value!r}".replace("'", '"'))
+    config = load_text("\n".join(lines) + "\n" + extra)
+    runtime = build_runtime(config)
+    conn = Connection(id="t", site=config.site, hostname="client", address="192.0.2.1")
+    LOG.clear()
+    return ChainSession(runtime, conn)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _message(session: ChainSession, rcpts=("a@x",), body=b"hello\r\n"):
+    verdicts = [await session.mail("<s@y>", ())]
+    for r in rcpts:
+        verdicts.append(await session.rcpt(f"<{r}>", ()))
+    verdicts.append(await session.header("Subject", "x"))
+    verdicts.append(await session.body(body))
+    result = await session.eom()
+    return verdicts, result
+
+
+def test_plugins_run_in_config_order() -> None:
+    s = make_session(("b", {}), ("a", {}), ("c", {}))
+    run(_message(s))
+    assert [e for e in LOG if e.endswith(":mail")] == ["b:mail", "a:mail", "c:mail"]
+
+
+def test_first_terminal_verdict_wins_and_later_plugins_are_not_called() -> None:
+    s = make_session(
+        ("a", {"answers": {"mail": "tempfail"}}), ("b", {"answers": {"mail": "reject"}})
+    )
+
+    async def go():
+        return await s.mail("<s@y>", ())
+
+    verdict = run(go())
+    assert verdict.kind is VerdictKind.TEMPFAIL
+    assert "b:mail" not in LOG
+
+
+def test_rcpt_reject_refuses_only_that_recipient() -> None:
+    s = make_session(("a", {"answers": {"rcpt bad@x": "reject"}}), ("b", {}))
+    verdicts, result = run(_message(s, rcpts=("bad@x", "good@x")))
+    assert verdicts[1].kind is VerdictKind.REJECT
+    assert verdicts[2].kind is VerdictKind.CONTINUE
+    assert "b:rcpt bad@x" not in LOG  # later plugins are not asked about it
+    assert "b:rcpt good@x" in LOG
+    assert result.verdict.kind is VerdictKind.CONTINUE
+
+
+def test_accept_retires_a_plugin_for_the_message_only() -> None:
+    s = make_session(("a", {"answers": {"mail": "accept"}}), ("b", {}))
+
+    async def go():
+        await _message(s)
+        await _message(s)
+
+    run(go())
+    assert LOG.count("a:mail") == 2  # called again for the next message
+    assert not any(e.startswith("a:rcpt") or e.startswith("a:eom") for e in LOG)
+    assert any(e.startswith("b:rcpt") for e in LOG)
+
+
+def test_all_plugins_accepted_means_accept_at_the_mta() -> None:
+    s = make_session(("a", {"answers": {"mail": "accept"}}), ("b", {"answers": {"mail": "accept"}}))
+    verdict = run(s.mail("<s@y>", ()))
+    assert verdict.kind is VerdictKind.ACCEPT
+
+
+class TagThenAccept(Plugin):
+    actions = Action.ADD_HEADERS
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        msg.add_header("X-Tag", recipient)
+        return ACCEPT
+
+
+def test_pending_changes_block_the_early_accept() -> None:
+    config = load_text(
+        '[chain]\nplugins = ["t"]\n[plugins.t]\nuse = "tests.chain.test_chain:TagThenAccept"\n'
+    )
+    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+
+    async def go():
+        await s.mail("<s@y>", ())
+        at_rcpt = await s.rcpt("<r@y>", ())
+        return at_rcpt, await s.eom()
+
+    at_rcpt, result = run(go())
+    # Everyone accepted, but an accept now would lose the header: continue.
+    assert at_rcpt.kind is VerdictKind.CONTINUE
+    assert result.mutations == [m.AddHeader("X-Tag", "r@y")]
+
+
+def test_changes_are_sent_in_chain_order_and_later_plugins_see_the_new_body() -> None:
+    s = make_session(
+        ("a", {"header": "first", "answers": {"replace": "NEW BODY"}}),
+        ("b", {"header": "second"}),
+    )
+    _, result = run(_message(s))
+    assert result.mutations == [
+        m.AddHeader("X-By", "first"),
+        m.ReplaceBody(b"NEW BODY"),
+        m.AddHeader("X-By", "second"),
+    ]
+    assert "b:body=b'NEW BODY'" in LOG
+    assert "a:body=b'hello\\r\\n'" in LOG
+
+
+def test_observe_mode_logs_would_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    s = make_session(
+        (
+            "watch",
+            {"mode": "observe", "header": "x", "answers": {"mail": "reject", "replace": "Z"}},
+        ),
+        ("b", {}),
+    )
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        verdicts, result = run(_message(s))
+    assert verdicts[0].kind is VerdictKind.CONTINUE
+    assert result.mutations == []
+    assert "b:body=b'hello\\r\\n'" in LOG  # the observed replacement did not happen
+    assert "would reject" in caplog.text
+    assert "would AddHeader" in caplog.text
+
+
+def test_raising_hook_gets_on_error_with_traceback_and_queue_id(caplog) -> None:
+    s = make_session(("a", {"answers": {"eom": "raise"}}), ("b", {}))
+    s.conn.macros = {"i": "QID42"}
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        _, result = run(_message(s))
+    assert result.verdict.kind is VerdictKind.TEMPFAIL
+    assert result.verdict.reply is not None and result.verdict.reply.code == 451
+    assert "RuntimeError: scripted failure" in caplog.text
+    assert "plugin a: eom hook failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "policy, kind",
+    [
+        ("continue", VerdictKind.CONTINUE),
+        ("reject", VerdictKind.REJECT),
+        ("accept", VerdictKind.ACCEPT),
+        ("tempfail", VerdictKind.TEMPFAIL),
+    ],
+)
+def test_on_error_policies(policy: str, kind: VerdictKind) -> None:
+    s = make_session(("a", {"answers": {"mail": "raise"}, "on_error": policy}))
+    assert run(s.mail("<s@y>", ())).kind is kind
+
+
+def test_daemon_on_error_is_the_fallback() -> None:
+    s = make_session(("a", {"answers": {"mail": "raise"}}), extra='[daemon]\non_error = "reject"\n')
+    assert run(s.mail("<s@y>", ())).kind is VerdictKind.REJECT
+
+
+def test_hook_timeout_gets_on_error(caplog) -> None:
+    s = make_session(("a", {"answers": {"mail": "sleep"}, "timeout": 0.05}))
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        verdict = run(s.mail("<s@y>", ()))
+    assert verdict.kind is VerdictKind.TEMPFAIL
+    assert "timed out after 0.1s" in caplog.text or "timed out after 0.0s" in caplog.text
+
+
+def test_discard_ends_the_message() -> None:
+    s = make_session(("a", {"answers": {"header": "discard"}}), ("b", {}))
+    verdicts, _ = run(_message(s))
+    assert verdicts[-2].kind is VerdictKind.DISCARD or verdicts[2].kind is VerdictKind.DISCARD
+    assert "b:header" not in LOG
+
+
+def test_discard_at_connect_is_a_contract_error() -> None:
+    s = make_session(("a", {"answers": {"connect": "discard"}, "on_error": "continue"}))
+    assert run(s.connect()).kind is VerdictKind.CONTINUE
+
+
+def test_undeclared_change_is_a_contract_error(caplog) -> None:
+    class Sneaky(Plugin):
+        async def on_eom(self, msg: Message) -> Verdict | None:
+            msg.add_header("X-Sneaky", "1")
+            return None
+
+    import tests.chain.test_chain as me
+
+    me.Sneaky = Sneaky  # type: ignore[attr-defined]
+    config = load_text(
+        '[chain]\nplugins = ["s"]\n[plugins.s]\nuse = "tests.chain.test_chain:Sneaky"\n'
+    )
+    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+
+    async def go():
+        await s.mail("<a@b>", ())
+        return await s.eom()
+
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        result = run(go())
+    assert result.verdict.kind is VerdictKind.TEMPFAIL
+    assert result.mutations == []
+    assert "without declaring Action.ADD_HEADERS" in caplog.text
+
+
+def test_state_is_reset_between_messages() -> None:
+    class Counter(Plugin):
+        async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+            msg.state["n"] = msg.state.get("n", 0) + 1
+            msg.conn.state["total"] = msg.conn.state.get("total", 0) + 1
+            LOG.append(f"msg={msg.state['n']} conn={msg.conn.state['total']}")
+            return None
+
+    import tests.chain.test_chain as me
+
+    me.Counter = Counter  # type: ignore[attr-defined]
+    config = load_text(
+        '[chain]\nplugins = ["c"]\n[plugins.c]\nuse = "tests.chain.test_chain:Counter"\n'
+    )
+    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+    LOG.clear()
+
+    async def go():
+        for _ in range(2):
+            await s.mail("<a@b>", ())
+            await s.rcpt("<x@y>", ())
+            await s.rcpt("<z@y>", ())
+            await s.eom()
+
+    run(go())
+    assert LOG == ["msg=1 conn=1", "msg=2 conn=2", "msg=1 conn=3", "msg=2 conn=4"]
+
+
+def test_abort_calls_on_abort_and_starts_clean() -> None:
+    s = make_session(("a", {}))
+
+    async def go():
+        await s.mail("<s@y>", ())
+        await s.abort()
+        assert s.msg is None
+        return await _message(s)
+
+    run(go())
+
+
+def test_large_body_is_spooled_to_disk() -> None:
+    s = make_session(("a", {}), extra="[daemon]\nspool_threshold = 1000\n")
+
+    async def go():
+        await s.mail("<s@y>", ())
+        await s.body(b"x" * 5000)
+        assert s.msg is not None and s.msg.body.on_disk
+        assert s.msg.body.size == 5000
+        return await s.eom()
+
+    run(go())

@@ -1,0 +1,165 @@
+"""Config errors name the file, the line and the key path; all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from miltrd.cli import main
+from miltrd.config import ConfigError, load, load_text, parse_listen
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, "m.toml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_every_problem_is_reported_at_once_with_lines() -> None:
+    text = """\
+[daemon]
+listen = ["inet:8894@127.0.0.1", "inet:127.0.0.1:8894"]
+timout = 3
+on_error = "explode"
+
+[internal]
+networks = ["10.0.0.0/8", "10.0.0.300/8"]
+
+[chain]
+plugins = ["nosuch"]
+"""
+    assert problems(text) == [
+        'm.toml:3: daemon.timout: unknown key (did you mean "timeout"?)',
+        "m.toml:4: daemon.on_error: expected one of 'tempfail', 'continue', 'reject', 'accept', "
+        'got "explode"',
+        'm.toml:2: daemon.listen[1]: "inet:127.0.0.1:8894": expected inet:PORT@HOST '
+        "(that is Postfix's syntax; miltrd uses inet:8894@127.0.0.1)",
+        "m.toml:7: internal.networks[1]: not a network: '10.0.0.300/8' does not appear to be an "
+        "IPv4 or IPv6 network",
+        "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, zombie)",
+    ]
+
+
+def test_toml_syntax_error_names_the_line() -> None:
+    (problem,) = problems('[daemon]\nlisten = ["a"\n')
+    assert problem.startswith("m.toml:")
+    assert "TOML syntax error" in problem
+
+
+def test_plugin_options_are_checked_with_their_key_path() -> None:
+    text = """\
+[internal]
+domains = ["example.com"]
+
+[chain]
+plugins = ["zombie"]
+
+[plugins.zombie]
+action = "explode"
+subdomain = true
+mode = "watch"
+"""
+    assert problems(text) == [
+        'm.toml:10: plugins.zombie.mode: expected "enforce" or "observe", got \'watch\'',
+        "m.toml:8: plugins.zombie.action: expected one of 'reject', 'tempfail', 'discard', "
+        "'quarantine', got \"explode\"",
+        'm.toml:9: plugins.zombie.subdomain: unknown key (did you mean "subdomains"?)',
+    ]
+
+
+def test_plugin_refusing_its_options_is_located() -> None:
+    text = """\
+[chain]
+plugins = ["bcc"]
+
+[[plugins.bcc.rules]]
+copy_to = ["x-{nope}@example.com"]
+"""
+    from miltrd.chain import build_runtime
+
+    with pytest.raises(ConfigError) as info:
+        build_runtime(load_text(text, "m.toml"))
+    assert [str(p) for p in info.value.problems] == [
+        "m.toml:5: plugins.bcc.rules[0].copy_to[0]: unknown template field {nope}"
+    ]
+
+
+def test_table_for_a_plugin_not_in_the_chain() -> None:
+    assert problems('[plugins.bcc]\nmode = "enforce"\n') == [
+        'm.toml:1: plugins.bcc: configured but not listed in chain.plugins ("bcc")'
+    ]
+
+
+def test_use_names_a_missing_module() -> None:
+    text = '[chain]\nplugins = ["x"]\n[plugins.x]\nuse = "no_such_module_here:Thing"\n'
+    assert problems(text) == [
+        'm.toml:4: plugins.x.use: use = "no_such_module_here:Thing": '
+        "module no_such_module_here is not installed"
+    ]
+
+
+def test_unknown_section_and_wrong_types() -> None:
+    text = '[deamon]\n[daemon]\nmax_connections = "many"\n[internal]\nauthenticated = "yes"\n'
+    assert problems(text) == [
+        "m.toml:1: deamon: unknown section (expected daemon, internal, chain, plugins)",
+        'm.toml:3: daemon.max_connections: expected an integer, got "many"',
+        'm.toml:5: internal.authenticated: expected true or false, got "yes"',
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, kind, where",
+    [
+        ("local:/run/m.sock", "unix", "/run/m.sock"),
+        ("unix:/run/m.sock", "unix", "/run/m.sock"),
+        ("inet:8894@127.0.0.1", "inet", "127.0.0.1"),
+        ("inet6:8894@[::1]", "inet6", "::1"),
+        ("inet:8894", "inet", ""),
+    ],
+)
+def test_listen_specs(text: str, kind: str, where: str) -> None:
+    spec = parse_listen(text)
+    assert spec.kind == kind
+    assert (spec.path or spec.host) == where
+
+
+@pytest.mark.parametrize(
+    "text", ["inet:0@127.0.0.1", "inet:99999@x", "local:relative", "tcp:1@x", "inet:8894@::1", "x"]
+)
+def test_bad_listen_specs(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "nope.toml")
+    (problem,) = info.value.problems
+    assert str(problem).endswith("nope.toml: cannot read: No such file or directory")
+
+
+def test_shipped_sample_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(REPO / "etc" / "miltrd.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "1. zombie [enforce]" in out
+    assert "2. bcc [enforce]" in out
+    assert "mail=reply" in out and "body=off" in out
+
+
+def test_check_exits_1_with_the_problems(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[daemon]\nlisten = []\n")
+    assert main(["check", "-c", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:2: daemon.listen: at least one listen address is needed" in err
+
+
+def test_miltrd_config_environment_variable(tmp_path: Path, monkeypatch, capsys) -> None:
+    cfg = tmp_path / "env.toml"
+    cfg.write_text('[daemon]\nlisten = ["inet:9999@127.0.0.1"]\n')
+    monkeypatch.setenv("MILTRD_CONFIG", str(cfg))
+    assert main(["check"]) == 0
+    assert "inet:9999@127.0.0.1" in capsys.readouterr().out
