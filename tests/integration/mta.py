@@ -194,7 +194,8 @@ class Miltrd:
                 time.sleep(0.05)
 
     def log(self) -> str:
-        self.logfile.flush()
+        if not self.logfile.closed:
+            self.logfile.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: signal.Signals) -> None:

@@ -1,0 +1,180 @@
+"""``miltrd run`` as a real process: signals, sd_notify, privilege drop, miltertest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from miltrd.client import Envelope, MilterClient, open_milter, replay
+
+from ..tools import free_port, require
+from .mta import REPO, Miltrd
+
+pytestmark = pytest.mark.integration
+
+MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def config(path: Path, listen: str, value: str, extra: str = "") -> Path:
+    path.write_text(
+        f'[daemon]\nlisten = ["{listen}"]\nshutdown_timeout = 10.0\n{extra}\n'
+        '[chain]\nplugins = ["stamp"]\n'
+        f'[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\nvalue = "{value}"\n'
+    )
+    return path
+
+
+async def _send(spec: str) -> list[str]:
+    reader, writer = await open_milter(spec)
+    client = MilterClient(reader, writer)
+    try:
+        result = await replay(client, MESSAGE, Envelope(sender="a@example.org"))
+    finally:
+        await client.close()
+    return [c.value for c in result.changes if getattr(c, "name", "") == "X-Test"]
+
+
+def send(spec: str) -> list[str]:
+    return asyncio.run(_send(spec))
+
+
+def test_sighup_broken_config_keeps_serving_old_chain(tmp_path: Path) -> None:
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = config(tmp_path / "m.toml", spec, "one")
+    daemon = Miltrd(cfg, port=port)
+    try:
+        assert send(spec) == ["one"]
+        cfg.write_text(cfg.read_text().replace('value = "one"', "value = 42"))
+        daemon.signal(signal.SIGHUP)
+        log = daemon.wait_log("still running with the previous configuration")
+        assert "plugins.stamp.value: expected a string, got 42" in log
+        assert f"{cfg}:" in log  # the problem names the file
+        assert send(spec) == ["one"]
+        config(cfg, spec, "two")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reloaded: chain stamp")
+        assert send(spec) == ["two"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_session_open_across_sighup_finishes_on_the_old_chain(tmp_path: Path) -> None:
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = config(tmp_path / "m.toml", spec, "before")
+    daemon = Miltrd(cfg, port=port)
+
+    async def go() -> tuple[list[str], list[str]]:
+        reader, writer = await open_milter(spec)
+        client = MilterClient(reader, writer)
+        await client.negotiate()
+        config(cfg, spec, "after")
+        daemon.signal(signal.SIGHUP)
+        await asyncio.to_thread(daemon.wait_log, "reloaded: chain stamp")
+        result = await replay(client, MESSAGE, Envelope(sender="a@example.org"))
+        await client.close()
+        old = [c.value for c in result.changes if getattr(c, "name", "") == "X-Test"]
+        return old, await _send(spec)
+
+    try:
+        old, new = asyncio.run(go())
+        assert old == ["before"]
+        assert new == ["after"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_sigterm_removes_the_unix_socket_and_exits_0(tmp_path: Path) -> None:
+    sock = tmp_path / "miltrd.sock"
+    cfg = config(tmp_path / "m.toml", f"local:{sock}", "x")
+    daemon = Miltrd(cfg, unix_path=str(sock))
+    assert send(f"unix:{sock}") == ["x"]
+    assert daemon.stop() == 0
+    assert not sock.exists()
+    assert "stopped" in daemon.log()
+
+
+def test_sd_notify_ready_reloading_stopping(tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(20)
+    port = free_port()
+    cfg = config(tmp_path / "m.toml", f"inet:{port}@127.0.0.1", "x")
+    env = dict(os.environ, PYTHONPATH=str(REPO), NOTIFY_SOCKET=str(notify_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert listener.recv(4096).startswith(b"READY=1")
+        proc.send_signal(signal.SIGHUP)
+        assert listener.recv(4096) == b"RELOADING=1"
+        assert listener.recv(4096).startswith(b"READY=1")
+        proc.send_signal(signal.SIGTERM)
+        assert listener.recv(4096) == b"STOPPING=1"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+
+
+def test_started_as_root_drops_to_the_configured_user(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start as root")
+    tmp_path.chmod(0o755)
+    sock = tmp_path / "miltrd.sock"
+    cfg = config(tmp_path / "m.toml", f"local:{sock}", "x", extra='user = "nobody"')
+    cfg.chmod(0o644)
+    daemon = Miltrd(cfg, unix_path=str(sock))
+    try:
+        assert send(f"unix:{sock}") == ["x"]
+        status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert uid_line.split()[1:] == [str(nobody)] * 4
+        assert os.stat(sock).st_uid == nobody
+    finally:
+        daemon.stop()
+
+
+def test_miltertest_against_the_daemon(tmp_path: Path) -> None:
+    require("miltertest")
+    port = free_port()
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\n'
+        '[chain]\nplugins = ["rcpt", "stamp", "upper"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\nrecipients = ["bad@example.com"]\n'
+        '[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\nname = "X-Stamp"\nvalue = "yes"\n'
+        '[plugins.upper]\nuse = "tests.testplugins:UpperBody"\n'
+    )
+    daemon = Miltrd(cfg, port=port)
+    try:
+        result = subprocess.run(
+            [
+                "miltertest",
+                "-D",
+                f"sock=inet:{port}@127.0.0.1",
+                "-s",
+                str(Path(__file__).parent / "daemon.lua"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr + daemon.log()
+        assert "daemon.lua: all checks passed" in result.stdout
+    finally:
+        daemon.stop()
