@@ -156,7 +156,8 @@ def test_miltertest_against_the_daemon(tmp_path: Path) -> None:
     cfg.write_text(
         f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\n'
         '[chain]\nplugins = ["rcpt", "stamp", "upper"]\n'
-        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\nrecipients = ["bad@example.com"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\n'
+        'recipients = ["bad@example.com"]\n'
         '[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\nname = "X-Stamp"\nvalue = "yes"\n'
         '[plugins.upper]\nuse = "tests.testplugins:UpperBody"\n'
     )
