@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -179,3 +180,44 @@ def test_miltertest_against_the_daemon(tmp_path: Path) -> None:
         assert "daemon.lua: all checks passed" in result.stdout
     finally:
         daemon.stop()
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    port = free_port()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(8)
+    # The config names another port: the socket passed by "systemd" wins.
+    cfg = config(tmp_path / "m.toml", f"inet:{free_port()}@127.0.0.1", "activated")
+    fd = listener.fileno()
+
+    def as_fd_3() -> None:
+        os.dup2(fd, 3)
+
+    proc = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f'LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" -m miltrd run -c "{cfg}"',
+        ],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        preexec_fn=as_fd_3,
+        pass_fds=(fd, 3),
+        stderr=subprocess.PIPE,
+    )
+    listener.close()  # only the child holds it now
+    try:
+        assert send(f"inet:{port}@127.0.0.1") == ["activated"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert b"using 1 socket(s) passed by systemd" in err
+    assert proc.returncode == 0
+
+
+def test_version_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "miltrd", "version"], capture_output=True, text=True, check=True
+    )
+    assert re.fullmatch(r"miltrd \d+\.\d+\.\d+\n", out.stdout)
