@@ -1,9 +1,10 @@
 #!/bin/sh
 # Install what the integration tests talk to: Postfix (a private instance
 # is started by the tests, never the system one), OpenDKIM's miltertest,
-# Sendmail's libmilter headers for the C interop filter, swaks.
+# Sendmail's libmilter headers for the C interop filter, swaks, and
+# dnsmasq as the DNS server the SPF tests run on loopback.
 set -eu
-PKGS="postfix miltertest libmilter-dev gcc swaks"
+PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

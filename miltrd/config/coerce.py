@@ -127,14 +127,15 @@ def coerce(cls: type, table: Mapping[str, Any], path: str, problems: Problems) -
     """
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    names = {name.replace("_", "-"): name for name in fields} | {name: name for name in fields}
+    # A field named like a Python keyword ("pass_") is written without the "_".
+    names = {name.rstrip("_"): name for name in fields} | {name: name for name in fields}
     before = len(problems)
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         key_path = f"{path}.{key}" if path else key
         name = names.get(key)
         if name is None:
-            hint = difflib.get_close_matches(key, list(fields), n=1)
+            hint = difflib.get_close_matches(key, [n.rstrip("_") for n in fields], n=1)
             problems.append(
                 (key_path, f'unknown key (did you mean "{hint[0]}"?)' if hint else "unknown key")
             )

@@ -1,0 +1,334 @@
+"""spf: check the sender with SPF (RFC 7208) and act on the result.
+
+The MAIL FROM identity is checked (the HELO identity for the null sender,
+and optionally the HELO identity as well) with pyspf over dnspython. The
+result goes into a ``Received-SPF`` header (RFC 7208 section 9.1) and,
+with ``authserv_id`` set, an ``Authentication-Results`` header (RFC 8601).
+A policy table maps each result to an action; per-domain overrides change
+it for chosen sender domains. Internal and authenticated clients and
+trusted forwarders are not checked. A DNS server that does not answer
+gives temperror within ``dns_timeout``, never a hung session.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dns.exception
+import dns.name
+import dns.resolver
+import spf as pyspf
+
+from miltrd.api import (
+    Action,
+    Message,
+    OptionError,
+    Plugin,
+    Verdict,
+    reject,
+    run_blocking,
+    tempfail,
+)
+
+Act = Literal["mark", "continue", "reject", "tempfail"]
+RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What to do per SPF result. mark: continue and add the headers;
+    continue: continue without headers; reject: 5xx; tempfail: 4xx."""
+
+    pass_: Act = "mark"
+    fail: Act = "reject"
+    softfail: Act = "mark"
+    neutral: Act = "mark"
+    none: Act = "mark"
+    permerror: Act = "mark"
+    temperror: Act = "tempfail"
+
+
+@dataclass(frozen=True)
+class PolicyOverride:
+    pass_: Act | None = None
+    fail: Act | None = None
+    softfail: Act | None = None
+    neutral: Act | None = None
+    none: Act | None = None
+    permerror: Act | None = None
+    temperror: Act | None = None
+
+
+@dataclass(frozen=True)
+class SpfOptions:
+    policy: Policy = field(default_factory=Policy)
+    domains: dict[str, PolicyOverride] = field(default_factory=dict)
+    best_guess: bool = False  # for domains without a record, use "v=spf1 a/24 mx/24 ptr"
+    check_helo: bool = False  # also check the HELO identity; a helo fail counts too
+    skip_internal: bool = True  # [internal] networks and authenticated clients
+    trusted_forwarders: list[str] = field(default_factory=list)  # networks not checked
+    authserv_id: str = ""  # set to add Authentication-Results
+    add_received_spf: bool = True
+    receiver: str = ""  # host name in the headers (default: the MTA's j macro)
+    dns_timeout: float = 10.0  # total seconds for all lookups of one check
+    nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
+    max_dns_lookups: int = 10  # RFC 7208 section 4.6.4
+
+
+def _policy_get(policy: Policy | PolicyOverride, result: str) -> Act | None:
+    return getattr(policy, "pass_" if result == "pass" else result)  # type: ignore[no-any-return]
+
+
+# pyspf calls a module-level DNSLookup. It is replaced once by a function that
+# uses the resolver of the check running in the current thread (a context
+# variable, copied into the worker thread), so each plugin instance keeps its
+# own nameservers and timeouts.
+_resolver: contextvars.ContextVar[dns.resolver.Resolver | None] = contextvars.ContextVar(
+    "spf_resolver", default=None
+)
+_original_lookup = pyspf.DNSLookup
+
+
+def _lookup(name: str, qtype: str, strict: Any = True, timeout: float = 20) -> list[Any]:
+    resolver = _resolver.get()
+    if resolver is None:
+        return _original_lookup(name, qtype, strict, timeout)  # type: ignore[no-any-return]
+    out: list[Any] = []
+    try:
+        answers = resolver.resolve(name, qtype, lifetime=timeout, search=False)
+    except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+        return out
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        raise pyspf.TempError(f"DNS {exc}") from None
+    except dns.exception.DNSException as exc:
+        raise pyspf.TempError(f"DNS {exc}") from None
+    for rdata in answers:
+        if qtype in ("A", "AAAA"):
+            out.append(((name, qtype), rdata.address))
+        elif qtype == "MX":
+            out.append(((name, qtype), (rdata.preference, rdata.exchange)))
+        elif qtype == "PTR":
+            out.append(((name, qtype), rdata.target.to_text(True)))
+        elif qtype in ("TXT", "SPF"):
+            out.append(((name, qtype), rdata.strings))
+    return out
+
+
+pyspf.DNSLookup = _lookup
+
+
+def _parse_nameserver(text: str) -> tuple[str, int]:
+    port = 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = int(rest.lstrip(":"))
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p)
+    else:
+        host = text
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(port)
+    return host, port
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str
+    explanation: str
+    header: str
+    identity: str  # mailfrom | helo
+    domain: str
+    guessed: bool = False
+
+
+class Spf(Plugin):
+    Options = SpfOptions
+    actions = Action.ADD_HEADERS
+
+    def __init__(self, options: SpfOptions, **kw: Any) -> None:
+        super().__init__(options, **kw)
+        self.forwarders = []
+        for i, net in enumerate(options.trusted_forwarders):
+            try:
+                self.forwarders.append(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                raise OptionError(f"trusted_forwarders[{i}]", f"not a network: {net!r}") from None
+        self.resolver: dns.resolver.Resolver | None = None
+        if options.nameservers:
+            servers = []
+            for i, text in enumerate(options.nameservers):
+                try:
+                    servers.append(_parse_nameserver(text))
+                except ValueError:
+                    raise OptionError(
+                        f"nameservers[{i}]",
+                        f'expected "IP", "IP:PORT" or "[IPv6]:PORT", got {text!r}',
+                    ) from None
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [host for host, _ in servers]
+            resolver.nameserver_ports = {host: port for host, port in servers}
+            resolver.port = servers[0][1]
+            self.resolver = resolver
+        else:
+            try:
+                self.resolver = dns.resolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                self.resolver = None
+        if self.resolver is not None:
+            self.resolver.timeout = min(options.dns_timeout, 5.0)
+            self.resolver.lifetime = options.dns_timeout
+        if options.dns_timeout <= 0:
+            raise OptionError("dns_timeout", "must be more than 0 seconds")
+        if not 1 <= options.max_dns_lookups <= 100:
+            raise OptionError("max_dns_lookups", "must be between 1 and 100")
+        pyspf.MAX_LOOKUP = options.max_dns_lookups
+        if options.authserv_id and not _token(options.authserv_id):
+            raise OptionError("authserv_id", "must be a host name like mx.example.com")
+        for domain in options.domains:
+            if not domain or " " in domain:
+                raise OptionError(f"domains.{domain}", "not a domain name")
+
+    # --- decisions --------------------------------------------------------
+
+    def _action(self, domain: str, result: str) -> Act:
+        domain = domain.lower()
+        for candidate, override in self.options.domains.items():
+            if domain == candidate.lower().rstrip("."):
+                act = _policy_get(override, result)
+                if act is not None:
+                    return act
+        act = _policy_get(self.options.policy, result)
+        assert act is not None
+        return act
+
+    def _skip_reason(self, msg: Message) -> str:
+        conn = msg.conn
+        if self.options.skip_internal and conn.internal:
+            return "authenticated client" if conn.authenticated else "internal client"
+        address = _client_ip(conn.address)
+        if address is not None and any(address in net for net in self.forwarders):
+            return "trusted forwarder"
+        if address is None:
+            return "no client IP address"
+        return ""
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        skip = self._skip_reason(msg)
+        if skip:
+            self.log.info("not checked: %s %s", skip, msg.conn.address)
+            return None
+        client_ip = str(_client_ip(msg.conn.address))
+        helo = msg.conn.helo or msg.conn.hostname
+        receiver = self.options.receiver or msg.conn.macro("j") or socket.getfqdn()
+        checks = []
+        if self.options.check_helo and sender:
+            checks.append(await self._check(client_ip, "", helo, receiver))
+        checks.append(await self._check(client_ip, sender, helo, receiver))
+        verdict = None
+        for outcome in checks:
+            act = self._action(outcome.domain, outcome.result)
+            self.log.info(
+                "%s=%s domain=%s result=%s%s action=%s",
+                outcome.identity,
+                sender if outcome.identity == "mailfrom" else helo,
+                outcome.domain,
+                outcome.result,
+                " (best guess)" if outcome.guessed else "",
+                act,
+            )
+            if act == "mark":
+                if self.options.add_received_spf:
+                    msg.add_header("Received-SPF", outcome.header)
+                if self.options.authserv_id:
+                    msg.add_header("Authentication-Results", self._authres(outcome, msg, helo))
+            elif act in ("reject", "tempfail") and verdict is None:
+                verdict = self._refuse(act, outcome)
+        return verdict
+
+    def _refuse(self, act: Act, outcome: Outcome) -> Verdict:
+        explanation = outcome.explanation or f"SPF {outcome.result}"
+        who = "HELO name" if outcome.identity == "helo" else "sender domain"
+        if act == "tempfail":
+            return tempfail(
+                [f"SPF {outcome.result} for {who} {outcome.domain}", explanation],
+                code=451,
+                xcode="4.4.3" if outcome.result == "temperror" else "4.7.1",
+                reason=f"spf {outcome.result}",
+            )
+        return reject(
+            [f"SPF {outcome.result} for {who} {outcome.domain}", explanation],
+            code=550,
+            xcode="5.7.1",
+            reason=f"spf {outcome.result}",
+        )
+
+    def _authres(self, outcome: Outcome, msg: Message, helo: str) -> str:
+        prop = f"smtp.helo={helo}" if outcome.identity == "helo" else f"smtp.mailfrom={msg.sender}"
+        return f"{self.options.authserv_id}; spf={outcome.result} {prop}"
+
+    async def _check(self, ip: str, sender: str, helo: str, receiver: str) -> Outcome:
+        timeout = self.options.dns_timeout
+        token = _resolver.set(self.resolver)
+        try:
+            return await run_blocking(self._query, ip, sender, helo, receiver, timeout=timeout + 1)
+        except TimeoutError:
+            domain = sender.rpartition("@")[2] if sender else helo
+            return Outcome(
+                "temperror",
+                "DNS lookups took too long",
+                f"TempError ({receiver}: DNS timeout) client-ip={ip}; helo={helo}; "
+                f"receiver={receiver}; identity={'mailfrom' if sender else 'helo'}",
+                "mailfrom" if sender else "helo",
+                domain.lower(),
+            )
+        finally:
+            _resolver.reset(token)
+
+    def _query(self, ip: str, sender: str, helo: str, receiver: str) -> Outcome:
+        q = pyspf.query(
+            i=ip,
+            s=sender,
+            h=helo,
+            receiver=receiver,
+            timeout=self.options.dns_timeout,
+            querytime=self.options.dns_timeout,
+        )
+        result, _code, explanation = q.check()
+        guessed = False
+        if result == "none" and self.options.best_guess:
+            result, _code, explanation = q.best_guess()
+            guessed = True
+        header = q.get_header(result, receiver=receiver)
+        if guessed:
+            header += "; x-best-guess=yes"
+        return Outcome(result, explanation, header, q.ident, str(q.o or "").lower(), guessed)
+
+
+def _token(text: str) -> bool:
+    try:
+        dns.name.from_text(text)
+    except dns.exception.DNSException:
+        return False
+    return " " not in text and ";" not in text
+
+
+def _client_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+PLUGIN = Spf

@@ -1,0 +1,91 @@
+"""A real DNS server on loopback for the SPF tests: dnsmasq with our own zone.
+
+dnsmasq (Debian's dnsmasq-base, no system service) answers only from the
+records given here: ``local=`` makes every other name under the test
+domains NXDOMAIN, and nothing is forwarded anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .tools import free_port, require
+
+ZONE = """\
+local=/example.org/
+local=/example.net/
+local=/example.com/
+# pass for 192.0.2.0/24, fail for everything else
+txt-record=example.org,"v=spf1 ip4:192.0.2.0/24 -all"
+# softfail
+txt-record=soft.example.net,"v=spf1 ip4:198.51.100.1 ~all"
+# neutral
+txt-record=neutral.example.net,"v=spf1 ?all"
+# permerror: an unknown mechanism
+txt-record=broken.example.net,"v=spf1 ip4:192.0.2.1 bogus -all"
+# an explanation the domain publishes for its failures
+txt-record=explained.example.net,"v=spf1 -all exp=why.explained.example.net"
+txt-record=why.explained.example.net,"Mail from %{d} must come from its own servers"
+# HELO names
+txt-record=helo.example.org,"v=spf1 ip4:192.0.2.0/24 -all"
+# best guess: no SPF record, but an A record and MX
+host-record=noreco.example.net,203.0.113.5
+mx-host=noreco.example.net,noreco.example.net,10
+host-record=mail.example.org,192.0.2.10
+"""
+
+
+@contextlib.contextmanager
+def dns_server() -> Iterator[int]:
+    """Run dnsmasq on 127.0.0.1:PORT with ZONE; yields PORT."""
+    require("/usr/sbin/dnsmasq")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "dnsmasq.conf"
+        conf.write_text(
+            f"port={port}\nlisten-address=127.0.0.1\nbind-interfaces\n"
+            "no-resolv\nno-hosts\nno-poll\n" + ZONE
+        )
+        proc = subprocess.Popen(
+            ["/usr/sbin/dnsmasq", "-k", f"--conf-file={conf}", "--user=root", "--pid-file="],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_ready(port, proc)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    import dns.message
+    import dns.query
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dns.query.udp(dns.message.make_query("example.org", "TXT"), "127.0.0.1", 1, port)
+            return
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dnsmasq did not start: {proc.stderr.read()}")  # type: ignore[union-attr]
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def silent_dns() -> Iterator[int]:
+    """A UDP port that receives DNS queries and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

@@ -1,0 +1,58 @@
+"""Run built-in plugins through the real chain, without an MTA."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from miltrd.api import Connection, Mutation, Verdict
+from miltrd.chain import ChainSession, build_runtime
+from miltrd.config import load_text
+
+
+def session(
+    toml: str,
+    *,
+    ip: str = "203.0.113.9",
+    helo: str = "client.example.net",
+    macros: dict[str, str] | None = None,
+) -> ChainSession:
+    config = load_text(toml)
+    runtime = build_runtime(config)
+    conn = Connection(
+        id="t",
+        site=config.site,
+        hostname=helo,
+        address=ip,
+        port=25,
+        family="inet",
+        macros=dict(macros or {}, j="mx.example.com"),
+    )
+    conn.helo = helo
+    return ChainSession(runtime, conn)
+
+
+@dataclass
+class Outcome:
+    mail: Verdict
+    rcpts: list[Verdict]
+    final: Verdict | None
+    mutations: list[Mutation]
+
+
+def run_message(s: ChainSession, sender: str, rcpts: list[str], raw: bytes = b"") -> Outcome:
+    async def go() -> Outcome:
+        mail = await s.mail(f"<{sender}>", ())
+        if mail.ends_message:
+            return Outcome(mail, [], None, [])
+        verdicts = [await s.rcpt(f"<{r}>", ()) for r in rcpts]
+        if raw:
+            head, _, body = raw.partition(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                name, _, value = line.decode().partition(":")
+                await s.header(name, value.strip())
+            await s.body(body)
+        result = await s.eom()
+        return Outcome(mail, verdicts, result.verdict, result.mutations)
+
+    return asyncio.run(go())
