@@ -76,7 +76,8 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
             return
         except Exception:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dnsmasq did not start: {proc.stderr.read()}")  # type: ignore[union-attr]
+                err = proc.stderr.read() if proc.stderr else b""
+                raise RuntimeError(f"dnsmasq did not start: {err!r}") from None
             time.sleep(0.05)
 
 
