@@ -39,7 +39,7 @@ plugins = ["nosuch"]
         "(that is Postfix's syntax; miltrd uses inet:8894@127.0.0.1)",
         "m.toml:7: internal.networks[1]: not a network: '10.0.0.300/8' does not appear to be an "
         "IPv4 or IPv6 network",
-        "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, zombie)",
+        "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, spf, zombie)",
     ]
 
 
@@ -145,7 +145,8 @@ def test_shipped_sample_config_is_valid(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["check", "-c", str(REPO / "etc" / "miltrd.toml")]) == 0
     out = capsys.readouterr().out
     assert "1. zombie [enforce]" in out
-    assert "2. bcc [enforce]" in out
+    assert "2. spf [enforce]" in out
+    assert "3. bcc [enforce]" in out
     assert "mail=reply" in out and "body=off" in out
 
 

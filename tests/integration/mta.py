@@ -133,7 +133,7 @@ def _uid(user: str) -> int:
 
 
 class Postfix:
-    def __init__(self, base: Path, milter: str, sink_port: int) -> None:
+    def __init__(self, base: Path, milter: str, sink_port: int, extra: str = "") -> None:
         self.base = base
         self.conf = base / "conf"
         self.conf.mkdir(parents=True)
@@ -142,7 +142,7 @@ class Postfix:
         os.chown(base / "data", _uid("postfix"), -1)
         self.smtp_port = free_port()
         (self.conf / "main.cf").write_text(
-            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter)
+            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + extra
         )
         (self.conf / "master.cf").write_text(MASTER_CF.format(smtp_port=self.smtp_port))
         self._postfix("start")
