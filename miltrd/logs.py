@@ -11,9 +11,10 @@ import contextvars
 import logging
 import logging.handlers
 import os
+import re
 import sys
 
-__all__ = ["setup_logging", "conn_id", "queue_id", "ContextFilter"]
+__all__ = ["setup_logging", "conn_id", "queue_id", "ContextFilter", "SafeFormatter"]
 
 conn_id: contextvars.ContextVar[str] = contextvars.ContextVar("conn_id", default="-")
 queue_id: contextvars.ContextVar[str] = contextvars.ContextVar("queue_id", default="")
@@ -25,6 +26,22 @@ class ContextFilter(logging.Filter):
         qid = queue_id.get()
         record.qid = f"{qid}: " if qid else ""
         return True
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
+
+
+class SafeFormatter(logging.Formatter):
+    """Escapes control characters in the message (not in tracebacks), so
+    text from an SMTP peer can never forge or break a log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(_escape, record.message)
+        return super().formatMessage(record)
 
 
 def setup_logging(level: str = "info", target: str = "stderr") -> None:
@@ -45,7 +62,7 @@ def setup_logging(level: str = "info", target: str = "stderr") -> None:
             fmt = "%(levelname)s [%(conn)s] %(qid)s%(message)s"
         else:
             fmt = "%(asctime)s %(levelname)s [%(conn)s] %(qid)s%(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(SafeFormatter(fmt))
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())

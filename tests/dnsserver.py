@@ -32,6 +32,8 @@ txt-record=broken.example.net,"v=spf1 ip4:192.0.2.1 bogus -all"
 # an explanation the domain publishes for its failures
 txt-record=explained.example.net,"v=spf1 -all exp=why.explained.example.net"
 txt-record=why.explained.example.net,"Mail from %{d} must come from its own servers"
+# IPv6 senders
+txt-record=v6.example.net,"v=spf1 ip6:2001:db8::/32 -all"
 # HELO names
 txt-record=helo.example.org,"v=spf1 ip4:192.0.2.0/24 -all"
 # best guess: no SPF record, but an A record and MX

@@ -152,6 +152,15 @@ def test_trusted_forwarder_is_skipped(dns_port: int) -> None:
     assert out.mail.kind is VerdictKind.CONTINUE
 
 
+@pytest.mark.parametrize("ip, result", [("2001:db8::25", "Pass"), ("2001:db9::25", "Fail")])
+def test_ipv6_client(dns_port: int, ip: str, result: str) -> None:
+    extra = '[plugins.spf.policy]\nfail = "mark"\n'
+    s = session(spf_config(dns_port, extra), ip=ip)
+    out = run_message(s, "a@v6.example.net", ["b@example.com"])
+    (value,) = headers(out, "Received-SPF")
+    assert value.startswith(result + " ") and f"client-ip={ip};" in value
+
+
 def test_ipv4_mapped_ipv6_client(dns_port: int) -> None:
     s = session(spf_config(dns_port), ip="::ffff:192.0.2.55")
     out = run_message(s, "alice@example.org", ["bob@example.com"])

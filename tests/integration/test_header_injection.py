@@ -1,0 +1,58 @@
+"""SMTP input with CR, LF and control characters never reaches an added header.
+
+The MTA side of the protocol engine sends a HELO name, a sender and
+macros full of line breaks (NUL-terminated strings may carry them); the
+spf plugin copies the HELO name and the sender into Received-SPF and
+Authentication-Results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from miltrd.chain import build_runtime
+from miltrd.client import Envelope, MilterClient, replay
+from miltrd.config import load_text
+from miltrd.protocol import AddHeader
+from miltrd.server import MilterHandler
+
+from ..dnsserver import dns_server
+
+EVIL_HELO = "evil.example\r\nX-Injected: helo\x07\x1b[31m"
+EVIL_SENDER = "a\r\nX-Injected: sender@example.org"
+
+
+def test_control_characters_from_smtp_input_never_reach_added_headers() -> None:
+    with dns_server() as port:
+        config = load_text(
+            '[chain]\nplugins = ["spf"]\n[internal]\nnetworks = []\n'
+            f'[plugins.spf]\nnameservers = ["127.0.0.1:{port}"]\nauthserv_id = "mx.example.com"\n'
+            "dns_timeout = 3.0\n"
+        )
+        runtime = build_runtime(config)
+
+        async def go():
+            ours, theirs = socket.socketpair()
+            r, w = await asyncio.open_connection(sock=theirs)
+            serving = asyncio.ensure_future(MilterHandler(runtime).serve(r, w))
+            reader, writer = await asyncio.open_connection(sock=ours)
+            client = MilterClient(reader, writer)
+            env = Envelope(
+                sender=EVIL_SENDER,
+                recipients=["b@example.com"],
+                client_ip="192.0.2.9",
+                client_name="name\r\nX-Injected: name",
+                helo=EVIL_HELO,
+            )
+            result = await replay(client, b"Subject: x\r\n\r\nbody\r\n", env)
+            await client.close()
+            await serving
+            return result
+
+        result = asyncio.run(go())
+    added = [c for c in result.changes if isinstance(c, AddHeader)]
+    assert {a.name for a in added} == {"Received-SPF", "Authentication-Results"}
+    for header in added:
+        assert not any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in header.value), header
+        assert "X-Injected" in header.value  # the text is kept, on the same line
