@@ -1,7 +1,8 @@
 """Find plugin classes and check them when they are loaded.
 
-A plugin is found, in this order: by ``use = "module:Class"`` in its
-config table; among the built-ins (module ``miltrd.plugins.<name>``,
+A plugin is found, in this order: by ``use = "module:Class"`` (or
+``use = "NAME"``, to run a plugin twice under two names) in its config
+table; among the built-ins (module ``miltrd.plugins.<name>``,
 attribute ``PLUGIN``); through the entry-point group ``miltrd.plugins``.
 Errors say which of these failed and why: not installed, import failed
 inside the module, or the attribute is missing.
@@ -44,10 +45,12 @@ def _import(module_name: str, attr: str, what: str) -> object:
 
 def load_plugin(name: str, use: str | None = None) -> type[Plugin]:
     """Return the validated plugin class for chain entry ``name``."""
-    if use:
-        module_name, sep, attr = use.partition(":")
-        if not sep or not module_name or not attr:
-            raise PluginLoadError(f'use = "{use}": expected "module:Class"')
+    if use and ":" not in use:
+        obj = _find_named(use)  # another name for a built-in or installed plugin
+    elif use:
+        module_name, _, attr = use.partition(":")
+        if not module_name or not attr:
+            raise PluginLoadError(f'use = "{use}": expected "module:Class" or a plugin name')
         obj = _import(module_name, attr, f'use = "{use}"')
     else:
         obj = _find_named(name)

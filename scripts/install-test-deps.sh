@@ -4,7 +4,9 @@
 # Sendmail's libmilter headers for the C interop filter, swaks, and
 # dnsmasq as the DNS server the SPF tests run on loopback.
 set -eu
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base"
+cd "$(dirname "$0")/.."
+# libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
+PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -16,4 +18,16 @@ if [ -n "$missing" ]; then
     # Postfix asks how to configure the system MTA; the tests need none.
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+fi
+
+# Sendmail conflicts with Postfix as an installed package, so the tests run
+# it from the unpacked Debian packages in .cache/sendmail (see MTA-NOTES).
+SM=.cache/sendmail
+if [ ! -x "$SM/root/usr/libexec/sendmail/sendmail" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    mkdir -p "$SM/debs"
+    (cd "$SM/debs" && apt-get download sendmail-bin sendmail-cf sendmail-base >/dev/null \
+        || { $SUDO apt-get update -q && apt-get download sendmail-bin sendmail-cf sendmail-base; })
+    for deb in "$SM"/debs/*.deb; do dpkg -x "$deb" "$SM/root"; done
 fi
