@@ -155,3 +155,17 @@ class Recorder(Plugin):
 
     async def on_abort(self, msg: Message) -> None:
         Recorder.calls.append((self.name, "abort"))
+
+
+class Concurrency(Plugin):
+    """Records how many end-of-message hooks ran at the same time."""
+
+    current = 0
+    peak = 0
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        Concurrency.current += 1
+        Concurrency.peak = max(Concurrency.peak, Concurrency.current)
+        await asyncio.sleep(0.1)
+        Concurrency.current -= 1
+        return None

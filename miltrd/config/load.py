@@ -29,6 +29,7 @@ from .model import (
     PluginEntry,
     parse_listen,
 )
+from .sendmail_cf import SendmailCfError, class_members, filter_socket, read_cf
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,11 +88,13 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
             problems.append((key, f"unknown section (expected {', '.join(_TOP_LEVEL)})"))
     daemon_table = _table(data, "daemon", problems)
     daemon_raw = coerce(DaemonSection, daemon_table, "daemon", problems)
-    specs = _listen(daemon_table.get("listen", DaemonSection().listen), problems)
+    cf_path = daemon_table.get("sendmail_cf", DaemonSection().sendmail_cf)
+    cf = _SendmailCf(cf_path if isinstance(cf_path, str) else DaemonSection().sendmail_cf)
+    specs = _listen(daemon_table.get("listen", DaemonSection().listen), problems, cf)
     internal_raw = coerce(InternalSection, _table(data, "internal", problems), "internal", problems)
     chain = coerce(ChainSection, _table(data, "chain", problems), "chain", problems)
     daemon = _daemon(daemon_raw, specs, problems) if daemon_raw else None
-    site = _site(internal_raw, problems) if internal_raw else None
+    site = _site(internal_raw, problems, cf) if internal_raw else None
     plugins_tables = _table(data, "plugins", problems)
     entries: list[PluginEntry] = []
     if chain is not None:
@@ -114,18 +117,41 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
     return Config(path, daemon, site, tuple(entries))
 
 
-def _listen(listen: Any, problems: Problems) -> list[ListenSpec]:
+class _SendmailCf:
+    """sendmail.cf, read once and only if the config refers to it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = read_cf(self.path)
+        return self._text
+
+
+def _listen(listen: Any, problems: Problems, cf: _SendmailCf) -> list[ListenSpec]:
     specs: list[ListenSpec] = []
     if not isinstance(listen, list):
         return specs  # the type problem is reported by coerce
     if not listen:
         problems.append(("daemon.listen", "at least one listen address is needed"))
     for i, text in enumerate(listen):
-        if isinstance(text, str):
-            try:
+        if not isinstance(text, str):
+            continue
+        try:
+            if text.startswith("sendmail:"):
+                # The socket of a filter defined in sendmail.cf (its X line).
+                name = text.partition(":")[2]
+                socket_spec = filter_socket(cf.text(), name)
+                spec = parse_listen(socket_spec)
+                specs.append(dataclasses.replace(spec, text=f"{text} ({socket_spec})"))
+            else:
                 specs.append(parse_listen(text))
-            except ValueError as exc:
-                problems.append((f"daemon.listen[{i}]", str(exc)))
+        except SendmailCfError as exc:
+            problems.append((f"daemon.listen[{i}]", f"{cf.path}: {exc}"))
+        except ValueError as exc:
+            problems.append((f"daemon.listen[{i}]", str(exc)))
     return specs
 
 
@@ -142,6 +168,8 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     for key in ("timeout", "shutdown_timeout", "idle_timeout"):
         if getattr(raw, key) <= 0:
             problems.append((f"daemon.{key}", "must be more than 0 seconds"))
+    if not 1 <= raw.backlog <= 65535:
+        problems.append(("daemon.backlog", "must be between 1 and 65535"))
     if raw.max_connections < 1:
         problems.append(("daemon.max_connections", "must be at least 1"))
     if raw.spool_threshold < 0:
@@ -162,17 +190,26 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
         spool_threshold=raw.spool_threshold,
         max_packet=raw.max_packet,
         idle_timeout=raw.idle_timeout,
+        backlog=raw.backlog,
+        serial=raw.serial,
+        sendmail_cf=raw.sendmail_cf,
     )
 
 
-def _site(raw: InternalSection, problems: Problems) -> Site:
+def _site(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Site:
     networks = []
     for i, text in enumerate(raw.networks):
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as exc:
             problems.append((f"internal.networks[{i}]", f"not a network: {exc}"))
-    domains = frozenset(d.lower().rstrip(".") for d in raw.domains)
+    names = list(raw.domains)
+    if raw.sendmail_class:
+        try:
+            names += class_members(cf.text(), raw.sendmail_class)
+        except SendmailCfError as exc:
+            problems.append(("internal.sendmail_class", f"{cf.path}: {exc}"))
+    domains = frozenset(d.lower().rstrip(".") for d in names)
     return Site(tuple(networks), domains, raw.authenticated)
 
 

@@ -95,6 +95,9 @@ class DaemonSection:
     spool_threshold: int = 1024 * 1024
     max_packet: int = 1024 * 1024 - 1
     idle_timeout: float = 3600.0
+    backlog: int = 128
+    serial: bool = False  # serve one connection at a time (debugging a plugin)
+    sendmail_cf: str = "/etc/mail/sendmail.cf"
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class InternalSection:
     networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     domains: list[str] = field(default_factory=list)
     authenticated: bool = True
+    sendmail_class: str = ""  # also take domains from this sendmail.cf class, e.g. "w"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,9 @@ class DaemonConfig:
     spool_threshold: int
     max_packet: int
     idle_timeout: float
+    backlog: int
+    serial: bool
+    sendmail_cf: str
 
 
 @dataclass(frozen=True)

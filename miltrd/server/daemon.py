@@ -63,6 +63,7 @@ class Daemon:
         self.refused: set[asyncio.Task[None]] = set()  # answered 421 (over max_connections)
         self._users: dict[int, int] = {}  # id(runtime) -> open connections
         self._retired: dict[int, Runtime] = {}
+        self.serial_lock = asyncio.Lock()  # daemon.serial: one connection at a time
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.reloads = 0
@@ -208,7 +209,11 @@ class _ConnectionTask:
         key = id(runtime)
         daemon._users[key] = daemon._users.get(key, 0) + 1
         try:
-            await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
+            if runtime.config.daemon.serial:
+                async with daemon.serial_lock:
+                    await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
+            else:
+                await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
         finally:
             daemon.tasks.discard(task)
             daemon._users[key] -= 1

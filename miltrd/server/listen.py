@@ -21,7 +21,6 @@ from ..config import DaemonConfig, ListenSpec
 __all__ = ["ListenError", "open_listener", "Listener"]
 
 log = logging.getLogger("miltrd.server")
-BACKLOG = 128
 
 
 class ListenError(Exception):
@@ -80,11 +79,11 @@ def _unix(spec: ListenSpec, daemon: DaemonConfig) -> Listener:
         uid = pwd.getpwnam(daemon.user).pw_uid if daemon.user else -1
         gid = grp.getgrnam(daemon.group).gr_gid if daemon.group else -1
         os.chown(path, uid, gid)
-    sock.listen(BACKLOG)
+    sock.listen(daemon.backlog)
     return Listener(sock, spec, path)
 
 
-def _inet(spec: ListenSpec) -> Listener:
+def _inet(spec: ListenSpec, backlog: int) -> Listener:
     family = socket.AF_INET6 if spec.kind == "inet6" else socket.AF_INET
     host = spec.host
     if spec.all_addresses:
@@ -110,9 +109,9 @@ def _inet(spec: ListenSpec) -> Listener:
         raise ListenError(
             f"{spec.text}: cannot bind {host} port {spec.port}: {exc.strerror}"
         ) from None
-    sock.listen(BACKLOG)
+    sock.listen(backlog)
     return Listener(sock, spec)
 
 
 def open_listener(spec: ListenSpec, daemon: DaemonConfig) -> Listener:
-    return _unix(spec, daemon) if spec.kind == "unix" else _inet(spec)
+    return _unix(spec, daemon) if spec.kind == "unix" else _inet(spec, daemon.backlog)

@@ -282,6 +282,9 @@ define(`confMILTER_MACROS_ENVFROM', `i, {{auth_authen}}, {{mail_addr}}')dnl
 FEATURE(`no_default_msa')dnl
 FEATURE(`accept_unresolvable_domains')dnl
 FEATURE(`nocanonify')dnl
+FEATURE(`use_cw_file')dnl
+define(`confCW_FILE', `-o {base}/local-host-names')dnl
+LOCAL_DOMAIN(`local.example')dnl
 DAEMON_OPTIONS(`Family=inet, Name=MTA, Addr=127.0.0.1, Port={smtp_port}')dnl
 INPUT_MAIL_FILTER(`miltrd', `S={milter}, F=T, T=C:10s;S:30s;R:30s;E:60s')dnl
 MAILER(`smtp')dnl
@@ -293,6 +296,9 @@ def build_sendmail_cf(base: Path, milter: str, sink_port: int, smtp_port: int) -
     for sub in ("queue", "mspq"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     (base / "aliases").write_text("")
+    (base / "local-host-names").write_text(
+        "# our domains\nhosts.example\nMail.Hosts.EXAMPLE  # comment\n"
+    )
     (base / "hosts").write_text("127.0.0.1 localhost mta.test.example\n")
     (base / "service.switch").write_text("hosts files\naliases files\n")
     mc = base / "sendmail.mc"
