@@ -79,8 +79,11 @@ class EomResult:
 class ChainSession:
     """Per-connection chain state; one hook call at a time."""
 
-    def __init__(self, runtime: Runtime, conn: Connection) -> None:
+    def __init__(
+        self, runtime: Runtime, conn: Connection, *, on_message: Callable[[], None] | None = None
+    ) -> None:
         self.runtime = runtime
+        self.on_message = on_message
         self.conn = conn
         self.plugins = runtime.plugins
         self._conn_retired: set[str] = set()
@@ -295,6 +298,8 @@ class ChainSession:
         msg = self.msg
         if msg is None:
             return
+        if self.on_message is not None:
+            self.on_message()
         elapsed = time.monotonic() - self._started
         client = f"{self.conn.hostname}[{self.conn.address or ''}]"
         plugins = ",".join(

@@ -10,6 +10,7 @@ from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
 from ..server import Daemon, StartupError
+from ..server.workers import Supervisor
 
 __all__ = ["run"]
 
@@ -31,6 +32,12 @@ def run(path: str) -> int:
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    if config.daemon.workers > 1 or config.daemon.max_messages:
+        try:
+            return Supervisor(path, runtime, daemon.listeners).run()
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
 
     async def main() -> None:
         remove = daemon.install_signal_handlers()

@@ -168,6 +168,10 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     for key in ("timeout", "shutdown_timeout", "idle_timeout"):
         if getattr(raw, key) <= 0:
             problems.append((f"daemon.{key}", "must be more than 0 seconds"))
+    if not 1 <= raw.workers <= 256:
+        problems.append(("daemon.workers", "must be between 1 and 256"))
+    if raw.max_messages < 0:
+        problems.append(("daemon.max_messages", "must be 0 (no limit) or more"))
     if not 1 <= raw.backlog <= 65535:
         problems.append(("daemon.backlog", "must be between 1 and 65535"))
     if raw.max_connections < 1:
@@ -191,6 +195,8 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
         max_packet=raw.max_packet,
         idle_timeout=raw.idle_timeout,
         backlog=raw.backlog,
+        workers=raw.workers,
+        max_messages=raw.max_messages,
         serial=raw.serial,
         sendmail_cf=raw.sendmail_cf,
     )

@@ -96,6 +96,8 @@ class DaemonSection:
     max_packet: int = 1024 * 1024 - 1
     idle_timeout: float = 3600.0
     backlog: int = 128
+    workers: int = 1  # processes serving the same listeners
+    max_messages: int = 0  # a worker retires after this many messages (0: never)
     serial: bool = False  # serve one connection at a time (debugging a plugin)
     sendmail_cf: str = "/etc/mail/sendmail.cf"
 
@@ -129,6 +131,8 @@ class DaemonConfig:
     max_packet: int
     idle_timeout: float
     backlog: int
+    workers: int
+    max_messages: int
     serial: bool
     sendmail_cf: str
 

@@ -66,7 +66,7 @@ from ..protocol import (
 )
 from .negotiate import request_for
 
-__all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "READ_SIZE"]
+__all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
 
 log = logging.getLogger("miltrd.server")
 READ_SIZE = 256 * 1024
@@ -91,8 +91,17 @@ _NEEDED: dict[type, Action] = {
 }
 
 
+_prefix = ""
+
+
+def set_conn_prefix(prefix: str) -> None:
+    """Connection ids of a worker process start with its own prefix."""
+    global _prefix
+    _prefix = prefix
+
+
 def next_conn_id() -> str:
-    return f"c{next(_ids)}"
+    return f"{_prefix}c{next(_ids)}"
 
 
 def reply_of(verdict: Verdict) -> FilterResponse:
@@ -153,13 +162,20 @@ def _mutation_responses(mutations: list[m.Mutation], actions: Action) -> list[Fi
 class MilterHandler:
     """Serves one MTA connection with one runtime."""
 
-    def __init__(self, runtime: Runtime, cid: str | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        cid: str | None = None,
+        *,
+        on_message: Callable[[], None] | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.on_message = on_message
         self.cid = cid or next_conn_id()
         daemon = runtime.config.daemon
         self.fc = FilterConnection(max_data_size=MDS_1M, min_packet_limit=daemon.max_packet)
         self.conn = Connection(id=self.cid, site=runtime.config.site)
-        self.chain = ChainSession(runtime, self.conn)
+        self.chain = ChainSession(runtime, self.conn, on_message=on_message)
         self.deferred: Verdict | None = None
         self.idle_timeout = daemon.idle_timeout
         self._writer: asyncio.StreamWriter | None = None
@@ -277,7 +293,7 @@ class MilterHandler:
             case QuitNewConnection():
                 await chain.close()
                 self.conn = Connection(id=self.cid, site=self.runtime.config.site)
-                self.chain = ChainSession(self.runtime, self.conn)
+                self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
                 self.deferred = None
                 return b""
             case Unknown():

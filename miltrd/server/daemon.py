@@ -67,6 +67,8 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.reloads = 0
+        self.owns_socket_files = True
+        self.messages = 0  # messages finished, for daemon.max_messages
 
     # --- start --------------------------------------------------------------
 
@@ -117,10 +119,19 @@ class Daemon:
 
         return remove
 
-    async def run(self) -> None:
+    def message_done(self) -> None:
+        """Called once per finished message; retires a worker at its limit."""
+        self.messages += 1
+        limit = self.runtime.config.daemon.max_messages
+        if limit and self.messages >= limit and not self.stop_event.is_set():
+            log.info("served %d messages (daemon.max_messages): retiring this worker", limit)
+            self.stop_event.set()
+
+    async def run(self, *, notify: bool = True) -> None:
         """Serve until stop_event; reload on reload_event."""
         await self.start()
-        systemd.notify("READY=1\nSTATUS=serving")
+        if notify:
+            systemd.notify("READY=1\nSTATUS=serving")
         stop = asyncio.ensure_future(self.stop_event.wait())
         try:
             while True:
@@ -163,8 +174,9 @@ class Daemon:
         systemd.notify("STOPPING=1")
         for server in self.servers:
             server.close()
-        for listener in self.listeners:
-            listener.remove_socket_file()
+        if self.owns_socket_files:
+            for listener in self.listeners:
+                listener.remove_socket_file()
         timeout = self.runtime.config.daemon.shutdown_timeout
         if self.tasks:
             log.info("waiting up to %.0fs for %d open connection(s)", timeout, len(self.tasks))
@@ -211,9 +223,9 @@ class _ConnectionTask:
         try:
             if runtime.config.daemon.serial:
                 async with daemon.serial_lock:
-                    await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
+                    await _handler(daemon, runtime).serve(reader, writer)
             else:
-                await MilterHandler(runtime, next_conn_id()).serve(reader, writer)
+                await _handler(daemon, runtime).serve(reader, writer)
         finally:
             daemon.tasks.discard(task)
             daemon._users[key] -= 1
@@ -222,3 +234,7 @@ class _ConnectionTask:
                 retired = daemon._retired.pop(key, None)
                 if retired is not None:
                     await retired.close()
+
+
+def _handler(daemon: Daemon, runtime: Runtime) -> MilterHandler:
+    return MilterHandler(runtime, next_conn_id(), on_message=daemon.message_done)

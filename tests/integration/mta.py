@@ -208,9 +208,10 @@ class Miltrd:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+    def wait_log(self, text: str, timeout: float = 10.0, count: int = 1) -> str:
+        """Wait until ``text`` was logged ``count`` times (a process's own clock)."""
         deadline = time.monotonic() + timeout
-        while text not in (log := self.log()):
+        while (log := self.log()).count(text) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log}")
             time.sleep(0.05)
