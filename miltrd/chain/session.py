@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class ChainSession:
         self.conn = conn
         self.plugins = runtime.plugins
         self._conn_retired: set[str] = set()
+        self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
         self.msg: Message | None = None
         self._retired: set[str] = set()
         self._verdicts: dict[str, str] = {}
@@ -115,7 +117,12 @@ class ChainSession:
             queue_id.set(qid)
 
     def _active(self, phase: Phase) -> list[LoadedPlugin]:
-        return [p for p in self.plugins if phase & p.implemented and p.name not in self._retired]
+        hooked = self._by_phase.get(phase)
+        if hooked is None:
+            hooked = self._by_phase[phase] = [p for p in self.plugins if phase & p.implemented]
+        if not self._retired:
+            return hooked
+        return [p for p in hooked if p.name not in self._retired]
 
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
@@ -131,7 +138,7 @@ class ChainSession:
     ) -> Verdict:
         self.conn._caller = _Caller(p.name, p.actions, p.observe_only)
         try:
-            result = await asyncio.wait_for(call(), p.timeout)
+            result = await _bounded(call(), p.timeout)
             if result is None:
                 result = CONTINUE
             if not isinstance(result, Verdict):
@@ -325,6 +332,20 @@ class ChainSession:
             action,
             elapsed,
         )
+
+
+if sys.version_info >= (3, 11):
+
+    async def _bounded(coro: Awaitable[Verdict | None], seconds: float) -> Verdict | None:
+        # asyncio.timeout arms one timer; wait_for would also create a task
+        # per hook call, which costs more than most hooks.
+        async with asyncio.timeout(seconds):
+            return await coro
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _bounded(coro: Awaitable[Verdict | None], seconds: float) -> Verdict | None:
+        return await asyncio.wait_for(coro, seconds)
 
 
 def _abort_call(p: LoadedPlugin, msg: Message) -> Callable[[], Awaitable[Verdict | None]]:

@@ -151,6 +151,7 @@ _CONN_LEVEL: frozenset[type] = frozenset(
     {Continue, Accept, Reject, TempFail, ReplyCode, ConnectionFail, Shutdown}
 )
 _MSG_LEVEL: frozenset[type] = _CONN_LEVEL | {Discard}
+_MSG_LEVEL_SKIP: frozenset[type] = _MSG_LEVEL | {Skip}
 
 
 def legal_finals(code: int, protocol: ProtocolFlag, *, lenient_skip: bool) -> frozenset[type]:
@@ -164,7 +165,7 @@ def legal_finals(code: int, protocol: ProtocolFlag, *, lenient_skip: bool) -> fr
     if ProtocolFlag.SKIP in protocol and (
         code == Command.BODY or (lenient_skip and code in (Command.HEADER, Command.RCPT))
     ):
-        return _MSG_LEVEL | {Skip}
+        return _MSG_LEVEL_SKIP
     return _MSG_LEVEL
 
 

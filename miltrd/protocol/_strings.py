@@ -25,6 +25,8 @@ def check_text(text: str, what: str) -> None:
         raise LocalProtocolError(f"{what} must be str, got {type(text).__name__}")
     if "\0" in text:
         raise LocalProtocolError(f"{what} contains a NUL byte")
+    if text.isascii():
+        return  # the common case needs no trial encoding
     try:
         to_wire(text)
     except UnicodeEncodeError as exc:

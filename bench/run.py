@@ -1,0 +1,236 @@
+"""miltrd against the libmilter-based filters, side by side in one run.
+
+    python3 -m bench.run                 # the full table (a few minutes)
+    python3 -m bench.run --quick         # shorter runs, fewer cells
+    python3 -m bench.run --postfix       # also end to end through real Postfix
+    python3 -m bench.run --memory        # idle-connection and large-message memory
+
+Every filter does the same work: observe every phase, add one header at end
+of message. Each runs as its own process on loopback TCP; the generator
+(bench/loadgen.py) is this process, and its CPU is reported so one can see
+it is not the bottleneck. CPU per message is the filter process's user +
+system time divided by the messages it served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .loadgen import run_load
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"filter on port {port} did not start") from None
+            time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Filter:
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1) -> Filter:
+    port = free_port()
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\nlog_level = "warning"\n'
+        f"workers = {workers}\nmax_connections = 2048\n{chain}"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return Filter(name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env)
+
+
+REFERENCE_CHAIN = '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
+SAMPLE_CHAIN = (REPO / "etc" / "miltrd.toml").read_text().split("[chain]", 1)[1]
+
+
+def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
+    filters: list[Filter] = []
+    if "miltrd" in which:
+        filters.append(miltrd_filter("miltrd", REFERENCE_CHAIN.format(cls="Reference"), tmp))
+        filters.append(miltrd_filter("miltrd-nr", REFERENCE_CHAIN.format(cls="Declared"), tmp))
+    if "sample" in which:
+        # The shipped chain (zombie, spf, bcc) as an internal client sending
+        # outgoing mail from one of our domains: zombie checks, spf skips.
+        internal = '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.com"]\n'
+        filters.append(miltrd_filter("miltrd-sample", internal + "[chain]" + SAMPLE_CHAIN, tmp))
+    if "pymilter" in which:
+        port = free_port()
+        filters.append(
+            Filter(
+                "pymilter",
+                [sys.executable, str(HERE / "pymilter_ref.py"), f"inet:{port}@127.0.0.1"],
+                port,
+            )
+        )
+    if "ppm" in which:
+        port = free_port()
+        filters.append(
+            Filter("purepythonmilter", [sys.executable, str(HERE / "ppm_ref.py"), str(port)], port)
+        )
+    if "c" in which and shutil.which("gcc"):
+        exe = tmp / "cfilter"
+        built = subprocess.run(
+            ["gcc", "-O2", "-o", str(exe), str(HERE / "cfilter.c"), "-lmilter", "-lpthread"],
+            capture_output=True,
+        )
+        if built.returncode == 0:
+            port = free_port()
+            filters.append(Filter("C libmilter", [str(exe), f"inet:{port}@127.0.0.1"], port))
+    return filters
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def bench_cell(
+    f: Filter, conns: int, size: int, quickack: bool, seconds: float
+) -> dict[str, float]:
+    assert f.proc is not None
+    before = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
+    result, wall, gen_cpu = asyncio.run(
+        run_load(
+            "127.0.0.1", f.port, connections=conns, size=size, quickack=quickack, seconds=seconds
+        )
+    )
+    after = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
+    n = max(result.messages, 1)
+    return {
+        "rate": result.messages / wall,
+        "p50": percentile(result.latencies, 0.5) * 1000,
+        "p99": percentile(result.latencies, 0.99) * 1000,
+        "cpu_ms": (after - before) / n * 1000,
+        "gen_ms": gen_cpu / n * 1000,
+        "errors": result.errors,
+    }
+
+
+def _children_cpu(pid: int) -> float:
+    total = 0.0
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (child / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            total += cpu_seconds(int(child.name))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 s per cell, 4 KiB only")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--filters", default="miltrd,sample,pymilter,ppm,c")
+    parser.add_argument("--conns", default="1,8,64")
+    parser.add_argument("--sizes", default="4096,262144")
+    parser.add_argument("--postfix", action="store_true", help="also run through real Postfix")
+    parser.add_argument("--memory", action="store_true", help="memory measurements only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.sizes = 1.0, "4096"
+    tmp = Path(tempfile.mkdtemp(prefix="miltrd-bench-"))
+    if args.memory:
+        from .memory import memory_report
+
+        return memory_report(tmp)
+    filters = make_filters(tmp, set(args.filters.split(",")))
+    conns = [int(c) for c in args.conns.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"# miltrd benchmark: {os.cpu_count()} CPUs, {args.seconds:g} s per cell")
+    print(
+        "| filter | MTA ACKs | size | conns | msgs/s | p50 ms | p99 ms | filter CPU ms/msg | generator CPU ms/msg |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    try:
+        for f in filters:
+            f.start()
+        for quickack in (False, True):
+            for size in sizes:
+                for c in conns:
+                    for f in filters:
+                        r = bench_cell(f, c, size, quickack, args.seconds)
+                        err = f" ({int(r['errors'])} errors)" if r["errors"] else ""
+                        print(
+                            f"| {f.name} | {'quick' if quickack else 'delayed'} | {size // 1024} KiB "
+                            f"| {c} | {r['rate']:.0f}{err} | {r['p50']:.2f} | {r['p99']:.2f} "
+                            f"| {r['cpu_ms']:.2f} | {r['gen_ms']:.2f} |",
+                            flush=True,
+                        )
+    finally:
+        for f in filters:
+            f.stop()
+    if args.postfix:
+        from .postfix import postfix_report
+
+        postfix_report(tmp, [f for f in make_filters(tmp, {"miltrd", "pymilter"})])
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
