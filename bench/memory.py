@@ -85,7 +85,8 @@ def memory_report(tmp: Path) -> int:
         action = asyncio.run(big())
         peak_after = _status(proc.pid, "VmHWM")
         print(
-            f"50 MiB message ({action}): peak RSS {peak_before >> 20} MiB -> {peak_after >> 20} MiB, "
+            f"50 MiB message ({action}): peak RSS {peak_before >> 20} MiB"
+            f" -> {peak_after >> 20} MiB, "
             f"growth {(peak_after - peak_before) / 2**20:.1f} MiB (body spooled above 1 MiB)"
         )
     finally:

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"# miltrd benchmark: {os.cpu_count()} CPUs, {args.seconds:g} s per cell")
     print(
-        "| filter | MTA ACKs | size | conns | msgs/s | p50 ms | p99 ms | filter CPU ms/msg | generator CPU ms/msg |"
+        "| filter | MTA ACKs | size | conns | msgs/s | p50 ms | p99 ms "
+        "| filter CPU ms/msg | generator CPU ms/msg |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     try:
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                         r = bench_cell(f, c, size, quickack, args.seconds)
                         err = f" ({int(r['errors'])} errors)" if r["errors"] else ""
                         print(
-                            f"| {f.name} | {'quick' if quickack else 'delayed'} | {size // 1024} KiB "
+                            f"| {f.name} | {'quick' if quickack else 'delayed'} "
+                            f"| {size // 1024} KiB "
                             f"| {c} | {r['rate']:.0f}{err} | {r['p50']:.2f} | {r['p99']:.2f} "
                             f"| {r['cpu_ms']:.2f} | {r['gen_ms']:.2f} |",
                             flush=True,
