@@ -14,7 +14,9 @@ every phase no enabled plugin observes. Class attributes declare the rest:
   decides are negotiated as no-reply, which saves a round trip.
 - ``needs``: phases whose data it reads without a hook, e.g.
   ``Phase.HEADER | Phase.BODY`` for a plugin that looks at the whole
-  message at end of message.
+  message at end of message. ``msg.body`` is kept only when some plugin
+  declares ``Phase.BODY`` here (an ``on_body`` hook alone sees each chunk
+  as it arrives, without the body being stored).
 - ``macros``: macros it wants per phase, e.g. ``{Phase.MAIL: {"{auth_type}"}}``.
 
 Every hook returns a ``Verdict`` or None (None means continue). A hook

@@ -128,6 +128,13 @@ class ChainSession:
         """Does any plugin still in the game look at this phase's data?"""
         return any(phase & p.observes and p.name not in self._retired for p in self.plugins)
 
+    def _keeps_body(self) -> bool:
+        """Store the body only for plugins that declared ``needs = Phase.BODY``;
+        a plugin that only hooks on_body sees each chunk without a copy."""
+        return any(
+            Phase.BODY & type(p.plugin).needs and p.name not in self._retired for p in self.plugins
+        )
+
     def _all_accepted(self) -> bool:
         if self.msg is not None and self.msg._mutations:
             return False
@@ -246,7 +253,7 @@ class ChainSession:
 
     async def body(self, chunk: bytes) -> Verdict:
         msg = self.msg or self._new_message()
-        if self.wants(Phase.BODY):
+        if self._keeps_body():
             msg.body.append(chunk)
         verdict = await self._run(Phase.BODY, lambda p: lambda: p.plugin.on_body(msg, chunk))
         return self._maybe_end(verdict, "body")
