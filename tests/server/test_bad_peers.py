@@ -35,12 +35,9 @@ def start_config(tmp_path: Path, extra: str = "", chain: str = "") -> tuple[Path
     port = free_port()
     spec = f"inet:{port}@127.0.0.1"
     cfg = tmp_path / "m.toml"
+    stamp = '[chain]\nplugins = ["stamp"]\n[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\n'
     cfg.write_text(
-        f'[daemon]\nlisten = ["{spec}"]\nshutdown_timeout = 2.0\n{extra}\n'
-        + (
-            chain
-            or '[chain]\nplugins = ["stamp"]\n[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\n'
-        )
+        f'[daemon]\nlisten = ["{spec}"]\nshutdown_timeout = 2.0\n{extra}\n' + (chain or stamp)
     )
     return cfg, spec
 
