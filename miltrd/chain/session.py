@@ -22,6 +22,7 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sys
 import time
@@ -41,10 +42,12 @@ from ..api import (
     Verdict,
     VerdictKind,
     bare_address,
+    domain_of,
     reject,
     tempfail,
 )
 from ..api.context import _Caller
+from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
 from .runtime import LoadedPlugin, Runtime
 
@@ -89,7 +92,11 @@ class ChainSession:
         self.plugins = runtime.plugins
         self._conn_retired: set[str] = set()
         self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
+        self._conditional = [p for p in runtime.plugins if p.entry.when is not None]
+        self._excluded: dict[str, str] = {}  # plugin -> why its `when` failed
+        self._accepted: set[str] = set()
         self.msg: Message | None = None
+        self.history: list[dict[str, object]] = []  # per message: verdicts, what did not apply
         self._retired: set[str] = set()
         self._verdicts: dict[str, str] = {}
         self._started = 0.0
@@ -101,6 +108,8 @@ class ChainSession:
         body = Body(self.runtime.config.daemon.spool_threshold)
         self.msg = Message(conn=self.conn, body=body)
         self._retired = set(self._conn_retired)
+        self._excluded = {}
+        self._accepted = set()
         self._verdicts = {}
         self._started = time.monotonic()
         return self.msg
@@ -116,13 +125,58 @@ class ChainSession:
         if qid:
             queue_id.set(qid)
 
-    def _active(self, phase: Phase) -> list[LoadedPlugin]:
+    def _active(self, phase: Phase, recipient: str | None = None) -> list[LoadedPlugin]:
         hooked = self._by_phase.get(phase)
         if hooked is None:
             hooked = self._by_phase[phase] = [p for p in self.plugins if phase & p.implemented]
-        if not self._retired:
+        skip: set[str] = set()
+        if self._conditional:
+            skip = self._apply_conditions(recipient)
+        if not self._retired and not skip:
             return hooked
-        return [p for p in hooked if p.name not in self._retired]
+        return [p for p in hooked if p.name not in self._retired and p.name not in skip]
+
+    def _facts(self, recipient: str | None) -> Facts:
+        conn, msg = self.conn, self.msg
+        accepted = list(msg.recipients) if msg is not None else []
+        everyone = accepted + ([recipient] if recipient else [])
+        direction: str | None = None
+        if not conn.internal:
+            direction = "incoming"
+        elif everyone:
+            site = conn.site
+            internal = all(site.is_internal_domain(domain_of(r)) for r in everyone)
+            direction = "internal" if internal else "outgoing"
+        return Facts(
+            client_ip=_ip(conn.address),
+            authenticated=conn.authenticated,
+            direction=direction,
+            sender=msg.sender if msg is not None else None,
+            # At RCPT the recipient being asked about decides; later, any recipient.
+            recipients=[recipient] if recipient is not None else (accepted or None),
+            macros=dict(conn.macros),
+        )
+
+    def _apply_conditions(self, recipient: str | None) -> set[str]:
+        """Exclude, for this message, plugins whose ``when`` fails; return the
+        plugins to skip for this recipient only."""
+        skip: set[str] = set()
+        facts: Facts | None = None
+        for p in self._conditional:
+            when = p.entry.when
+            if when is None or p.name in self._excluded:
+                continue
+            facts = facts or self._facts(recipient)
+            ok, why = check_when(when, facts)
+            if ok is not False:
+                continue
+            if recipient is not None and why == NO_RECIPIENT_MATCHES:
+                skip.add(p.name)  # not for this recipient; maybe for the next
+                continue
+            log.info("plugin %s not applied: %s", p.name, why)
+            self._excluded[p.name] = why
+            self._retired.add(p.name)
+        return skip
 
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
@@ -138,7 +192,11 @@ class ChainSession:
     def _all_accepted(self) -> bool:
         if self.msg is not None and self.msg._mutations:
             return False
-        return bool(self.plugins) and all(p.name in self._retired for p in self.plugins)
+        # Plugins whose `when` does not match do not count.
+        counted = [p for p in self.plugins if p.name not in self._excluded]
+        return bool(counted) and all(
+            p.name in self._accepted or p.name in self._conn_retired for p in counted
+        )
 
     async def _call(
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
@@ -187,13 +245,15 @@ class ChainSession:
         self,
         phase: Phase,
         make_call: Callable[[LoadedPlugin], Callable[[], Awaitable[Verdict | None]]],
+        recipient: str | None = None,
     ) -> Verdict:
         retired_scope = self._conn_retired if not phase & MESSAGE_PHASES else self._retired
-        for p in self._active(phase):
+        for p in self._active(phase, recipient):
             verdict = await self._call(p, phase, make_call(p))
             if verdict.kind is VerdictKind.ACCEPT:
                 retired_scope.add(p.name)
                 self._retired.add(p.name)
+                self._accepted.add(p.name)
                 continue
             if verdict.kind is not VerdictKind.CONTINUE:
                 return verdict
@@ -222,7 +282,9 @@ class ChainSession:
         msg = self.msg or self._new_message()
         bare = bare_address(recipient)
         self._refresh_qid()
-        verdict = await self._run(Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare))
+        verdict = await self._run(
+            Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare), recipient=bare
+        )
         if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
             msg.rejected_recipients.append(bare)
             log.info("recipient <%s> refused: %s", bare, verdict.describe())
@@ -308,6 +370,11 @@ class ChainSession:
             if Phase.CLOSE & p.implemented:
                 await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
 
+    def _verdict_of(self, name: str) -> str:
+        if name in self._excluded:
+            return "not-applied"
+        return self._verdicts.get(name, "continue")
+
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
         msg = self.msg
         if msg is None:
@@ -316,8 +383,13 @@ class ChainSession:
             self.on_message()
         elapsed = time.monotonic() - self._started
         client = f"{self.conn.hostname}[{self.conn.address or ''}]"
-        plugins = ",".join(
-            f"{p.name}:{self._verdicts.get(p.name, 'continue')}" for p in self.plugins
+        plugins = ",".join(f"{p.name}:{self._verdict_of(p.name)}" for p in self.plugins)
+        self.history.append(
+            {
+                "action": verdict.kind.value if verdict is not None else "aborted",
+                "plugins": {p.name: self._verdict_of(p.name) for p in self.plugins},
+                "not_applied": dict(self._excluded),
+            }
         )
         if verdict is None:
             action = "aborted"
@@ -373,3 +445,15 @@ def _describe_mutation(m: Mutation) -> str:
     text = type(m).__name__
     fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
     return f"{text}({', '.join(fields)})"
+
+
+def _ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

@@ -35,6 +35,8 @@ def describe_runtime(runtime: Runtime) -> str:
             f"decides: {_phases(p.deciding & DECIDING_PHASES)}; changes: {actions or '-'}; "
             f"on_error={p.on_error} timeout={p.timeout:g}s"
         )
+        if p.entry.when is not None:
+            lines.append(f"     when: {p.entry.when.describe()}")
     req = request_for(runtime.needs)
     steps = []
     for phase, (off, no_reply) in STEP_FLAGS.items():

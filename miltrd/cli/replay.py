@@ -42,8 +42,9 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
         helo=args.helo or args.client_name or "localhost",
         auth=args.auth,
     )
+    applied: dict[str, object] = {}
     try:
-        result = asyncio.run(_run(args, config_path, raw, env))
+        result = asyncio.run(_run(args, config_path, raw, env, applied))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -57,6 +58,14 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
         print(f"recipient {rcpt}: {describe(response)}")
     for change in result.changes:
         print(f"change: {describe(change)}")
+    history = applied.get("history")
+    if isinstance(history, list) and history:
+        last = history[-1]
+        for name, verdict in last["plugins"].items():
+            if verdict == "not-applied":
+                print(f"plugin {name}: not applied ({last['not_applied'][name]})")
+            else:
+                print(f"plugin {name}: applied, {verdict}")
     print(
         f"verdict: {result.action}"
         + (f" (at {result.ended_at})" if result.ended_at != "eom" else "")
@@ -69,7 +78,11 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
 
 
 async def _run(
-    args: argparse.Namespace, config_path: str, raw: bytes, env: Envelope
+    args: argparse.Namespace,
+    config_path: str,
+    raw: bytes,
+    env: Envelope,
+    applied: dict[str, object],
 ) -> ReplayResult:
     if args.connect:
         reader, writer = await open_milter(args.connect)
@@ -84,9 +97,8 @@ async def _run(
 
     ours, theirs = socket.socketpair()
     server_reader, server_writer = await asyncio.open_connection(sock=theirs)
-    serving = asyncio.ensure_future(
-        MilterHandler(runtime, "replay").serve(server_reader, server_writer)
-    )
+    handler = MilterHandler(runtime, "replay")
+    serving = asyncio.ensure_future(handler.serve(server_reader, server_writer))
     reader, writer = await asyncio.open_connection(sock=ours)
     client = MilterClient(reader, writer)
     try:
@@ -95,3 +107,4 @@ async def _run(
         await client.close()
         await serving
         await runtime.close()
+        applied["history"] = handler.chain.history

@@ -126,7 +126,8 @@ def coerce(cls: type, table: Mapping[str, Any], path: str, problems: Problems) -
     key path ("" at top level).
     """
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # Fields starting with "_" are computed, never read from the file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.name.startswith("_")}
     # A field named like a Python keyword ("pass_") is written without the "_".
     names = {name.rstrip("_"): name for name in fields} | {name: name for name in fields}
     before = len(problems)

@@ -30,6 +30,7 @@ from .model import (
     parse_listen,
 )
 from .sendmail_cf import SendmailCfError, class_members, filter_socket, read_cf
+from .when import When
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -251,6 +252,11 @@ def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntr
     ):
         problems.append((f"{prefix}.timeout", f"expected a number of seconds > 0, got {timeout!r}"))
         timeout = None
+    when = None
+    if isinstance(common.get("when"), dict):
+        when = coerce(When, common["when"], f"{prefix}.when", problems)
+    elif "when" in common:
+        problems.append((f"{prefix}.when", "expected a table"))
     own = {k: v for k, v in table.items() if k not in PLUGIN_COMMON_KEYS}
     options = coerce(cls.Options, own, prefix, problems)
     if options is None:
@@ -263,4 +269,5 @@ def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntr
         on_error=on_error,
         timeout=float(timeout) if timeout is not None else None,
         use=use,
+        when=when,
     )

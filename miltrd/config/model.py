@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ..api import Plugin, Site
 from .errors import Problem
+from .when import When
 
 __all__ = [
     "ListenSpec",
@@ -26,7 +27,7 @@ __all__ = [
 OnError = Literal["tempfail", "continue", "reject", "accept"]
 Mode = Literal["enforce", "observe"]
 # Keys every [plugins.NAME] table may carry besides the plugin's own.
-PLUGIN_COMMON_KEYS = ("use", "mode", "on_error", "timeout")
+PLUGIN_COMMON_KEYS = ("use", "mode", "on_error", "timeout", "when")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class PluginEntry:
     on_error: OnError | None = None
     timeout: float | None = None
     use: str | None = None
+    when: When | None = None
 
 
 @dataclass(frozen=True)

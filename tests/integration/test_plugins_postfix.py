@@ -28,7 +28,7 @@ networks = ["10.0.0.0/8"]
 domains = ["example.com"]
 
 [chain]
-plugins = ["zombie", "spf", "bcc"]
+plugins = ["zombie", "spf", "bcc", "outtag"]
 
 [plugins.spf]
 nameservers = ["127.0.0.1:{dns}"]
@@ -38,6 +38,13 @@ authserv_id = "mta.test.example"
 [[plugins.bcc.rules]]
 direction = ["outgoing"]
 copy_to = ["sent-archive@example.com"]
+
+[plugins.outtag]
+use = "tests.testplugins:AddHeader"
+name = "X-Outgoing"
+value = "yes"
+[plugins.outtag.when]
+direction = ["outgoing"]
 """
 
 
@@ -125,3 +132,4 @@ def test_outgoing_mail_gets_the_bcc_recipient(system) -> None:
     # smtp-sink records the envelope recipients it was given.
     assert b"sent-archive@example.com" in raw
     assert b"partner@other.example" in raw
+    assert b"X-Outgoing: yes" in raw
