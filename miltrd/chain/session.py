@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .. import metrics
 from ..api import (
     ACCEPT,
     CONTINUE,
@@ -92,6 +93,7 @@ class ChainSession:
         self.plugins = runtime.plugins
         self._conn_retired: set[str] = set()
         self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
+        self._decider = ""  # the plugin whose verdict ended the last phase
         self._conditional = [p for p in runtime.plugins if p.entry.when is not None]
         self._excluded: dict[str, str] = {}  # plugin -> why its `when` failed
         self._accepted: set[str] = set()
@@ -202,6 +204,8 @@ class ChainSession:
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
     ) -> Verdict:
         self.conn._caller = _Caller(p.name, p.actions, p.observe_only)
+        stats = metrics.current()
+        started = time.perf_counter() if stats is not None else 0.0
         try:
             result = await _bounded(call(), p.timeout)
             if result is None:
@@ -220,6 +224,8 @@ class ChainSession:
             )
             result = on_error_verdict(p.on_error)
             self._verdicts[p.name] = f"timeout->{result.kind.value}"
+            if stats is not None:
+                stats.timeouts.labels(p.name).inc()
             return result
         except Exception:
             log.exception(
@@ -230,11 +236,19 @@ class ChainSession:
             )
             result = on_error_verdict(p.on_error)
             self._verdicts[p.name] = f"error->{result.kind.value}"
+            if stats is not None:
+                stats.errors.labels(p.name).inc()
             return result
         finally:
             self.conn._caller = None
+            if stats is not None:
+                stats.hook_seconds.labels(p.name, (phase.name or "").lower()).observe(
+                    time.perf_counter() - started
+                )
         if result.kind is not VerdictKind.CONTINUE:
             self._verdicts[p.name] = result.kind.value
+            if stats is not None:
+                stats.verdicts.labels(p.name, result.kind.value).inc()
         if p.observe_only and result.kind is not VerdictKind.CONTINUE:
             log.info("plugin %s (observe): would %s", p.name, result.describe())
             self._verdicts[p.name] = f"would-{result.kind.value}"
@@ -256,6 +270,7 @@ class ChainSession:
                 self._accepted.add(p.name)
                 continue
             if verdict.kind is not VerdictKind.CONTINUE:
+                self._decider = p.name
                 return verdict
         if self._all_accepted():
             return ACCEPT
@@ -287,7 +302,7 @@ class ChainSession:
         )
         if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
             msg.rejected_recipients.append(bare)
-            log.info("recipient <%s> refused: %s", bare, verdict.describe())
+            log.info("recipient <%s> refused by %s: %s", bare, self._decider, verdict.describe())
             return verdict
         msg.recipients.append(bare)
         msg._raw_recipients[bare.lower()] = recipient
@@ -391,6 +406,10 @@ class ChainSession:
                 "not_applied": dict(self._excluded),
             }
         )
+        stats = metrics.current()
+        if stats is not None:
+            final = "aborted" if verdict is None else verdict.kind.value
+            stats.messages.labels("accept" if final == "continue" else final).inc()
         if verdict is None:
             action = "aborted"
         elif verdict.kind is VerdictKind.CONTINUE:

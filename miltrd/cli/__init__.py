@@ -1,4 +1,4 @@
-"""The ``miltrd`` command: run, check, replay, version."""
+"""The ``miltrd`` command: run, check, replay, stats, version."""
 
 from __future__ import annotations
 
@@ -52,12 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--output", default=None, help="write the resulting message here")
     config_arg(replay)
+    stats = sub.add_parser("stats", help="report on miltrd's summary log lines")
+    stats.add_argument(
+        "logfiles", nargs="+", help="log files (stderr/journal export or syslog), - for stdin"
+    )
+    stats.add_argument("--top", type=int, default=10, help="entries per list (default 10)")
     sub.add_parser("version", help="print the version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "stats":
+        from .stats import stats_command
+
+        return stats_command(args.logfiles, args.top)
     if args.command == "version":
         print(f"miltrd {__version__}")
         return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import Site
+from ..metrics import parse_metrics_listen
 from ..registry import PluginLoadError, load_plugin
 from .coerce import Problems, coerce
 from .errors import ConfigError, Problem
@@ -169,6 +170,26 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     for key in ("timeout", "shutdown_timeout", "idle_timeout"):
         if getattr(raw, key) <= 0:
             problems.append((f"daemon.{key}", "must be more than 0 seconds"))
+    if raw.metrics_listen:
+        try:
+            host, _ = parse_metrics_listen(raw.metrics_listen)
+        except ValueError:
+            problems.append(
+                (
+                    "daemon.metrics_listen",
+                    f'expected "IP:PORT" or "[IPv6]:PORT", got "{raw.metrics_listen}"',
+                )
+            )
+        else:
+            if not ipaddress.ip_address(host).is_loopback and not raw.metrics_public:
+                problems.append(
+                    (
+                        "daemon.metrics_listen",
+                        f"{host} is not a loopback address (set metrics_public = true to allow it)",
+                    )
+                )
+        if raw.workers > 1:
+            problems.append(("daemon.metrics_listen", "metrics need workers = 1"))
     if not 1 <= raw.workers <= 256:
         problems.append(("daemon.workers", "must be between 1 and 256"))
     if raw.max_messages < 0:
@@ -196,6 +217,8 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
         max_packet=raw.max_packet,
         idle_timeout=raw.idle_timeout,
         backlog=raw.backlog,
+        metrics_listen=raw.metrics_listen,
+        metrics_public=raw.metrics_public,
         workers=raw.workers,
         max_messages=raw.max_messages,
         serial=raw.serial,

@@ -97,6 +97,8 @@ class DaemonSection:
     max_packet: int = 1024 * 1024 - 1
     idle_timeout: float = 3600.0
     backlog: int = 128
+    metrics_listen: str = ""  # e.g. "127.0.0.1:9187" (Prometheus text format)
+    metrics_public: bool = False  # allow metrics_listen on a non-loopback address
     workers: int = 1  # processes serving the same listeners
     max_messages: int = 0  # a worker retires after this many messages (0: never)
     serial: bool = False  # serve one connection at a time (debugging a plugin)
@@ -132,6 +134,8 @@ class DaemonConfig:
     max_packet: int
     idle_timeout: float
     backlog: int
+    metrics_listen: str
+    metrics_public: bool
     workers: int
     max_messages: int
     serial: bool

@@ -16,6 +16,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
 from ..api import mutations as m
 from ..chain import ChainSession, Runtime, on_error_verdict
@@ -190,6 +191,10 @@ class MilterHandler:
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         watchdog = asyncio.ensure_future(self._watch_idle(writer))
+        stats = metrics.current()
+        if stats is not None:
+            stats.connections.inc()
+            stats.connections_open.inc()
         try:
             while True:
                 data = await reader.read(READ_SIZE)
@@ -202,9 +207,13 @@ class MilterHandler:
                     break
         except RemoteProtocolError as exc:
             log.warning("protocol error from MTA, closing the connection: %s", exc)
+            if stats is not None:
+                stats.protocol_errors.inc()
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", exc)
         finally:
+            if stats is not None:
+                stats.connections_open.dec()
             watchdog.cancel()
             with contextlib.suppress(Exception):
                 await self.chain.close()
@@ -340,6 +349,9 @@ class MilterHandler:
         missing = req.actions & ~agreed.actions & ~Action.ADDRCPT_PAR
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
+            stats = metrics.current()
+            if stats is not None:
+                stats.negotiation_failures.inc()
         log.debug(
             "negotiated version %d actions %r protocol %r",
             agreed.version,

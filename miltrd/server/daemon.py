@@ -20,8 +20,10 @@ import signal
 import socket
 from collections.abc import Callable
 
+from .. import metrics
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
+from ..metrics import parse_metrics_listen
 from . import systemd
 from .connection import MilterHandler, next_conn_id, serve_overloaded
 from .listen import Listener, ListenError, open_listener
@@ -68,6 +70,7 @@ class Daemon:
         self.reload_event = asyncio.Event()
         self.reloads = 0
         self.owns_socket_files = True
+        self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
 
     # --- start --------------------------------------------------------------
@@ -95,6 +98,12 @@ class Daemon:
         if not self.listeners:
             self.open_listeners()
         daemon = self.runtime.config.daemon
+        if daemon.metrics_listen and self.metrics_server is None:
+            host, port = parse_metrics_listen(daemon.metrics_listen)
+            try:
+                self.metrics_server = metrics.enable().serve(host, port)
+            except OSError as exc:
+                raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
         drop_privileges(daemon.user, daemon.group)
         for listener in self.listeners:
             if listener.sock.family == socket.AF_UNIX:
@@ -156,10 +165,14 @@ class Daemon:
                 log.error("reload failed: %s", problem)
             log.error("reload failed: still running with the previous configuration")
             systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
+            if (stats := metrics.current()) is not None:
+                stats.reloads.labels("failed").inc()
             return False
         old = self.runtime
         self.runtime = runtime
         self.reloads += 1
+        if (stats := metrics.current()) is not None:
+            stats.reloads.labels("ok").inc()
         if config.daemon.listen != old.config.daemon.listen:
             log.warning("daemon.listen changed: restart miltrd for it to take effect")
         log.info("reloaded: chain %s", ", ".join(p.name for p in runtime.plugins) or "(empty)")
@@ -192,6 +205,9 @@ class Daemon:
         await self.runtime.close()
         for runtime in self._retired.values():
             await runtime.close()
+        if self.metrics_server is not None and hasattr(self.metrics_server, "shutdown"):
+            self.metrics_server.shutdown()
+            self.metrics_server = None
         log.info("stopped")
 
 
@@ -212,6 +228,8 @@ class _ConnectionTask:
                 runtime.config.daemon.max_connections,
             )
             daemon.refused.add(task)
+            if (stats := metrics.current()) is not None:
+                stats.refused.inc()
             try:
                 await serve_overloaded(reader, writer)
             finally:

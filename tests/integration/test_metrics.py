@@ -1,0 +1,130 @@
+"""The Prometheus endpoint counts what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from miltrd.client import Envelope, MilterClient, open_milter, replay
+from miltrd.config import ConfigError, load_text
+
+from ..tools import free_port
+from .mta import Miltrd
+
+pytestmark = pytest.mark.integration
+
+MESSAGE = b"Subject: m\r\n\r\nbody\r\n"
+
+
+async def _send(spec: str, sender: str, rcpts: list[str]) -> str:
+    reader, writer = await open_milter(spec)
+    client = MilterClient(reader, writer)
+    try:
+        result = await replay(client, MESSAGE, Envelope(sender=sender, recipients=rcpts))
+    finally:
+        await client.close()
+    return result.action
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    label = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = (
+        re.escape(name) + (r"\{" + re.escape(label) + r"\}" if label else "") + r" ([0-9.e+]+)"
+    )
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_metrics_match_what_was_sent(tmp_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["{spec}"]\nmetrics_listen = "127.0.0.1:{mport}"\n'
+        '[chain]\nplugins = ["rcpt", "grey", "crash"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\n'
+        'recipients = ["bad@example.com"]\n'
+        '[plugins.grey]\nuse = "tests.testplugins:TempfailSender"\nsenders = ["grey@example.org"]\n'
+        '[plugins.crash]\nuse = "tests.testplugins:Raiser"\nphase = "eom"\n'
+        'only_sender = "crash@example.org"\n'
+    )
+    daemon = Miltrd(cfg, port=port)
+    try:
+
+        async def traffic() -> list[str]:
+            return [
+                await _send(spec, "a@example.org", ["ok@example.com"]),
+                await _send(spec, "a@example.org", ["ok@example.com", "bad@example.com"]),
+                await _send(spec, "grey@example.org", ["ok@example.com"]),
+                await _send(spec, "crash@example.org", ["ok@example.com"]),
+            ]
+
+        assert asyncio.run(traffic()) == ["accept", "accept", "tempfail", "tempfail"]
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+        )
+    finally:
+        daemon.stop()
+    assert metric(text, "miltrd_connections_total") == 4 + 1  # + the harness's readiness probe
+    assert metric(text, "miltrd_messages_total", action="accept") == 2
+    assert metric(text, "miltrd_messages_total", action="tempfail") == 2
+    assert metric(text, "miltrd_plugin_verdicts_total", plugin="rcpt", verdict="reject") == 1
+    assert metric(text, "miltrd_plugin_verdicts_total", plugin="grey", verdict="tempfail") == 1
+    assert metric(text, "miltrd_plugin_errors_total", plugin="crash") == 1
+    # Four recipients reached the rcpt plugin (the greylisted message ended at MAIL).
+    assert metric(text, "miltrd_hook_seconds_count", plugin="rcpt", phase="rcpt") == 4
+    assert "miltrd_connections_open 0.0" in text
+
+
+def test_metrics_refuse_a_public_address_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        load_text('[daemon]\nmetrics_listen = "0.0.0.0:9187"\n')
+    load_text('[daemon]\nmetrics_listen = "0.0.0.0:9187"\nmetrics_public = true\n')
+
+
+def test_stats_reports_on_the_daemons_own_log(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["{spec}"]\n'
+        '[chain]\nplugins = ["rcpt", "grey"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\n'
+        'recipients = ["bad@example.com"]\n'
+        '[plugins.grey]\nuse = "tests.testplugins:TempfailSender"\nsenders = ["grey@example.org"]\n'
+    )
+    daemon = Miltrd(cfg, port=port)
+    try:
+
+        async def traffic() -> None:
+            for _ in range(3):
+                await _send(spec, "a@example.org", ["ok@example.com", "bad@example.com"])
+            for _ in range(2):
+                await _send(spec, "grey@example.org", ["ok@example.com"])
+
+        asyncio.run(traffic())
+        daemon.wait_log("summary client=", count=5)
+    finally:
+        daemon.stop()
+    out = subprocess.run(
+        [sys.executable, "-m", "miltrd", "stats", str(daemon.log_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "miltrd stats: 5 messages" in out
+    assert re.search(r"accept\s+3\s+60\.0%", out)
+    assert re.search(r"tempfail\s+2\s+40\.0%", out)
+    assert "recipients refused one by one: 3" in out
+    assert re.search(r"rcpt\s+3", out) and re.search(r"grey\s+2", out)
+    assert "grey: 451 4.7.1 greylisted, try again later" in out
+    assert re.search(r"grey@example.org\s+2", out)
+    assert re.search(r"127\.0\.0\.1\s+2", out)
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:00\s+5", out)
