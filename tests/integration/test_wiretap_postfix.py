@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
