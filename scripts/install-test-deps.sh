@@ -6,7 +6,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 # libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4"
+# debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
+PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
+      debhelper dh-python pybuild-plugin-pyproject python3-all rpm"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
