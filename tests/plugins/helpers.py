@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from miltrd.api import Connection, Mutation, Verdict
 from miltrd.chain import ChainSession, build_runtime
+from miltrd.client import split_message
 from miltrd.config import load_text
 
 
@@ -47,11 +48,11 @@ def run_message(s: ChainSession, sender: str, rcpts: list[str], raw: bytes = b""
             return Outcome(mail, [], None, [])
         verdicts = [await s.rcpt(f"<{r}>", ()) for r in rcpts]
         if raw:
-            head, _, body = raw.partition(b"\r\n\r\n")
-            for line in head.split(b"\r\n"):
-                name, _, value = line.decode().partition(":")
-                await s.header(name, value.strip())
-            await s.body(body)
+            headers, body = split_message(raw)  # as an MTA sends them
+            for name, value in headers:
+                await s.header(name, value)
+            for i in range(0, len(body), 65535):
+                await s.body(body[i : i + 65535])
         result = await s.eom()
         return Outcome(mail, verdicts, result.verdict, result.mutations)
 
