@@ -143,8 +143,13 @@ def test_started_as_root_drops_to_the_configured_user(tmp_path: Path) -> None:
         assert send(f"unix:{sock}") == ["x"]
         status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        nobody = pwd.getpwnam("nobody").pw_uid
-        assert uid_line.split()[1:] == [str(nobody)] * 4
+        gid_line = next(line for line in status.splitlines() if line.startswith("Gid:"))
+        groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
+        nobody = pwd.getpwnam("nobody")
+        assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+        assert gid_line.split()[1:] == [str(nobody.pw_gid)] * 4
+        assert groups.split()[1:] == []  # no supplementary (root) groups left
+        nobody = nobody.pw_uid
         assert os.stat(sock).st_uid == nobody
     finally:
         daemon.stop()
