@@ -65,10 +65,13 @@ def memory_report(tmp: Path) -> int:
             return rss
 
         rss = asyncio.run(hold())
+        time.sleep(1.0)  # let the daemon see the closes
+        after = _status(proc.pid, "VmRSS")
         per = (rss - base) / count
         print(
             f"idle connections: {count} held, RSS {base >> 20} MiB -> {rss >> 20} MiB, "
-            f"{per / 1024:.1f} KiB per connection"
+            f"{per / 1024:.1f} KiB per connection; after closing them "
+            f"{(after - base) / 1024:.0f} KiB above the baseline"
         )
 
         body = (b"0123456789abcdef" * 4 + b"\r\n") * (50 * 1024 * 1024 // 66)

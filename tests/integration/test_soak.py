@@ -20,3 +20,31 @@ def test_no_growth_in_memory_or_descriptors() -> None:
     last = samples[-1]
     assert last[2] <= warm[2], samples  # file descriptors
     assert last[1] <= warm[1] * 1.05, samples  # RSS within 5 % of the warmed-up value
+
+
+def test_bursts_of_idle_connections_do_not_grow_memory(tmp_path) -> None:
+    import asyncio
+    import time
+
+    from bench.memory import _idle, _start, _status
+
+    proc, port = _start(
+        tmp_path, '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:Declared"\n'
+    )
+    try:
+        after = []
+        for _ in range(5):
+
+            async def burst() -> None:
+                held = await _idle(port, 500)
+                for writer in held:
+                    writer.close()  # type: ignore[attr-defined]
+
+            asyncio.run(burst())
+            time.sleep(0.5)
+            after.append(_status(proc.pid, "VmRSS"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # The first burst warms the allocator; later bursts reuse that memory.
+    assert after[-1] - after[1] < 2 * 1024 * 1024, after
