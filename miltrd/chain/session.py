@@ -21,10 +21,8 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from ..api import (
 from ..api.context import _Caller
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
+from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
 
 __all__ = ["ChainSession", "EomResult", "on_error_verdict"]
@@ -207,7 +206,7 @@ class ChainSession:
         stats = metrics.current()
         started = time.perf_counter() if stats is not None else 0.0
         try:
-            result = await _bounded(call(), p.timeout)
+            result: Verdict | None = await bounded(call(), p.timeout)  # type: ignore[arg-type]
             if result is None:
                 result = CONTINUE
             if not isinstance(result, Verdict):
@@ -430,20 +429,6 @@ class ChainSession:
             action,
             elapsed,
         )
-
-
-if sys.version_info >= (3, 11):
-
-    async def _bounded(coro: Awaitable[Verdict | None], seconds: float) -> Verdict | None:
-        # asyncio.timeout arms one timer; wait_for would also create a task
-        # per hook call, which costs more than most hooks.
-        async with asyncio.timeout(seconds):
-            return await coro
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _bounded(coro: Awaitable[Verdict | None], seconds: float) -> Verdict | None:
-        return await asyncio.wait_for(coro, seconds)
 
 
 def _abort_call(p: LoadedPlugin, msg: Message) -> Callable[[], Awaitable[Verdict | None]]:
