@@ -23,19 +23,31 @@ def frame(code: int, data: bytes = b"") -> bytes:
 
 
 class ReceiveBuffer:
-    """Accumulates bytes and cuts them into (code, data) packets."""
+    """Accumulates bytes and cuts them into (code, data) packets.
+
+    While no partial packet is pending, the bytes given to ``feed`` are
+    kept as they are (no copy into the buffer); only a trailing partial
+    packet is copied into a bytearray to be completed by the next feed.
+    """
 
     __slots__ = ("_buf", "_pos")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
 
     def __len__(self) -> int:
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._pos and self._pos * 2 >= len(self._buf):
+        if self._pos >= len(self._buf):
+            self._buf = data if isinstance(data, bytes) else bytes(data)
+            self._pos = 0
+            return
+        if isinstance(self._buf, bytes):
+            self._buf = bytearray(memoryview(self._buf)[self._pos :])
+            self._pos = 0
+        elif self._pos and self._pos * 2 >= len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
@@ -46,10 +58,11 @@ class ReceiveBuffer:
         Raises RemoteProtocolError for a zero length or a data part longer
         than ``max_data``, as soon as the length field has arrived.
         """
-        avail = len(self._buf) - self._pos
+        buf = self._buf
+        avail = len(buf) - self._pos
         if avail < 4:
             return None
-        (length,) = _LEN.unpack_from(self._buf, self._pos)
+        (length,) = _LEN.unpack_from(buf, self._pos)
         if length == 0:
             raise RemoteProtocolError("packet with length 0 (no command code)")
         if length - 1 > max_data:
@@ -59,10 +72,10 @@ class ReceiveBuffer:
         if avail < 4 + length:
             return None
         start = self._pos + 4
-        code = self._buf[start]
-        data = bytes(self._buf[start + 1 : start + length])
+        code = buf[start]
+        data = bytes(buf[start + 1 : start + length])
         self._pos = start + length
-        if self._pos == len(self._buf):
-            self._buf.clear()
+        if self._pos == len(buf):
+            self._buf = b""
             self._pos = 0
         return code, data
