@@ -29,6 +29,7 @@ from miltrd.api import (
     OptionError,
     Plugin,
     Verdict,
+    parse_ip,
     reject,
     run_blocking,
     tempfail,
@@ -212,7 +213,7 @@ class Spf(Plugin):
         conn = msg.conn
         if self.options.skip_internal and conn.internal:
             return "authenticated client" if conn.authenticated else "internal client"
-        address = _client_ip(conn.address)
+        address = parse_ip(conn.address)
         if address is not None and any(address in net for net in self.forwarders):
             return "trusted forwarder"
         if address is None:
@@ -224,7 +225,7 @@ class Spf(Plugin):
         if skip:
             self.log.info("not checked: %s %s", skip, msg.conn.address)
             return None
-        client_ip = str(_client_ip(msg.conn.address))
+        client_ip = str(parse_ip(msg.conn.address))
         helo = msg.conn.helo or msg.conn.hostname
         receiver = self.options.receiver or msg.conn.macro("j") or socket.getfqdn()
         checks = []
@@ -317,18 +318,6 @@ def _token(text: str) -> bool:
     except dns.exception.DNSException:
         return False
     return " " not in text and ";" not in text
-
-
-def _client_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 PLUGIN = Spf

@@ -13,6 +13,7 @@ from .context import (
     bare_address,
     domain_of,
     local_part,
+    parse_ip,
 )
 from .mutations import (
     AddHeader,
@@ -72,6 +73,7 @@ __all__ = [
     "clean_text",
     "domain_of",
     "local_part",
+    "parse_ip",
     "reject",
     "run_blocking",
     "tempfail",

@@ -36,6 +36,7 @@ __all__ = [
     "bare_address",
     "domain_of",
     "local_part",
+    "parse_ip",
     "IPNetwork",
 ]
 
@@ -44,6 +45,19 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class PluginContractError(Exception):
     """A plugin asked for a change it did not declare in ``actions``."""
+
+
+def parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client address as an IP (IPv4-mapped IPv6 unwrapped), or None."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def bare_address(addr: str) -> str:
@@ -77,15 +91,8 @@ class Site:
     authenticated: bool = True
 
     def is_internal_ip(self, address: str | None) -> bool:
-        if not address:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
+        ip = parse_ip(address)
+        return ip is not None and any(ip in net for net in self.networks)
 
     def is_internal_domain(self, domain: str, *, subdomains: bool = False) -> bool:
         domain = domain.lower().rstrip(".")

@@ -21,7 +21,6 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from ..api import (
     VerdictKind,
     bare_address,
     domain_of,
+    parse_ip,
     reject,
     tempfail,
 )
@@ -149,7 +149,7 @@ class ChainSession:
             internal = all(site.is_internal_domain(domain_of(r)) for r in everyone)
             direction = "internal" if internal else "outgoing"
         return Facts(
-            client_ip=_ip(conn.address),
+            client_ip=parse_ip(conn.address),
             authenticated=conn.authenticated,
             direction=direction,
             sender=msg.sender if msg is not None else None,
@@ -449,15 +449,3 @@ def _describe_mutation(m: Mutation) -> str:
     text = type(m).__name__
     fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
     return f"{text}({', '.join(fields)})"
-
-
-def _ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").removeprefix("IPv6:"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
