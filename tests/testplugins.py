@@ -166,6 +166,6 @@ class Concurrency(Plugin):
     async def on_eom(self, msg: Message) -> Verdict | None:
         Concurrency.current += 1
         Concurrency.peak = max(Concurrency.peak, Concurrency.current)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
         Concurrency.current -= 1
         return None

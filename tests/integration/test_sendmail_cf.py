@@ -76,7 +76,7 @@ def test_missing_filter_and_missing_file_are_config_errors(cf: Path, tmp_path: P
     assert f"internal.sendmail_class: {missing}: cannot read" in str(info.value)
 
 
-@pytest.mark.parametrize("serial, peak", [(True, 1), (False, 3)])
+@pytest.mark.parametrize("serial, peak", [(True, 1), (False, 2)])
 def test_serial_mode_serves_one_connection_at_a_time(
     tmp_path: Path, serial: bool, peak: int
 ) -> None:
@@ -102,4 +102,6 @@ def test_serial_mode_serves_one_connection_at_a_time(
 
     Concurrency.peak = 0
     asyncio.run(go())
-    assert Concurrency.peak == peak
+    # Serial: never two at once. Otherwise at least two overlap (all three
+    # usually do; a busy machine may start the third late).
+    assert Concurrency.peak == 1 if serial else Concurrency.peak >= peak

