@@ -16,7 +16,7 @@ import sys
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["bounded"]
+__all__ = ["bounded", "start"]
 
 T = TypeVar("T")
 
@@ -61,3 +61,16 @@ async def bounded(coro: Coroutine[Any, Any, T], seconds: float) -> T:
         return await _Resume(coro, pending)  # type: ignore[no-any-return, unused-ignore]
 
     return await asyncio.wait_for(rest(), seconds)  # pragma: no cover
+
+
+def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
+    """Run ``coro`` up to its first suspension.
+
+    Returns (True, result) if it finished, else (False, awaitable) where
+    awaiting the awaitable (in a task) finishes the same coroutine.
+    """
+    try:
+        pending = coro.send(None)
+    except StopIteration as done:
+        return True, done.value
+    return False, _Resume(coro, pending)

@@ -15,11 +15,13 @@ import itertools
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .. import metrics
 from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
 from ..api import mutations as m
-from ..chain import ChainSession, Runtime, on_error_verdict
+from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
+from ..chain.eager import start
 from ..logs import conn_id, queue_id
 from ..protocol import (
     MDS_1M,
@@ -364,19 +366,27 @@ class MilterHandler:
         if event.data:
             await self.chain.body(event.data)
         deferred, self.deferred = self.deferred, None
-        task = asyncio.ensure_future(self.chain.eom(deferred))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
-            if done:
-                break
-            # Keep the MTA's content timeout from firing during slow work.
-            if self._writer is not None:
-                self._writer.write(b"\x00\x00\x00\x01p")
-        result = task.result()
+        finished, value = start(self.chain.eom(deferred))
+        if finished:
+            result: EomResult = value  # the common case: no plugin had to wait
+        else:
+            task = asyncio.ensure_future(_await(value))
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
+                if done:
+                    break
+                # Keep the MTA's content timeout from firing during slow work.
+                if self._writer is not None:
+                    self._writer.write(b"\x00\x00\x00\x01p")
+            result = task.result()
         assert self.fc.negotiated is not None
         responses = _mutation_responses(result.mutations, self.fc.negotiated.actions)
         responses.append(reply_of(result.verdict))
         return self.fc.send_all(responses)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
