@@ -44,15 +44,18 @@ class SafeFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def setup_logging(level: str = "info", target: str = "stderr") -> None:
+def setup_logging(
+    level: str = "info", target: str = "stderr", syslog_socket: str = "/dev/log"
+) -> None:
     root = logging.getLogger("miltrd")
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
     handler: logging.Handler
-    if target == "syslog" and os.path.exists("/dev/log"):
+    fallback = target == "syslog" and not os.path.exists(syslog_socket)
+    if target == "syslog" and not fallback:
         handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL
+            address=syslog_socket, facility=logging.handlers.SysLogHandler.LOG_MAIL
         )
         fmt = "miltrd[%(process)d]: %(levelname)s [%(conn)s] %(qid)s%(message)s"
     else:
@@ -67,3 +70,5 @@ def setup_logging(level: str = "info", target: str = "stderr") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
+    if fallback:
+        root.warning("no syslog socket at %s: logging to stderr", syslog_socket)

@@ -25,7 +25,7 @@ def run(path: str) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    setup_logging(config.daemon.log_level, config.daemon.log)
+    setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()

@@ -213,6 +213,7 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
         shutdown_timeout=raw.shutdown_timeout,
         log_level=raw.log_level,
         log=raw.log,
+        syslog_socket=raw.syslog_socket,
         spool_threshold=raw.spool_threshold,
         max_packet=raw.max_packet,
         idle_timeout=raw.idle_timeout,

@@ -93,6 +93,7 @@ class DaemonSection:
     shutdown_timeout: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log: Literal["stderr", "syslog"] = "stderr"
+    syslog_socket: str = "/dev/log"
     spool_threshold: int = 1024 * 1024
     max_packet: int = 1024 * 1024 - 1
     idle_timeout: float = 3600.0
@@ -130,6 +131,7 @@ class DaemonConfig:
     shutdown_timeout: float
     log_level: str
     log: str
+    syslog_socket: str
     spool_threshold: int
     max_packet: int
     idle_timeout: float

@@ -226,3 +226,29 @@ def test_version_command() -> None:
         [sys.executable, "-m", "miltrd", "version"], capture_output=True, text=True, check=True
     )
     assert re.fullmatch(r"miltrd \d+\.\d+\.\d+\n", out.stdout)
+
+
+def test_syslog_facility_mail(tmp_path: Path) -> None:
+    log_sock = tmp_path / "log"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(log_sock))
+    receiver.settimeout(10)
+    port = free_port()
+    cfg = config(
+        tmp_path / "m.toml",
+        f"inet:{port}@127.0.0.1",
+        "x",
+        extra=f'log = "syslog"\nsyslog_socket = "{log_sock}"',
+    )
+    daemon = Miltrd(cfg, port=port)
+    try:
+        assert send(f"inet:{port}@127.0.0.1") == ["x"]
+        lines = []
+        while not any(b"summary client=" in line for line in lines):
+            lines.append(receiver.recv(65536))
+    finally:
+        daemon.stop()
+        receiver.close()
+    summary = next(line for line in lines if b"summary client=" in line)
+    # <22>: facility mail (2) * 8 + severity info (6)
+    assert summary.startswith(b"<22>miltrd[")
