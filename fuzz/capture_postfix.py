@@ -48,7 +48,9 @@ class Recorder:
         to_filter, to_mta = bytearray(), bytearray()
         self.sessions.append((to_filter, to_mta))
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, log: bytearray) -> None:
+        async def pump(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, log: bytearray
+        ) -> None:
             while data := await src.read(65536):
                 log += data
                 dst.write(data)
@@ -77,7 +79,9 @@ def main() -> None:
             msg = EmailMessage()
             msg["From"], msg["To"], msg["Subject"] = "a@example.org", "b@example.com", "seed"
             msg.set_content("seed body\n" * 50)
-            msg.add_attachment(b"\x00\x01" * 500, maintype="application", subtype="octet-stream", filename="x.bin")
+            msg.add_attachment(
+                b"\x00\x01" * 500, maintype="application", subtype="octet-stream", filename="x.bin"
+            )
             with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as smtp:
                 smtp.ehlo("seed.client.example")
                 smtp.send_message(msg, to_addrs=["b@example.com", "nobody@example.com"])

@@ -35,7 +35,10 @@ def test_plugin_installed_as_an_entry_point(tmp_path: Path) -> None:
     mail.write_text("Subject: x\n\nbody\n")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
     check = subprocess.run(
-        [sys.executable, "-m", "miltrd", "check", "-c", str(cfg)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "miltrd", "check", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert check.returncode == 0, check.stderr
     assert "1. shout [enforce] hooks: eom" in check.stdout

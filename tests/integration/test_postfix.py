@@ -143,3 +143,30 @@ def test_raising_plugin_tempfails_and_miltrd_keeps_serving(mail_system) -> None:
     raw = _delivered_with(sink, "after crash", before + 1)
     assert b"X-Miltrd-Test: stamped" in raw
     assert b"crash" not in b"".join(m for m in sink.messages() if b"Subject: crash" in m)
+
+
+def test_postfix_over_a_unix_socket_with_the_postfix_group() -> None:
+    """The README's unix-socket setup: socket 0660, group postfix."""
+    require("postfix", "smtp-sink", "script")
+    with world_readable_tmpdir() as base:
+        sock = base / "miltrd.sock"
+        cfg = base / "miltrd.toml"
+        cfg.write_text(
+            f'[daemon]\nlisten = ["local:{sock}"]\nsocket_mode = "0660"\ngroup = "postfix"\n'
+            '[chain]\nplugins = ["stamp"]\n[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\n'
+            'name = "X-Via-Unix"\nvalue = "yes"\n'
+        )
+        miltrd = Miltrd(cfg, unix_path=str(sock))
+        sink = Sink(base / "sink")
+        postfix = Postfix(base / "pf", f"unix:{sock}", sink.port)
+        with running(miltrd, sink, postfix):
+            import grp
+            import stat as stat_mod
+
+            st = sock.stat()
+            assert stat_mod.S_IMODE(st.st_mode) == 0o660
+            assert st.st_gid == grp.getgrnam("postfix").gr_gid
+            with _smtp(postfix) as smtp:
+                smtp.send_message(_message("alice@example.org", "bob@example.com", "via unix"))
+            raw = _delivered_with(sink, "via unix")
+            assert b"X-Via-Unix: yes" in raw
