@@ -191,6 +191,9 @@ class Daemon:
             for listener in self.listeners:
                 listener.remove_socket_file()
         timeout = self.runtime.config.daemon.shutdown_timeout
+        # A connection accepted just before the close gets its task a few
+        # loop turns later; give it that time so it is served, not dropped.
+        await asyncio.sleep(0.1)
         if self.tasks:
             log.info("waiting up to %.0fs for %d open connection(s)", timeout, len(self.tasks))
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
