@@ -167,10 +167,15 @@ def render(headers: list[tuple[str, str]], body: bytes) -> bytes:
 class MilterClient:
     """One milter connection from the MTA side, over asyncio streams."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        mta: MtaConnection | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
-        self.mta = MtaConnection()
+        self.mta = mta or MtaConnection()
 
     async def command(self, cmd: MtaCommand) -> list[FilterResponse]:
         """Send ``cmd``; return every response up to and including the final one."""

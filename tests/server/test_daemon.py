@@ -241,3 +241,38 @@ def test_malformed_packet_closes_only_that_connection(tmp_path: Path, caplog) ->
     assert closed == b""
     assert stamps(result) == ["v1"]
     assert "protocol error from MTA, closing the connection" in caplog.text
+
+
+@pytest.mark.parametrize("version", [2, 3, 4, 6])
+def test_older_protocol_versions_are_served(tmp_path: Path, version: int) -> None:
+    """Postfix's milter_protocol = 2, 3, 4 or 6: the chain still judges mail."""
+    from miltrd.protocol import MtaConnection
+
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["{spec}"]\n[chain]\nplugins = ["rcpt", "stamp"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\nrecipients = ["bad@example.com"]\n'
+        '[plugins.stamp]\nuse = "tests.testplugins:AddHeader"\n'
+    )
+
+    async def go():
+        daemon = await start(cfg)
+        try:
+            reader, writer = await open_milter(spec)
+            client = MilterClient(reader, writer, MtaConnection(version=version))
+            result = await replay(
+                client,
+                MESSAGE,
+                Envelope(sender="a@x.org", recipients=["bad@example.com", "ok@example.com"]),
+            )
+            await client.close()
+            return client.mta.negotiated, result
+        finally:
+            await daemon.shutdown()
+
+    negotiated, result = asyncio.run(go())
+    assert negotiated.version == version
+    assert list(result.rejected_recipients) == ["bad@example.com"]
+    assert stamps(result) == ["added by miltrd"]
