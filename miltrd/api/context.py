@@ -184,6 +184,15 @@ class Connection:
             return True
         return self.site.authenticated and self.authenticated
 
+    def direction_for(self, recipients: list[str]) -> str:
+        """incoming (the client is not internal), internal (all recipients
+        in internal.domains) or outgoing."""
+        if not self.internal:
+            return "incoming"
+        if recipients and all(self.site.is_internal_domain(domain_of(r)) for r in recipients):
+            return "internal"
+        return "outgoing"
+
     @property
     def state(self) -> dict[str, Any]:
         """Scratch space of the calling plugin for this connection."""
@@ -217,13 +226,7 @@ class Message:
     @property
     def direction(self) -> str:
         """incoming, outgoing or internal, judged by [internal]."""
-        if not self.conn.internal:
-            return "incoming"
-        if self.recipients and all(
-            self.conn.site.is_internal_domain(domain_of(r)) for r in self.recipients
-        ):
-            return "internal"
-        return "outgoing"
+        return self.conn.direction_for(self.recipients)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first header field of that name (case-insensitive)."""

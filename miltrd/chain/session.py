@@ -40,7 +40,6 @@ from ..api import (
     Verdict,
     VerdictKind,
     bare_address,
-    domain_of,
     parse_ip,
     reject,
     tempfail,
@@ -51,7 +50,7 @@ from ..logs import queue_id
 from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
 
-__all__ = ["ChainSession", "EomResult", "on_error_verdict"]
+__all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
 
 log = logging.getLogger("miltrd.chain")
 summary_log = logging.getLogger("miltrd.summary")
@@ -72,6 +71,16 @@ def on_error_verdict(policy: str) -> Verdict:
         xcode="4.3.0",
         reason="plugin error",
     )
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """What became of one message: each plugin's verdict, and why the
+    plugins whose ``when`` did not match were not applied."""
+
+    action: str
+    plugins: dict[str, str]
+    not_applied: dict[str, str]
 
 
 @dataclass
@@ -97,7 +106,7 @@ class ChainSession:
         self._excluded: dict[str, str] = {}  # plugin -> why its `when` failed
         self._accepted: set[str] = set()
         self.msg: Message | None = None
-        self.history: list[dict[str, object]] = []  # per message: verdicts, what did not apply
+        self.history: list[MessageRecord] = []
         self._retired: set[str] = set()
         self._verdicts: dict[str, str] = {}
         self._started = 0.0
@@ -141,13 +150,9 @@ class ChainSession:
         conn, msg = self.conn, self.msg
         accepted = list(msg.recipients) if msg is not None else []
         everyone = accepted + ([recipient] if recipient else [])
-        direction: str | None = None
-        if not conn.internal:
-            direction = "incoming"
-        elif everyone:
-            site = conn.site
-            internal = all(site.is_internal_domain(domain_of(r)) for r in everyone)
-            direction = "internal" if internal else "outgoing"
+        # For an internal client the direction waits for the recipients.
+        known = everyone or not conn.internal
+        direction = conn.direction_for(everyone) if known else None
         return Facts(
             client_ip=parse_ip(conn.address),
             authenticated=conn.authenticated,
@@ -199,6 +204,15 @@ class ChainSession:
             p.name in self._accepted or p.name in self._conn_retired for p in counted
         )
 
+    def _failed(self, p: LoadedPlugin, how: str) -> Verdict:
+        """The on_error verdict for a hook that raised or timed out (``how``)."""
+        result = on_error_verdict(p.on_error)
+        self._verdicts[p.name] = f"{how}->{result.kind.value}"
+        stats = metrics.current()
+        if stats is not None:
+            (stats.timeouts if how == "timeout" else stats.errors).labels(p.name).inc()
+        return result
+
     async def _call(
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
     ) -> Verdict:
@@ -221,11 +235,7 @@ class ChainSession:
                 p.timeout,
                 p.on_error,
             )
-            result = on_error_verdict(p.on_error)
-            self._verdicts[p.name] = f"timeout->{result.kind.value}"
-            if stats is not None:
-                stats.timeouts.labels(p.name).inc()
-            return result
+            return self._failed(p, "timeout")
         except Exception:
             log.exception(
                 "plugin %s: %s hook failed; on_error=%s",
@@ -233,11 +243,7 @@ class ChainSession:
                 (phase.name or "").lower(),
                 p.on_error,
             )
-            result = on_error_verdict(p.on_error)
-            self._verdicts[p.name] = f"error->{result.kind.value}"
-            if stats is not None:
-                stats.errors.labels(p.name).inc()
-            return result
+            return self._failed(p, "error")
         finally:
             self.conn._caller = None
             if stats is not None:
@@ -290,7 +296,7 @@ class ChainSession:
         msg.sender_args = args
         self._refresh_qid()
         verdict = await self._run(Phase.MAIL, lambda p: lambda: p.plugin.on_mail(msg, msg.sender))
-        return self._maybe_end(verdict, "mail")
+        return self.end_if_final(verdict, "mail")
 
     async def rcpt(self, recipient: str, args: tuple[str, ...]) -> Verdict:
         msg = self.msg or self._new_message()
@@ -305,13 +311,13 @@ class ChainSession:
             return verdict
         msg.recipients.append(bare)
         msg._raw_recipients[bare.lower()] = recipient
-        return self._maybe_end(verdict, "rcpt")
+        return self.end_if_final(verdict, "rcpt")
 
     async def data(self) -> Verdict:
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = await self._run(Phase.DATA, lambda p: lambda: p.plugin.on_data(msg))
-        return self._maybe_end(verdict, "data")
+        return self.end_if_final(verdict, "data")
 
     async def header(self, name: str, value: str) -> Verdict:
         msg = self.msg or self._new_message()
@@ -319,20 +325,20 @@ class ChainSession:
         verdict = await self._run(
             Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
         )
-        return self._maybe_end(verdict, "header")
+        return self.end_if_final(verdict, "header")
 
     async def eoh(self) -> Verdict:
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = await self._run(Phase.EOH, lambda p: lambda: p.plugin.on_eoh(msg))
-        return self._maybe_end(verdict, "eoh")
+        return self.end_if_final(verdict, "eoh")
 
     async def body(self, chunk: bytes) -> Verdict:
         msg = self.msg or self._new_message()
         if self._keeps_body():
             msg.body.append(chunk)
         verdict = await self._run(Phase.BODY, lambda p: lambda: p.plugin.on_body(msg, chunk))
-        return self._maybe_end(verdict, "body")
+        return self.end_if_final(verdict, "body")
 
     async def eom(self, deferred: Verdict | None = None) -> EomResult:
         """Run end of message; ``deferred`` is an earlier verdict that could
@@ -361,7 +367,8 @@ class ChainSession:
             out.append(mutation)
         return out
 
-    def _maybe_end(self, verdict: Verdict, phase: str) -> Verdict:
+    def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
+        """Log the summary and drop the message if ``verdict`` ends it."""
         if verdict.ends_message or verdict.kind is VerdictKind.ACCEPT:
             self._summary(verdict, at=phase)
             self._end_message_state()
@@ -399,11 +406,11 @@ class ChainSession:
         client = f"{self.conn.hostname}[{self.conn.address or ''}]"
         plugins = ",".join(f"{p.name}:{self._verdict_of(p.name)}" for p in self.plugins)
         self.history.append(
-            {
-                "action": verdict.kind.value if verdict is not None else "aborted",
-                "plugins": {p.name: self._verdict_of(p.name) for p in self.plugins},
-                "not_applied": dict(self._excluded),
-            }
+            MessageRecord(
+                action=verdict.kind.value if verdict is not None else "aborted",
+                plugins={p.name: self._verdict_of(p.name) for p in self.plugins},
+                not_applied=dict(self._excluded),
+            )
         )
         stats = metrics.current()
         if stats is not None:

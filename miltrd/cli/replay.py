@@ -8,6 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
+from ..chain import Runtime
+from ..chain.session import MessageRecord
 from ..client import (
     Envelope,
     MilterClient,
@@ -22,6 +24,7 @@ from ..client import (
 from ..config import ConfigError
 from ..logs import setup_logging
 from ..protocol import ProtocolError
+from ..server import MilterHandler
 from .check import load_runtime
 
 __all__ = ["replay_command"]
@@ -42,9 +45,8 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
         helo=args.helo or args.client_name or "localhost",
         auth=args.auth,
     )
-    applied: dict[str, object] = {}
     try:
-        result = asyncio.run(_run(args, config_path, raw, env, applied))
+        result, history = asyncio.run(_run(args, config_path, raw, env))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -58,12 +60,11 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
         print(f"recipient {rcpt}: {describe(response)}")
     for change in result.changes:
         print(f"change: {describe(change)}")
-    history = applied.get("history")
-    if isinstance(history, list) and history:
+    if history:
         last = history[-1]
-        for name, verdict in last["plugins"].items():
+        for name, verdict in last.plugins.items():
             if verdict == "not-applied":
-                print(f"plugin {name}: not applied ({last['not_applied'][name]})")
+                print(f"plugin {name}: not applied ({last.not_applied[name]})")
             else:
                 print(f"plugin {name}: applied, {verdict}")
     print(
@@ -77,24 +78,12 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
     return 0
 
 
-async def _run(
-    args: argparse.Namespace,
-    config_path: str,
-    raw: bytes,
-    env: Envelope,
-    applied: dict[str, object],
-) -> ReplayResult:
-    if args.connect:
-        reader, writer = await open_milter(args.connect)
-        client = MilterClient(reader, writer)
-        try:
-            return await replay(client, raw, env)
-        finally:
-            await client.close()
-    runtime = load_runtime(config_path)
-    setup_logging(runtime.config.daemon.log_level, "stderr")
-    from ..server import MilterHandler
-
+async def replay_in_process(
+    runtime: Runtime, raw: bytes, env: Envelope
+) -> tuple[ReplayResult, list[MessageRecord]]:
+    """Send one message through a runtime's chain over a socket pair: the
+    real server code path, with no listener. Returns the filter's answers
+    and the chain's per-message history (what applied, what did not)."""
     ours, theirs = socket.socketpair()
     server_reader, server_writer = await asyncio.open_connection(sock=theirs)
     handler = MilterHandler(runtime, "replay")
@@ -102,9 +91,25 @@ async def _run(
     reader, writer = await asyncio.open_connection(sock=ours)
     client = MilterClient(reader, writer)
     try:
-        return await replay(client, raw, env)
+        return await replay(client, raw, env), handler.chain.history
     finally:
         await client.close()
         await serving
+
+
+async def _run(
+    args: argparse.Namespace, config_path: str, raw: bytes, env: Envelope
+) -> tuple[ReplayResult, list[MessageRecord]]:
+    if args.connect:
+        reader, writer = await open_milter(args.connect)
+        client = MilterClient(reader, writer)
+        try:
+            return await replay(client, raw, env), []
+        finally:
+            await client.close()
+    runtime = load_runtime(config_path)
+    setup_logging(runtime.config.daemon.log_level, "stderr")
+    try:
+        return await replay_in_process(runtime, raw, env)
+    finally:
         await runtime.close()
-        applied["history"] = handler.chain.history

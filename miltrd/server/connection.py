@@ -279,7 +279,7 @@ class MilterHandler:
     async def _phase(self, run: Callable[[], Awaitable[Verdict]]) -> bytes:
         if self.deferred is not None and self.fc.reply_owed:
             deferred, self.deferred = self.deferred, None
-            self.chain._maybe_end(deferred, "deferred")
+            self.chain.end_if_final(deferred, "deferred")
             return self._respond(deferred)
         return self._respond(await run())
 

@@ -9,13 +9,12 @@ Authentication-Results.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from miltrd.chain import build_runtime
-from miltrd.client import Envelope, MilterClient, replay
+from miltrd.cli.replay import replay_in_process
+from miltrd.client import Envelope
 from miltrd.config import load_text
 from miltrd.protocol import AddHeader
-from miltrd.server import MilterHandler
 
 from ..dnsserver import dns_server
 
@@ -31,26 +30,16 @@ def test_control_characters_from_smtp_input_never_reach_added_headers() -> None:
             "dns_timeout = 3.0\n"
         )
         runtime = build_runtime(config)
-
-        async def go():
-            ours, theirs = socket.socketpair()
-            r, w = await asyncio.open_connection(sock=theirs)
-            serving = asyncio.ensure_future(MilterHandler(runtime).serve(r, w))
-            reader, writer = await asyncio.open_connection(sock=ours)
-            client = MilterClient(reader, writer)
-            env = Envelope(
-                sender=EVIL_SENDER,
-                recipients=["b@example.com"],
-                client_ip="192.0.2.9",
-                client_name="name\r\nX-Injected: name",
-                helo=EVIL_HELO,
-            )
-            result = await replay(client, b"Subject: x\r\n\r\nbody\r\n", env)
-            await client.close()
-            await serving
-            return result
-
-        result = asyncio.run(go())
+        env = Envelope(
+            sender=EVIL_SENDER,
+            recipients=["b@example.com"],
+            client_ip="192.0.2.9",
+            client_name="name\r\nX-Injected: name",
+            helo=EVIL_HELO,
+        )
+        result, _history = asyncio.run(
+            replay_in_process(runtime, b"Subject: x\r\n\r\nbody\r\n", env)
+        )
     added = [c for c in result.changes if isinstance(c, AddHeader)]
     assert {a.name for a in added} == {"Received-SPF", "Authentication-Results"}
     for header in added:

@@ -4,33 +4,21 @@ refused deliberately; and the shipped config stays on loopback."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 from miltrd.chain import build_runtime
-from miltrd.client import Envelope, MilterClient, replay
+from miltrd.cli.replay import replay_in_process
+from miltrd.client import Envelope
 from miltrd.config import load, load_text
 from miltrd.protocol import AddHeader
-from miltrd.server import MilterHandler
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def through_handler(config_text: str, raw: bytes, env: Envelope):
     runtime = build_runtime(load_text(config_text))
-
-    async def go():
-        ours, theirs = socket.socketpair()
-        r, w = await asyncio.open_connection(sock=theirs)
-        serving = asyncio.ensure_future(MilterHandler(runtime).serve(r, w))
-        reader, writer = await asyncio.open_connection(sock=ours)
-        client = MilterClient(reader, writer)
-        result = await replay(client, raw, env)
-        await client.close()
-        await serving
-        return result
-
-    return asyncio.run(go())
+    result, _history = asyncio.run(replay_in_process(runtime, raw, env))
+    return result
 
 
 def test_huge_header_line_and_nul_bytes_pass_through() -> None:
