@@ -121,6 +121,18 @@ class Sink:
                 return found
             time.sleep(0.1)
 
+    def delivered(self, subject: str, timeout: float = 30.0) -> bytes:
+        """The delivered message with this Subject (Postfix delivers on its own clock)."""
+        needle = f"Subject: {subject}".encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            for raw in self.messages():
+                if needle in raw:
+                    return raw
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{subject!r} was not delivered within {timeout:.0f}s")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)

@@ -13,7 +13,6 @@ import pytest
 from ..plugins.test_defang import PDF, PE, mail
 from ..tools import free_port, require
 from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
-from .test_plugins_postfix import delivered
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,7 @@ def test_banned_attachment_replaced_others_byte_identical(system) -> None:
     with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as smtp:
         smtp.sendmail("a@example.org", ["b@example.com"], raw)
     # smtp-sink writes what it received with LF line ends.
-    got = delivered(sink, "defang e2e").replace(b"\r\n", b"\n")
+    got = sink.delivered("defang e2e").replace(b"\r\n", b"\n")
     raw = raw.replace(b"\r\n", b"\n")
     # The text part and the PDF part, headers and encoded bytes, unchanged.
     body = raw.split(b"\n\n", 1)[1]

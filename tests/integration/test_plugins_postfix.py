@@ -87,14 +87,6 @@ def message(sender: str, rcpt: str, subject: str) -> EmailMessage:
     return msg
 
 
-def delivered(sink: Sink, subject: str) -> bytes:
-    for _ in range(300):
-        for raw in sink.wait_for(len(sink.messages()) + 1, timeout=0.1):
-            if f"Subject: {subject}".encode() in raw:
-                return raw
-    raise AssertionError(f"{subject!r} was not delivered")
-
-
 def test_spf_fail_is_rejected_at_mail_from(system) -> None:
     postfix, _, _ = system
     with smtp_as(postfix, "203.0.113.9", "mx.outside.example") as smtp:
@@ -107,7 +99,7 @@ def test_spf_pass_is_delivered_with_its_headers(system) -> None:
     postfix, sink, _ = system
     with smtp_as(postfix, "192.0.2.55", "mail.example.org") as smtp:
         smtp.send_message(message("alice@example.org", "bob@example.com", "spf pass"))
-    raw = delivered(sink, "spf pass")
+    raw = sink.delivered("spf pass")
     assert b"Received-SPF: Pass (" in raw
     assert b"client-ip=192.0.2.55;" in raw
     assert (
@@ -128,7 +120,7 @@ def test_outgoing_mail_gets_the_bcc_recipient(system) -> None:
     postfix, sink, _ = system
     with smtp_as(postfix, "10.1.2.3", "pc17.lan.example.com") as smtp:
         smtp.send_message(message("user@example.com", "partner@other.example", "outgoing bcc"))
-    raw = delivered(sink, "outgoing bcc")
+    raw = sink.delivered("outgoing bcc")
     # smtp-sink records the envelope recipients it was given.
     assert b"sent-archive@example.com" in raw
     assert b"partner@other.example" in raw

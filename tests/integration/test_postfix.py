@@ -83,15 +83,6 @@ def _smtp(postfix: Postfix) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60)
 
 
-def _delivered_with(sink: Sink, subject: str, count: int = 1) -> bytes:
-    for _ in range(2):
-        for raw in sink.wait_for(count):
-            if f"Subject: {subject}".encode() in raw:
-                return raw
-        count += 1
-    raise AssertionError(f"no delivered message with subject {subject!r}")
-
-
 def test_rejected_recipient_gets_5xx(mail_system) -> None:
     postfix, _sink, _ = mail_system
     with _smtp(postfix) as smtp:
@@ -107,7 +98,7 @@ def test_added_header_is_in_the_delivered_message(mail_system) -> None:
     postfix, sink, miltrd = mail_system
     with _smtp(postfix) as smtp:
         smtp.send_message(_message("alice@example.org", "bob@example.com", "stamp me"))
-    raw = _delivered_with(sink, "stamp me", len(sink.messages()) + 1)
+    raw = sink.delivered("stamp me")
     assert b"X-Miltrd-Test: stamped" in raw
     log = miltrd.wait_log("from=<alice@example.org> to=<bob@example.com>")
     # The summary line carries Postfix's queue id.
@@ -137,10 +128,9 @@ def test_raising_plugin_tempfails_and_miltrd_keeps_serving(mail_system) -> None:
     log = miltrd.wait_log("plugin crash: eom hook failed")
     assert "RuntimeError: plugin bug at eom" in log
     # The next message on a new connection is filtered and delivered.
-    before = len(sink.messages())
     with _smtp(postfix) as smtp:
         smtp.send_message(_message("alice@example.org", "carol@example.com", "after crash"))
-    raw = _delivered_with(sink, "after crash", before + 1)
+    raw = sink.delivered("after crash")
     assert b"X-Miltrd-Test: stamped" in raw
     assert b"crash" not in b"".join(m for m in sink.messages() if b"Subject: crash" in m)
 
@@ -168,5 +158,5 @@ def test_postfix_over_a_unix_socket_with_the_postfix_group() -> None:
             assert st.st_gid == grp.getgrnam("postfix").gr_gid
             with _smtp(postfix) as smtp:
                 smtp.send_message(_message("alice@example.org", "bob@example.com", "via unix"))
-            raw = _delivered_with(sink, "via unix")
+            raw = sink.delivered("via unix")
             assert b"X-Via-Unix: yes" in raw

@@ -62,14 +62,6 @@ def system(request) -> Iterator[tuple[Sendmail, Sink, Miltrd]]:
             yield sendmail, sink, miltrd
 
 
-def delivered(sink: Sink, subject: str) -> bytes:
-    for _ in range(300):
-        for raw in sink.wait_for(len(sink.messages()) + 1, timeout=0.1):
-            if f"Subject: {subject}".encode() in raw:
-                return raw
-    raise AssertionError(f"{subject!r} was not delivered")
-
-
 def test_rejected_recipient_gets_5xx(system) -> None:
     sendmail, _, _ = system
     with smtplib.SMTP("127.0.0.1", sendmail.smtp_port, timeout=60) as smtp:
@@ -88,7 +80,7 @@ def test_header_body_and_recipient_changes_are_delivered(system) -> None:
             ["bob@example.com"],
             b"From: alice@example.org\r\nSubject: changes\r\n\r\nquiet body\r\n",
         )
-    raw = delivered(sink, "changes")
+    raw = sink.delivered("changes")
     assert b"X-Miltrd-Sendmail: stamped" in raw
     assert b"QUIET BODY" in raw and b"quiet body" not in raw
     assert b"<archive@example.net>" in raw  # the added recipient was given to the relay

@@ -10,7 +10,7 @@ import pytest
 
 from ..tools import free_port, require
 from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
-from .test_plugins_postfix import delivered, smtp_as
+from .test_plugins_postfix import smtp_as
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +86,8 @@ def test_incoming_and_outgoing_land_in_per_user_archives(system) -> None:
         smtp.send_message(message("someone@outside.example", "bob@example.com", "in"))
     with smtp_as(postfix, "10.0.0.7", "pc.lan.example.com") as smtp:
         smtp.send_message(message("carol@example.com", "partner@outside.example", "out"))
-    delivered(sink, "in")
-    delivered(sink, "out")
+    sink.delivered("in")
+    sink.delivered("out")
     incoming = archived(root / "incoming" / "example.com" / "bob", "in")
     assert b"X-Miltrd-Envelope-From: <someone@outside.example>" in incoming
     assert b"X-Miltrd-Queue-Id: " in incoming
@@ -99,5 +99,5 @@ def test_wiretapped_user_mail_reaches_the_copy_recipient(system) -> None:
     postfix, sink, _, _ = system
     with smtp_as(postfix, "192.0.2.5", "mx.outside.example") as smtp:
         smtp.send_message(message("someone@outside.example", "watched@example.com", "tapped"))
-    raw = delivered(sink, "tapped")
+    raw = sink.delivered("tapped")
     assert b"legal-hold@example.net" in raw
