@@ -32,7 +32,6 @@ from ._commands import (
 from ._constants import (
     MDS_1M,
     MDS_64K,
-    NO_REPLY_FLAG,
     Action,
     Command,
     MacroStage,
@@ -52,12 +51,12 @@ from ._responses import (
     encode_response,
 )
 from ._state import (
-    REPLY_COMMANDS,
     IllegalTransition,
     State,
     advance,
     after_final_reply,
     legal_finals,
+    reply_expected,
 )
 
 __all__ = ["FilterConnection", "MESSAGE_MACRO_STAGES"]
@@ -205,11 +204,9 @@ class FilterConnection:
                     self._end_message()
                 elif code == Command.BODYEOB:
                     self._end_message()
-        if code in REPLY_COMMANDS:
-            flag = NO_REPLY_FLAG.get(Command(code))
-            protocol = self.negotiated.protocol if self.negotiated else ProtocolFlag.NONE
-            if flag is None or flag not in protocol:
-                self._awaiting = code
+        protocol = self.negotiated.protocol if self.negotiated else ProtocolFlag.NONE
+        if reply_expected(code, protocol):
+            self._awaiting = code
         return cmd
 
     def _clear_message_macros(self, *, keep_mail: bool = False) -> None:

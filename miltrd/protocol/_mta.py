@@ -32,7 +32,6 @@ from ._constants import (
     ACTIONS_BY_VERSION,
     CHUNK_SIZE,
     MAX_VERSION,
-    NO_REPLY_FLAG,
     NO_STEP_FLAG,
     PROTOCOL_BY_VERSION,
     Action,
@@ -53,12 +52,12 @@ from ._responses import (
     decode_response,
 )
 from ._state import (
-    REPLY_COMMANDS,
     IllegalTransition,
     State,
     advance,
     after_final_reply,
     legal_finals,
+    reply_expected,
 )
 
 __all__ = ["MtaConnection", "DEFAULT_MTA_LIMIT"]
@@ -142,10 +141,9 @@ class MtaConnection:
         self.state = new_state
         if isinstance(cmd, OptionNegotiation):
             self.offer = cmd
-        if code in REPLY_COMMANDS:
-            flag = NO_REPLY_FLAG.get(Command(code))
-            if flag is None or self.negotiated is None or flag not in self.negotiated.protocol:
-                self._awaiting = code
+        protocol = self.negotiated.protocol if self.negotiated else ProtocolFlag.NONE
+        if reply_expected(code, protocol):
+            self._awaiting = code
         if code in (Command.BODYEOB, Command.ABORT, Command.QUIT_NC):
             self._in_body_replacement = self._body_replaced = False
         return encode_command(cmd)

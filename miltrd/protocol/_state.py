@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 
-from ._constants import Command, ProtocolFlag
+from ._constants import NO_REPLY_FLAG, Command, ProtocolFlag
 from ._responses import (
     Accept,
     ConnectionFail,
@@ -40,6 +40,7 @@ __all__ = [
     "advance",
     "after_final_reply",
     "legal_finals",
+    "reply_expected",
     "REPLY_COMMANDS",
     "MESSAGE_STATES",
 ]
@@ -103,6 +104,14 @@ REPLY_COMMANDS = frozenset(
         Command.UNKNOWN,
     }
 )
+
+
+def reply_expected(code: int, protocol: ProtocolFlag) -> bool:
+    """Does command ``code`` get a reply, given the negotiated ``protocol``?"""
+    if code not in REPLY_COMMANDS:
+        return False
+    flag = NO_REPLY_FLAG.get(code)  # type: ignore[call-overload]
+    return flag is None or flag not in protocol
 
 
 def advance(state: State, code: int) -> tuple[State, bool]:
