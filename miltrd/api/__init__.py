@@ -4,18 +4,7 @@ This package imports nothing else of miltrd, so a plugin written against
 it does not depend on the daemon's internals.
 """
 
-from .context import (
-    Body,
-    Connection,
-    Message,
-    PluginContractError,
-    Site,
-    bare_address,
-    domain_of,
-    local_part,
-    parse_ip,
-)
-from .mutations import (
+from .changes import (
     AddHeader,
     AddRecipient,
     ChangeHeader,
@@ -26,6 +15,17 @@ from .mutations import (
     Quarantine,
     ReplaceBody,
     clean_text,
+)
+from .context import (
+    Body,
+    Connection,
+    Message,
+    PluginContractError,
+    Site,
+    bare_address,
+    domain_of,
+    local_part,
+    parse_ip,
 )
 from .phases import DECIDING_PHASES, MESSAGE_PHASES, Action, Phase
 from .plugin import HOOKS, NoOptions, OptionError, Plugin, run_blocking

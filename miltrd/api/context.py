@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mutations import (
+from .changes import (
     AddHeader,
     AddRecipient,
     ChangeHeader,

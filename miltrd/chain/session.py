@@ -47,8 +47,8 @@ from ..api import (
 from ..api.context import _Caller
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
-from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
+from .timebound import bounded
 
 __all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
 

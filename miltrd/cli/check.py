@@ -7,7 +7,7 @@ import sys
 from ..api import DECIDING_PHASES, Phase
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
-from ..server.negotiate import STEP_FLAGS, request_for
+from ..server.translate import STEP_FLAGS, request_for
 
 __all__ = ["check", "load_runtime", "describe_runtime"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from .. import metrics
 from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
-from ..api import mutations as m
+from ..api import changes as m
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
-from ..chain.eager import start
+from ..chain.timebound import start
 from ..logs import conn_id, queue_id
 from ..protocol import (
     MDS_1M,
@@ -67,7 +67,7 @@ from ..protocol import (
     TempFail,
     Unknown,
 )
-from .negotiate import request_for
+from .translate import request_for
 
 __all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
 

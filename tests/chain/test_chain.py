@@ -22,7 +22,7 @@ from miltrd.api import (
     reject,
     tempfail,
 )
-from miltrd.api import mutations as m
+from miltrd.api import changes as m
 from miltrd.chain import ChainSession, build_runtime
 from miltrd.config import load_text
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from miltrd.api import Connection, Mutation, Verdict
 from miltrd.chain import ChainSession, build_runtime
-from miltrd.client import split_message
 from miltrd.config import load_text
+from miltrd.mta import split_message
 
 
 def session(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from miltrd.api import AddHeader, ChangeHeader, Quarantine, ReplaceBody, VerdictKind
-from miltrd.client import split_message
+from miltrd.mta import split_message
 
 from .helpers import run_message, session
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from miltrd.chain import build_runtime
-from miltrd.client import MilterClient, open_milter
 from miltrd.config import load
+from miltrd.mta import MilterClient, open_milter
 from miltrd.protocol import (
     Action,
     BodyChunk,
