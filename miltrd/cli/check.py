@@ -37,7 +37,7 @@ def describe_runtime(runtime: Runtime) -> str:
         )
         if p.entry.when is not None:
             lines.append(f"     when: {p.entry.when.describe()}")
-    req = request_for(runtime.needs)
+    req = request_for(runtime.declared)
     steps = []
     for phase, (off, no_reply) in STEP_FLAGS.items():
         name = (phase.name or "").lower()

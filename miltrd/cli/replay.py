@@ -30,10 +30,6 @@ from .check import load_runtime
 __all__ = ["replay_command"]
 
 
-def _default_name(ip: str) -> str:
-    return "localhost" if ip.startswith("127.") or ip == "::1" else "unknown"
-
-
 def replay_command(args: argparse.Namespace, config_path: str) -> int:
     raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
     env = Envelope(
