@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from miltrd.client import Envelope, MilterClient, ReplayResult, open_milter, replay
+from miltrd.mta import Envelope, MilterClient, ReplayResult, open_milter, replay
 from miltrd.protocol import ReplyCode
 
 from ..tools import free_port
