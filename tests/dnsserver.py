@@ -8,6 +8,7 @@ domains NXDOMAIN, and nothing is forwarded anywhere.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import tempfile
@@ -46,13 +47,24 @@ host-record=mail.example.org,192.0.2.10
 @contextlib.contextmanager
 def dns_server() -> Iterator[int]:
     """Run dnsmasq on 127.0.0.1:PORT with ZONE; yields PORT."""
+    with dns_process() as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def dns_process(extra: str = "") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """dnsmasq with ZONE plus ``extra`` lines; yields (PORT, the process).
+
+    The process is there to be stopped (SIGSTOP: a DNS server that
+    receives queries and never answers) and continued.
+    """
     require("/usr/sbin/dnsmasq")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "dnsmasq.conf"
         conf.write_text(
             f"port={port}\nlisten-address=127.0.0.1\nbind-interfaces\n"
-            "no-resolv\nno-hosts\nno-poll\n" + ZONE
+            "no-resolv\nno-hosts\nno-poll\n" + ZONE + extra
         )
         proc = subprocess.Popen(
             ["/usr/sbin/dnsmasq", "-k", f"--conf-file={conf}", "--user=root", "--pid-file="],
@@ -61,8 +73,9 @@ def dns_server() -> Iterator[int]:
         )
         try:
             _wait_ready(port, proc)
-            yield port
+            yield port, proc
         finally:
+            proc.send_signal(signal.SIGCONT)
             proc.terminate()
             proc.wait(timeout=10)
 
