@@ -61,13 +61,28 @@ def find_blocks(text: Source, limit: int) -> list[Block]:
     it = lines(text)
     for offset, line in it:
         stripped = line.lstrip(b" \t>")  # quoted in a reply, still shown as a file
+        if stripped is not line and stripped[:1] in (b"b", b"="):
+            body = _unquoted(it, line[: len(line) - len(stripped)])
+        else:
+            body = it
         if stripped.startswith(b"begin") and (m := _UU_BEGIN.match(stripped)):
-            found.append(_uu_block(it, offset, m, limit))
+            found.append(_uu_block(body, offset, m, limit))
         elif stripped.startswith(b"=ybegin") and (m := _YBEGIN.match(stripped)):
-            found.append(_yenc_block(it, offset, m.group(1), limit))
+            found.append(_yenc_block(body, offset, m.group(1), limit))
         elif _BINHEX.search(stripped):
-            found.append(_binhex_block(it, offset, limit))
+            found.append(_binhex_block(body, offset, limit))
     return found
+
+
+def _unquoted(it: Iterator[tuple[int, bytes]], prefix: bytes) -> Iterator[tuple[int, bytes]]:
+    """The lines of a block quoted in a reply, without the quote marks."""
+    for offset, line in it:
+        if not line.startswith(prefix.rstrip()):
+            return
+        yield (
+            offset,
+            line[len(prefix) :] if line.startswith(prefix) else line[len(prefix.rstrip()) :],
+        )
 
 
 def _name(raw: bytes) -> str:
