@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from miltrd.api import AddHeader, ReplaceBody, VerdictKind
-from miltrd.client import split_message
+from miltrd.api import BodyReplacement, HeaderAddition, VerdictKind
+from miltrd.mta import split_message
 
 from .helpers import run_message, session
 from .test_defang import PE, config, defang, new_body
@@ -39,7 +39,7 @@ def removed(out) -> str:
     body = new_body(out)
     assert body is not None, "nothing was removed"
     assert PE not in body and PE_B64[:40] not in body
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     return header.value
 
 
@@ -206,7 +206,7 @@ def test_file_name_readings(tmp_path: Path, name: str) -> None:
         raw = with_part(header.encode() + b"=" + value.encode() + b"\r\n\r\nharmless bytes\r\n")
         out = defang(tmp_path, raw)
         assert new_body(out) is not None, (header, name)
-        value_shown = next(m for m in out.mutations if isinstance(m, AddHeader)).value
+        value_shown = next(m for m in out.changes if isinstance(m, HeaderAddition)).value
         assert value_shown.isascii() and value_shown.isprintable()
 
 
@@ -243,7 +243,7 @@ def test_any_decorated_banned_name_is_caught(
 )
 def test_harmless_names_stay(tmp_path: Path, stem: str, ext: str) -> None:
     header = f'Content-Disposition: attachment; filename="{stem}.{ext}"\r\n'.encode()
-    assert defang(tmp_path, with_part(header + b"\r\nplain words\r\n")).mutations == []
+    assert defang(tmp_path, with_part(header + b"\r\nplain words\r\n")).changes == []
 
 
 # --- case 17 and its kind: containers in forbidden encodings ----------------
@@ -327,7 +327,7 @@ def test_encoded_multipart_is_walked(tmp_path: Path, cte: str) -> None:
 
 
 def removed_or_any(out) -> str:
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     return header.value
 
 
@@ -392,7 +392,7 @@ def test_container_past_the_depth_bound_goes_through_on_limit(tmp_path: Path) ->
             b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             + _encoded(content, "base64")
         )
-    assert defang(tmp_path, with_part(entity)).mutations == []
+    assert defang(tmp_path, with_part(entity)).changes == []
     out = defang(tmp_path, with_part(entity), "max_depth = 3\n")
     assert out.final is not None and out.final.kind is VerdictKind.REJECT
     out = defang(tmp_path, with_part(entity), 'max_depth = 3\non_limit = "allow"\n')
@@ -503,7 +503,7 @@ def test_harmless_text_that_looks_like_a_block_stays(tmp_path: Path) -> None:
     raw = text_message(
         b"Let us begin the meeting.\nbegin 644 notes.txt\n" + uuencoded(b"notes.txt", b"hello")[19:]
     )
-    assert defang(tmp_path, raw).mutations == []
+    assert defang(tmp_path, raw).changes == []
 
 
 def test_mime_binhex_part_is_judged_by_its_inner_name(tmp_path: Path) -> None:
@@ -521,5 +521,5 @@ def test_observe_mode_saves_nothing(tmp_path: Path) -> None:
     cfg = config(tmp_path, 'mode = "observe"\n')
     out = run_message(session(cfg), "a@example.org", ["b@example.com"], raw)
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
-    assert not [m for m in out.mutations if isinstance(m, ReplaceBody)]
+    assert not [m for m in out.changes if isinstance(m, BodyReplacement)]
     assert not (tmp_path / "saved").exists()
