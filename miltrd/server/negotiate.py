@@ -40,6 +40,8 @@ ACTION_BITS: dict[ApiAction, Action] = {
     ApiAction.CHANGE_SENDER: Action.CHGFROM,
     ApiAction.REPLACE_BODY: Action.CHGBODY,
     ApiAction.QUARANTINE: Action.QUARANTINE,
+    # The chain adds its Authentication-Results header and deletes forged ones.
+    ApiAction.AUTH_RESULTS: Action.ADDHDRS | Action.CHGHDRS,
 }
 MACRO_STAGES: dict[Phase, MacroStage] = {
     Phase.CONNECT: MacroStage.CONNECT,
