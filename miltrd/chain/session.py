@@ -34,11 +34,11 @@ from ..api import (
     MESSAGE_PHASES,
     Action,
     Body,
-    ChangeHeader,
+    Change,
     Connection,
-    InsertHeader,
+    HeaderChange,
+    HeaderInsertion,
     Message,
-    Mutation,
     Phase,
     PluginContractError,
     Verdict,
@@ -53,8 +53,8 @@ from ..api import (
 from ..api.context import _Caller
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
-from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
+from .timebound import bounded
 
 __all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
 
@@ -92,7 +92,7 @@ class MessageRecord:
 @dataclass
 class EomResult:
     verdict: Verdict
-    mutations: list[Mutation] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 class ChainSession:
@@ -202,7 +202,7 @@ class ChainSession:
         )
 
     def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg._mutations:
+        if self.msg is not None and self.msg._changes:
             return False
         # Forged Authentication-Results are removed at end of message.
         if self._writes_auth_results:
@@ -360,29 +360,29 @@ class ChainSession:
             verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
-            result.mutations = self._ordered_mutations(msg)
+            result.changes = self._ordered_changes(msg)
             if self._writes_auth_results:
-                result.mutations = self._with_auth_results(msg, result.mutations)
+                result.changes = self._with_auth_results(msg, result.changes)
         self._summary(verdict)
         self._end_message_state()
         return result
 
-    def _ordered_mutations(self, msg: Message) -> list[Mutation]:
+    def _ordered_changes(self, msg: Message) -> list[Change]:
         order = {p.name: i for i, p in enumerate(self.plugins)}
         observe = {p.name for p in self.plugins if p.observe_only}
-        out: list[Mutation] = []
-        for name, mutation in sorted(msg._mutations, key=lambda item: order.get(item[0], 0)):
+        out: list[Change] = []
+        for name, change in sorted(msg._changes, key=lambda item: order.get(item[0], 0)):
             if name in observe:
-                log.info("plugin %s (observe): would %s", name, _describe_mutation(mutation))
+                log.info("plugin %s (observe): would %s", name, _describe_change(change))
                 continue
-            out.append(mutation)
+            out.append(change)
         return out
 
     @property
     def _writes_auth_results(self) -> bool:
-        return bool(Action.AUTH_RESULTS & self.runtime.needs.actions)
+        return bool(Action.AUTH_RESULTS & self.runtime.declared.actions)
 
-    def _with_auth_results(self, msg: Message, mutations: list[Mutation]) -> list[Mutation]:
+    def _with_auth_results(self, msg: Message, mutations: list[Change]) -> list[Change]:
         """Remove incoming Authentication-Results that claim our authserv-id
         (RFC 8601 section 5), then put ours at the top of the header block.
 
@@ -391,7 +391,7 @@ class ChainSession:
         every plugin's changes, so it ends up above them all.
         """
         authserv_id = (
-            self.conn.site.authserv_id or self.conn.macro("j") or socket.getfqdn()
+            self.conn.internal_rules.authserv_id or self.conn.macro("j") or socket.getfqdn()
         ).lower()
         forged: list[int] = []
         seen = 0
@@ -404,8 +404,8 @@ class ChainSession:
             log.info(
                 "removing %d incoming Authentication-Results claiming %s", len(forged), authserv_id
             )
-        out: list[Mutation] = [
-            ChangeHeader(index, "Authentication-Results", "") for index in reversed(forged)
+        out: list[Change] = [
+            HeaderChange(index, "Authentication-Results", "") for index in reversed(forged)
         ]
         out.extend(mutations)
         observe = {p.name for p in self.plugins if p.observe_only}
@@ -418,7 +418,7 @@ class ChainSession:
             else:
                 results.append(published)
         values = format_authentication_results(authserv_id, results)
-        out.extend(InsertHeader(0, "Authentication-Results", v) for v in reversed(values))
+        out.extend(HeaderInsertion(0, "Authentication-Results", v) for v in reversed(values))
         return out
 
     def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
@@ -506,7 +506,7 @@ def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Ver
     return call
 
 
-def _describe_mutation(m: Mutation) -> str:
+def _describe_change(m: Change) -> str:
     text = type(m).__name__
     fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
     return f"{text}({', '.join(fields)})"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import authres
 import pytest
 
-from miltrd.api import AddHeader, AuthResult, ChangeHeader, InsertHeader, VerdictKind
+from miltrd.api import AuthResult, HeaderAddition, HeaderChange, HeaderInsertion, VerdictKind
 from miltrd.api.authresults import authserv_id_of, format_authentication_results
 from miltrd.chain import build_runtime
-from miltrd.client import apply_changes, split_message
 from miltrd.config import ConfigError, load_text
+from miltrd.mta import apply_changes, split_message
 from miltrd.protocol import AddHeader as WireAdd
 from miltrd.protocol import ChangeHeader as WireChange
 from miltrd.protocol import InsertHeader as WireInsert
@@ -55,16 +55,16 @@ def delivered(toml: str, raw: bytes = MESSAGE) -> tuple[list[tuple[str, str]], l
     out = run_message(session(toml), "a@example.org", ["b@example.com"], raw)
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
     wire = []
-    for m in out.mutations:
-        if isinstance(m, AddHeader):
+    for m in out.changes:
+        if isinstance(m, HeaderAddition):
             wire.append(WireAdd(m.name, m.value))
-        elif isinstance(m, InsertHeader):
+        elif isinstance(m, HeaderInsertion):
             wire.append(WireInsert(m.index, m.name, m.value))
-        elif isinstance(m, ChangeHeader):
+        elif isinstance(m, HeaderChange):
             wire.append(WireChange(m.index, m.name, m.value))
     headers, body = split_message(raw)
     headers, _ = apply_changes(headers, body, wire)
-    return headers, out.mutations
+    return headers, out.changes
 
 
 def test_one_header_at_the_top_with_every_result_parsed_by_authres() -> None:
@@ -96,7 +96,7 @@ def test_forged_headers_claiming_our_id_are_removed_others_kept() -> None:
     assert not any("(a comment)" in v for v in values)
     assert any(v.startswith("other.example.net;") for v in values)
     # Deleted from the highest occurrence down, so no index moves under a later one.
-    deletes = [(m.index, m.value) for m in mutations if isinstance(m, ChangeHeader)]
+    deletes = [(m.index, m.value) for m in mutations if isinstance(m, HeaderChange)]
     assert deletes == [(3, ""), (1, "")]
 
 
@@ -143,8 +143,8 @@ def test_chain_negotiates_headers_and_header_changes() -> None:
     runtime = build_runtime(load_text(CHAIN.format(second="")))
     from miltrd.api import Action, Phase
 
-    assert Action.AUTH_RESULTS in runtime.needs.actions
-    assert Phase.HEADER & runtime.needs.observes
+    assert Action.AUTH_RESULTS in runtime.declared.actions
+    assert Phase.HEADER & runtime.declared.observes
 
 
 def test_bad_authserv_id_names_the_key() -> None:
