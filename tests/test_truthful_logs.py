@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from miltrd.stats import parse_lines, report
+from miltrd.logreport import parse_lines, report
 
 REPO = Path(__file__).resolve().parents[1]
 PE = b"MZ" + b"\x90" * 58 + (64).to_bytes(4, "little") + b"PE\x00\x00" + b"\x00" * 200
@@ -127,7 +127,9 @@ def test_replay_writes_nothing_and_says_what_would_have_been_written(tmp_path: P
     archive = tmp_path / "archive" / "internal" / "b"
     assert f"plugin defang: would have saved: {quarantine}/" in stdout
     assert f"plugin wiretap: would have archived: {archive} (maildir)" in stdout
-    assert "plugin defang: applied, continue; changes: replace-body add-header would-saved" in stdout
+    assert (
+        "plugin defang: applied, continue; changes: replace-body add-header would-saved" in stdout
+    )
 
 
 def test_every_plugin_line_names_the_plugin_and_debug_traces_the_verdicts(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import metrics
 from ..api import (
@@ -39,9 +38,10 @@ from ..api import (
     CONTINUE,
     MESSAGE_PHASES,
     Body,
+    Change,
     Connection,
+    HeaderChange,
     Message,
-    Mutation,
     Phase,
     PluginContractError,
     Verdict,
@@ -54,8 +54,8 @@ from ..api import (
 from ..api.context import _Caller
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
-from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
+from .timebound import bounded
 
 __all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
 
@@ -98,7 +98,7 @@ class MessageRecord:
 @dataclass
 class EomResult:
     verdict: Verdict
-    mutations: list[Mutation] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 class ChainSession:
@@ -211,7 +211,7 @@ class ChainSession:
         )
 
     def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg._mutations:
+        if self.msg is not None and self.msg._changes:
             return False
         # Plugins whose `when` does not match do not count.
         counted = [p for p in self.plugins if p.name not in self._excluded]
@@ -383,20 +383,20 @@ class ChainSession:
             verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
-            result.mutations = self._ordered_mutations(msg)
+            result.changes = self._ordered_changes(msg)
         self._summary(verdict)
         self._end_message_state()
         return result
 
-    def _ordered_mutations(self, msg: Message) -> list[Mutation]:
+    def _ordered_changes(self, msg: Message) -> list[Change]:
         order = {p.name: i for i, p in enumerate(self.plugins)}
         observe = {p.name for p in self.plugins if p.observe_only}
-        out: list[Mutation] = []
-        for name, mutation in sorted(msg._mutations, key=lambda item: order.get(item[0], 0)):
+        out: list[Change] = []
+        for name, change in sorted(msg._changes, key=lambda item: order.get(item[0], 0)):
             if name in observe:
-                log.info("plugin %s (observe): would %s", name, _describe_mutation(mutation))
+                log.info("plugin %s (observe): would %s", name, _describe_change(change))
                 continue
-            out.append(mutation)
+            out.append(change)
         return out
 
     def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
@@ -440,10 +440,10 @@ class ChainSession:
         them (a refused message's changes are never made)."""
         observe = {p.name for p in self.plugins if p.observe_only}
         out: dict[str, list[str]] = {}
-        for name, mutation in msg._mutations:
+        for name, change in msg._changes:
             if not applied and name not in observe:
                 continue
-            what = change_name(mutation)
+            what = change_name(change)
             if name in observe:
                 what = "would-" + what
             kinds = out.setdefault(name, [])
@@ -523,26 +523,26 @@ def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Ver
 
 
 _CHANGE_NAMES = {
-    "AddHeader": "add-header",
-    "InsertHeader": "add-header",
-    "ChangeHeader": "change-header",
-    "AddRecipient": "add-rcpt",
-    "DeleteRecipient": "delete-rcpt",
-    "ChangeSender": "change-from",
-    "ReplaceBody": "replace-body",
-    "Quarantine": "quarantine",
+    "HeaderAddition": "add-header",
+    "HeaderInsertion": "add-header",
+    "HeaderChange": "change-header",
+    "RecipientAddition": "add-rcpt",
+    "RecipientDeletion": "delete-rcpt",
+    "SenderChange": "change-from",
+    "BodyReplacement": "replace-body",
+    "Quarantining": "quarantine",
 }
 
 
-def change_name(m: Any) -> str:
+def change_name(change: Change) -> str:
     """The short name of a change, as the summary line and ``stats`` show it."""
-    name = type(m).__name__
-    if name == "ChangeHeader" and not getattr(m, "value", "x"):
+    name = type(change).__name__
+    if isinstance(change, HeaderChange) and not change.value:
         return "delete-header"
     return _CHANGE_NAMES.get(name, name.lower())
 
 
-def _describe_mutation(m: Mutation) -> str:
+def _describe_change(m: Change) -> str:
     text = type(m).__name__
     fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
     return f"{text}({', '.join(fields)})"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from ..chain import Runtime, build_runtime
 from ..chain.session import MessageRecord
-from ..client import (
+from ..config import ConfigError, load, parse_listen
+from ..logs import setup_logging
+from ..mta import (
     Envelope,
     MilterClient,
     ReplayResult,
@@ -21,8 +23,6 @@ from ..client import (
     replay,
     split_message,
 )
-from ..config import ConfigError, load, parse_listen
-from ..logs import setup_logging
 from ..protocol import ProtocolError
 from ..server import MilterHandler
 from .exits import EXIT_ERROR, EXIT_USAGE, REPLAY_EXITS
