@@ -120,6 +120,7 @@ class Outcome:
     tempfail: str | None = None
     findings: list[Finding] = field(default_factory=list)
     body: IO[bytes] | None = None  # the new body
+    saved: list[str] = field(default_factory=list)  # paths written (or, dry run, not)
     root_replaced: bool = False
     summary: str = ""
 
@@ -215,7 +216,7 @@ class Defang(Plugin):
                 )
                 if banned or problem:
                     return banned, problem
-                self.log.info("defang: encrypted zip member %s let through", shown(info.filename))
+                self.log.info("encrypted zip member %s let through", shown(info.filename))
                 continue
             if extension(info.filename) == "zip":
                 if depth >= self.options.zip_depth:
@@ -398,29 +399,36 @@ class Defang(Plugin):
             if banned and self.options.action != "replace":
                 return self._refuse(msg, [], banned)
             if banned:
-                self.log.warning("defang: message too large to scan (%d bytes)", msg.body.size)
+                self.log.warning("message too large to scan (%d bytes)", msg.body.size)
             return None
         # The walk is CPU-heavy for big messages: a worker thread keeps
         # other connections served meanwhile.
         try:
             outcome = await run_blocking(
-                self._work, list(msg.headers), _BodySource(msg.body), msg.queue_id, msg.observing
+                self._work,
+                list(msg.headers),
+                _BodySource(msg.body),
+                msg.queue_id,
+                msg.observing,
+                msg.conn.dry_run,
             )
         except OSError as exc:
-            self.log.error("defang: cannot save what was removed: %s: tempfail", exc)
+            self.log.error("cannot save what was removed: %s: tempfail", exc)
             return tempfail(
                 "Message could not be processed, try again later", code=451, xcode="4.3.0"
             )
         if outcome.tempfail:
-            self.log.warning("defang: %s: tempfail", outcome.tempfail)
+            self.log.warning("%s: tempfail", outcome.tempfail)
             return tempfail(
                 "Message could not be checked, try again later", code=451, xcode="4.3.0"
             )
         if outcome.refuse is not None:
             return self._refuse(msg, [], outcome.refuse)
+        for path in outcome.saved:
+            msg.record("saved", path)
         findings = outcome.findings
         for f in findings:
-            self.log.warning("defang: %s: %s", shown(f.name), f.why)
+            self.log.warning("%s: %s", shown(f.name), f.why)
         if findings and self.options.action == "reject":
             return self._refuse(msg, findings, "")
         if findings and self.options.action == "quarantine":
@@ -442,11 +450,16 @@ class Defang(Plugin):
         return None
 
     def _work(
-        self, headers: list[tuple[str, str]], body: Source, queue_id: str, observing: bool
+        self,
+        headers: list[tuple[str, str]],
+        body: Source,
+        queue_id: str,
+        observing: bool,
+        dry_run: bool,
     ) -> Outcome:
         root, limit_problems = parse_tree(body, headers, self.limits)
         try:
-            return self._decide(root, limit_problems, headers, body, queue_id, observing)
+            return self._decide(root, limit_problems, headers, body, queue_id, observing, dry_run)
         finally:
             root.close()
 
@@ -458,6 +471,7 @@ class Defang(Plugin):
         body: Source,
         queue_id: str,
         observing: bool,
+        dry_run: bool,
     ) -> Outcome:
         problems: list[str] = []
         for problem in limit_problems:
@@ -476,11 +490,11 @@ class Defang(Plugin):
             cleaned = self._clean_html(root) if self.options.clean_html else []
             if not findings and not cleaned:
                 return Outcome()
+            outcome = Outcome(findings=findings)
             if observing:
                 saved: dict[int, str] = {}  # observe mode: no lasting change
             else:
-                saved = self._save(headers, body, queue_id, findings)
-            outcome = Outcome(findings=findings)
+                saved = self._save(headers, body, queue_id, findings, dry_run, outcome.saved)
             if self.options.action == "replace":
                 self._rewrite(outcome, root, body, findings, saved, cleaned)
             return outcome
@@ -509,27 +523,43 @@ class Defang(Plugin):
     # --- saving ---------------------------------------------------------------
 
     def _save(
-        self, headers: list[tuple[str, str]], body: Source, queue_id: str, findings: list[Finding]
+        self,
+        headers: list[tuple[str, str]],
+        body: Source,
+        queue_id: str,
+        findings: list[Finding],
+        dry_run: bool,
+        paths: list[str],
     ) -> dict[int, str]:
+        """Save what is removed; the file name per finding. Under ``miltrd
+        replay`` (dry run) the names are made as usual and nothing is
+        written; ``paths`` gets what was (or would have been) saved."""
         if self.options.save == "none" or not findings:
             return {}
         day = Path(self.options.save_dir) / time.strftime("%Y-%m-%d")
-        day.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(day, 0o700)
+        if not dry_run:
+            day.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(day, 0o700)
+
+        def write(path: Path, pieces: Iterator[bytes]) -> None:
+            if not dry_run:
+                _write_private(path, pieces)
+
         base = re.sub(r"[^A-Za-z0-9]", "", queue_id) or secrets.token_hex(6)
         stamp = time.strftime("%H%M%S")
         saved: dict[int, str] = {}
         if self.options.save == "message":
             name = f"{stamp}-{base}-{next(_counter)}.eml"
             head = _header_bytes(headers) + b"\r\n"
-            _write_private(day / name, itertools.chain([head], chunks(body, 0, body.size)))
+            write(day / name, itertools.chain([head], chunks(body, 0, body.size)))
+            paths.append(str(day / name))
             for f in findings:
                 saved[id(f)] = name
             return saved
         for f in findings:
             name = f"{stamp}-{base}-{next(_counter)}.bin"
             if f.block is not None:
-                _write_private(day / name, chunks(f.block.content, 0, f.block.content.size))
+                write(day / name, chunks(f.block.content, 0, f.block.content.size))
             else:
                 part = f.part
                 payload = decode_range(
@@ -540,11 +570,12 @@ class Defang(Plugin):
                     self.options.max_decoded_size,
                 )
                 try:
-                    _write_private(day / name, chunks(payload, 0, payload.size))
+                    write(day / name, chunks(payload, 0, payload.size))
                 finally:
                     payload.close()
             info = f"original name: {shown(f.name)}\nreason: {f.why}\nqueue id: {queue_id}\n"
-            _write_private(day / (name + ".info"), iter([info.encode()]))
+            write(day / (name + ".info"), iter([info.encode()]))
+            paths.append(str(day / name))
             saved[id(f)] = name
         return saved
 
