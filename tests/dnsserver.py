@@ -41,19 +41,22 @@ txt-record=helo.example.org,"v=spf1 ip4:192.0.2.0/24 -all"
 host-record=noreco.example.net,203.0.113.5
 mx-host=noreco.example.net,noreco.example.net,10
 host-record=mail.example.org,192.0.2.10
+# the loopback clients of the MTA tests (Sendmail cannot pretend another address)
+txt-record=loopback.example.net,"v=spf1 ip4:127.0.0.0/8 -all"
 """
 
 
 @contextlib.contextmanager
-def dns_server() -> Iterator[int]:
-    """Run dnsmasq on 127.0.0.1:PORT with ZONE; yields PORT."""
-    with dns_process() as (port, _):
+def dns_server(extra: str = "") -> Iterator[int]:
+    """Run dnsmasq on 127.0.0.1:PORT with ZONE and ``extra`` (more dnsmasq
+    lines, e.g. DKIM keys); yields PORT."""
+    with dns_process(extra) as (port, _):
         yield port
 
 
 @contextlib.contextmanager
 def dns_process(extra: str = "") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """dnsmasq with ZONE plus ``extra`` lines; yields (PORT, the process).
+    """dnsmasq as dns_server runs it; yields (PORT, the process).
 
     The process is there to be stopped (SIGSTOP: a DNS server that
     receives queries and never answers) and continued.

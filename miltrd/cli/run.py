@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
+from .. import __version__
 from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
@@ -38,6 +40,7 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
             print(problem, file=sys.stderr)
         return 1
     setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
+    log.info("miltrd %s starting: config %s, pid %d", __version__, config.path, os.getpid())
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()

@@ -18,17 +18,18 @@ import os
 import pwd
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
 from ..metrics import parse_metrics_listen
-from . import systemd
+from . import systemd, unlinker
 from .connection import MilterHandler, next_conn_id, serve_overloaded
 from .listen import Listener, ListenError, open_listener
+from .preload import preload
 
-__all__ = ["Daemon", "StartupError", "drop_privileges"]
+__all__ = ["Daemon", "StartupError", "drop_privileges", "remove_socket_files"]
 
 log = logging.getLogger("miltrd.server")
 
@@ -37,10 +38,19 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-def drop_privileges(user: str | None, group: str | None) -> None:
-    """Become ``user`` (and ``group``) after binding, when started as root."""
+def drop_privileges(
+    user: str | None, group: str | None, listeners: Sequence[Listener] = ()
+) -> unlinker.Unlinker | None:
+    """Become ``user`` (and ``group``) after binding, when started as root.
+
+    Before the drop, everything serving may import later is loaded (the
+    user may not be able to read the installation), and if that user could
+    not remove the unix socket files of ``listeners`` at shutdown, a helper
+    that keeps root for only that is started: the returned Unlinker, whose
+    ``finish()`` removes them. StartupError for an unknown user or group.
+    """
     if os.geteuid() != 0 or not user:
-        return
+        return None
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
@@ -49,10 +59,28 @@ def drop_privileges(user: str | None, group: str | None) -> None:
         gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
     except KeyError:
         raise StartupError(f"daemon.group: no such group {group!r}") from None
+    preload()
+    remover = unlinker.start(
+        [listener.path for listener in listeners if listener.path],
+        pw.pw_uid,
+        gid,
+        [listener.sock.fileno() for listener in listeners],
+    )
     os.setgroups([])
     os.setgid(gid)
     os.setuid(pw.pw_uid)
     log.info("running as user %s (uid %d, gid %d)", user, pw.pw_uid, gid)
+    return remover
+
+
+def remove_socket_files(listeners: Sequence[Listener], remover: unlinker.Unlinker | None) -> None:
+    """Remove the unix socket files we created, by ourselves or through the
+    helper that kept root for it; a failure is logged, never raised."""
+    for listener in listeners:
+        if remover is None or listener.path not in remover.paths:
+            listener.remove_socket_file()
+    if remover is not None:
+        remover.finish()
 
 
 class Daemon:
@@ -68,8 +96,10 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.owns_socket_files = True
+        self.unlinker: unlinker.Unlinker | None = None  # removes them after a drop from root
         self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
+        self.stop_reason = "request"  # what stopped us, for the log
         self.cancelling = False  # shutdown_timeout passed: open sessions are cancelled
 
     # --- start --------------------------------------------------------------
@@ -103,12 +133,19 @@ class Daemon:
                 self.metrics_server = metrics.enable().serve(host, port)
             except OSError as exc:
                 raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
-        drop_privileges(daemon.user, daemon.group)
+        self.unlinker = drop_privileges(daemon.user, daemon.group, self.listeners)
+        # asyncio calls listen() again on a socket it is given: pass the
+        # configured backlog, or its default of 100 replaces ours.
+        backlog = daemon.backlog
         for listener in self.listeners:
             if listener.sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(_ConnectionTask(self), sock=listener.sock)
+                server = await asyncio.start_unix_server(
+                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
+                )
             else:
-                server = await asyncio.start_server(_ConnectionTask(self), sock=listener.sock)
+                server = await asyncio.start_server(
+                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
+                )
             self.servers.append(server)
             log.info("listening on %s", listener.name)
         log.info("chain: %s", ", ".join(p.name for p in self.runtime.plugins) or "(no plugins)")
@@ -117,8 +154,8 @@ class Daemon:
 
     def install_signal_handlers(self) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
 
         def remove() -> None:
@@ -127,13 +164,19 @@ class Daemon:
 
         return remove
 
+    def request_stop(self, why: str) -> None:
+        """Stop serving; ``why`` (a signal name, or the reason) is logged."""
+        if not self.stop_event.is_set():
+            self.stop_reason = why
+            self.stop_event.set()
+
     def message_done(self) -> None:
         """Called once per finished message; retires a worker at its limit."""
         self.messages += 1
         limit = self.runtime.config.daemon.max_messages
         if limit and self.messages >= limit and not self.stop_event.is_set():
             log.info("served %d messages (daemon.max_messages): retiring this worker", limit)
-            self.stop_event.set()
+            self.request_stop("daemon.max_messages")
 
     async def run(self, *, notify: bool = True, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until stop_event; reload on reload_event.
@@ -192,15 +235,21 @@ class Daemon:
         for server in self.servers:
             server.close()
         if self.owns_socket_files:
-            for listener in self.listeners:
-                listener.remove_socket_file()
+            remove_socket_files(self.listeners, self.unlinker)
         timeout = self.runtime.config.daemon.shutdown_timeout
         # A connection accepted just before the close gets its task a few
         # loop turns later; give it that time so it is served, not dropped.
         await asyncio.sleep(0.1)
+        drained = cancelled = 0
+        log.info(
+            "stopping on %s: %d session(s) open, waiting up to %.0fs",
+            self.stop_reason,
+            len(self.tasks),
+            timeout,
+        )
         if self.tasks:
-            log.info("waiting up to %.0fs for %d open connection(s)", timeout, len(self.tasks))
-            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            drained, cancelled = len(done), len(pending)
             if pending:
                 log.warning("cancelling %d connection(s) still open", len(pending))
                 self.cancelling = True
@@ -216,7 +265,7 @@ class Daemon:
         if self.metrics_server is not None and hasattr(self.metrics_server, "shutdown"):
             self.metrics_server.shutdown()
             self.metrics_server = None
-        log.info("stopped")
+        log.info("stopped: %d session(s) drained, %d cancelled", drained, cancelled)
 
 
 class _ConnectionTask:

@@ -44,7 +44,7 @@ from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
 from . import systemd
 from .connection import set_conn_prefix
-from .daemon import Daemon, drop_privileges
+from .daemon import Daemon, drop_privileges, remove_socket_files
 from .listen import Listener
 
 __all__ = ["Supervisor", "CONTROL_SIGNALS", "block_signals"]
@@ -88,7 +88,7 @@ class Supervisor:
 
     def run(self) -> int:
         daemon = self.runtime.config.daemon
-        drop_privileges(daemon.user, daemon.group)
+        remover = drop_privileges(daemon.user, daemon.group, self.listeners)
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             for _ in range(self.workers):
@@ -104,12 +104,11 @@ class Supervisor:
                     else:
                         self.reload_pending = True
                 else:
-                    self._stop()
+                    self._stop(signal.Signals(info.si_signo).name)
                 self._announce()
         finally:
             self._close_listeners()
-            for listener in self.listeners:
-                listener.remove_socket_file()
+            remove_socket_files(self.listeners, remover)
             os.close(self._ready_r)
             os.close(self._ready_w)
         log.info("stopped")
@@ -174,7 +173,9 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            started = self.children.pop(pid, time.monotonic())
+            if pid not in self.children:
+                continue  # not a worker: the socket-file helper (unlinker), say
+            started = self.children.pop(pid)
             self.ready.discard(pid)
             if self.stopping:
                 continue
@@ -225,12 +226,13 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 listener.sock.close()
 
-    def _stop(self) -> None:
+    def _stop(self, why: str) -> None:
         if self.stopping:
             return
         self.stopping = True
         systemd.notify("STOPPING=1")
         self._close_listeners()
+        log.info("stopping on %s: passing it to %d worker(s)", why, len(self.children))
         for pid in list(self.children):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.runtime.config.daemon.shutdown_timeout + 5
