@@ -4,6 +4,7 @@ This package imports nothing else of miltrd, so a plugin written against
 it does not depend on the daemon's internals.
 """
 
+from .authresults import AuthResult, authserv_id_of, format_authentication_results
 from .changes import (
     BodyReplacement,
     Change,
@@ -50,6 +51,7 @@ __all__ = [
     "Action",
     "HeaderAddition",
     "RecipientAddition",
+    "AuthResult",
     "Body",
     "HeaderChange",
     "SenderChange",
@@ -69,9 +71,11 @@ __all__ = [
     "SmtpReply",
     "Verdict",
     "VerdictKind",
+    "authserv_id_of",
     "bare_address",
     "clean_text",
     "domain_of",
+    "format_authentication_results",
     "local_part",
     "parse_ip",
     "reject",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .authresults import AuthResult, make_result
 from .changes import (
     BodyReplacement,
     Change,
@@ -89,6 +90,9 @@ class InternalRules:
     networks: tuple[IPNetwork, ...] = ()
     domains: frozenset[str] = frozenset()
     authenticated: bool = True
+    # RFC 8601 section 2.5: the name in this site's Authentication-Results
+    # headers; "" means the MTA's host name (the j macro).
+    authserv_id: str = ""
 
     def is_internal_ip(self, address: str | None) -> bool:
         ip = parse_ip(address)
@@ -215,6 +219,7 @@ class Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     _raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
     _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
+    _auth_results: list[AuthResult] = field(default_factory=list, repr=False)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -291,6 +296,38 @@ class Message:
 
     def quarantine(self, reason: str) -> None:
         self._request(Quarantining(reason))
+
+    def publish_auth_result(
+        self,
+        method: str,
+        result: str,
+        properties: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        *,
+        reason: str = "",
+    ) -> AuthResult:
+        """Publish an authentication result (RFC 8601 resinfo), e.g.
+        ``publish_auth_result("dkim", "pass", {"header.d": "example.com"})``.
+
+        Later plugins read it in ``auth_results``; at end of message the
+        chain writes every result into one Authentication-Results header at
+        the top of the message. Needs ``Action.AUTH_RESULTS``; raises
+        ValueError for names that are not RFC 8601 keywords.
+        """
+        caller = self.conn._caller
+        if caller is None or Action.AUTH_RESULTS not in caller.actions:
+            who = caller.name if caller else "?"
+            raise PluginContractError(
+                f"plugin {who} published an authentication result without declaring "
+                "Action.AUTH_RESULTS"
+            )
+        published = make_result(method, result, properties, reason, caller.name)
+        self._auth_results.append(published)
+        return published
+
+    @property
+    def auth_results(self) -> tuple[AuthResult, ...]:
+        """Every result published so far for this message, in order."""
+        return tuple(self._auth_results)
 
     def changes(self) -> list[tuple[str, Change]]:
         """(plugin name, change) in the order they were asked for."""

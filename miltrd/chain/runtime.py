@@ -129,6 +129,9 @@ def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) ->
             actions |= p.actions
         for phase, names in type(p.plugin).macros.items():
             macros.setdefault(phase, set()).update(names)
+    # The chain must see the headers to remove forged Authentication-Results.
+    if Action.AUTH_RESULTS & actions:
+        observes |= Phase.HEADER
     # Anyone who decides anywhere may fail, and a failure may tempfail.
     return Declared(
         observes=observes,

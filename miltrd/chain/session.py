@@ -22,6 +22,7 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,15 +32,20 @@ from ..api import (
     ACCEPT,
     CONTINUE,
     MESSAGE_PHASES,
+    Action,
     Body,
     Change,
     Connection,
+    HeaderChange,
+    HeaderInsertion,
     Message,
     Phase,
     PluginContractError,
     Verdict,
     VerdictKind,
+    authserv_id_of,
     bare_address,
+    format_authentication_results,
     parse_ip,
     reject,
     tempfail,
@@ -202,6 +208,9 @@ class ChainSession:
 
     def _all_accepted(self) -> bool:
         if self.msg is not None and self.msg._changes:
+            return False
+        # Forged Authentication-Results are removed at end of message.
+        if self._writes_auth_results:
             return False
         # Plugins whose `when` does not match do not count.
         counted = [p for p in self.plugins if p.name not in self._excluded]
@@ -382,6 +391,8 @@ class ChainSession:
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
             result.changes = self._ordered_changes(msg)
+            if self._writes_auth_results:
+                result.changes = self._with_auth_results(msg, result.changes)
         self._summary(verdict)
         self._end_message_state()
         return result
@@ -395,6 +406,49 @@ class ChainSession:
                 log.info("plugin %s (observe): would %s", name, _describe_change(change))
                 continue
             out.append(change)
+        return out
+
+    @property
+    def _writes_auth_results(self) -> bool:
+        return bool(Action.AUTH_RESULTS & self.runtime.declared.actions)
+
+    def _with_auth_results(self, msg: Message, mutations: list[Change]) -> list[Change]:
+        """Remove incoming Authentication-Results that claim our authserv-id
+        (RFC 8601 section 5), then put ours at the top of the header block.
+
+        Deletions go highest occurrence first, so no deletion moves the
+        index of one still to come. Our header is inserted at index 0 after
+        every plugin's changes, so it ends up above them all.
+        """
+        authserv_id = (
+            self.conn.internal_rules.authserv_id or self.conn.macro("j") or socket.getfqdn()
+        ).lower()
+        forged: list[int] = []
+        seen = 0
+        for name, value in msg.headers:
+            if name.lower() == "authentication-results":
+                seen += 1
+                if authserv_id_of(value) == authserv_id:
+                    forged.append(seen)
+        if forged:
+            log.info(
+                "removing %d incoming Authentication-Results claiming %s", len(forged), authserv_id
+            )
+        out: list[Change] = [
+            HeaderChange(index, "Authentication-Results", "") for index in reversed(forged)
+        ]
+        out.extend(mutations)
+        observe = {p.name for p in self.plugins if p.observe_only}
+        results = []
+        for published in msg._auth_results:
+            if published.plugin in observe:
+                log.info(
+                    "plugin %s (observe): would publish %s", published.plugin, published.render()
+                )
+            else:
+                results.append(published)
+        values = format_authentication_results(authserv_id, results)
+        out.extend(HeaderInsertion(0, "Authentication-Results", v) for v in reversed(values))
         return out
 
     def _settle(self, verdict: Verdict, phase: Phase) -> Verdict:
