@@ -125,8 +125,14 @@ def _reply_code(reply: SmtpReply) -> ReplyCode:
     return ReplyCode(reply.code, reply.lines, reply.xcode)
 
 
-def _change_responses(changes: list[m.Change], actions: ActionFlag) -> list[FilterResponse]:
+def _change_responses(
+    changes: list[m.Change], actions: ActionFlag
+) -> tuple[list[FilterResponse], m.BodyReplacement | None]:
+    """The responses for the changes but the body, and the body change to
+    send after them (the last one asked for: a later plugin's body
+    replaces an earlier one's)."""
     out: list[FilterResponse] = []
+    body: m.BodyReplacement | None = None
     for mut in changes:
         needed = _NEEDED[type(mut)]
         if isinstance(mut, m.RecipientAddition) and mut.esmtp_args:
@@ -151,15 +157,10 @@ def _change_responses(changes: list[m.Change], actions: ActionFlag) -> list[Filt
             case m.SenderChange():
                 out.append(ChangeSender(f"<{mut.address}>", mut.esmtp_args))
             case m.BodyReplacement():
-                out.append(ReplaceBody(mut.data))
+                body = mut
             case m.Quarantining():
                 out.append(Quarantine(mut.reason))
-    # The replacement body must be one contiguous run (Postfix); keep the
-    # chain order otherwise, and put the body pieces together at the end.
-    bodies = [r for r in out if isinstance(r, ReplaceBody)]
-    if len(bodies) > 1:
-        bodies = bodies[-1:]  # a later plugin's body replaces an earlier one
-    return [r for r in out if not isinstance(r, ReplaceBody)] + bodies
+    return out, body
 
 
 class MilterHandler:
@@ -386,9 +387,24 @@ class MilterHandler:
                     self._writer.write(b"\x00\x00\x00\x01p")
             result = task.result()
         assert self.fc.negotiated is not None
-        responses = _change_responses(result.changes, self.fc.negotiated.actions)
-        responses.append(reply_of(result.verdict))
-        return self.fc.send_all(responses)
+        responses, body = _change_responses(result.changes, self.fc.negotiated.actions)
+        out = bytearray(self.fc.send_all(responses))
+        if body is not None:
+            # The replacement body must be one contiguous run (Postfix), after
+            # the other changes. It is sent a piece at a time and written out
+            # as it goes, so a large one is never held in memory whole.
+            for piece in body.chunks(_BODY_PIECE) if body.size else (b"",):
+                out += self.fc.send(ReplaceBody(piece))
+                if len(out) >= _WRITE_AT and self._writer is not None:
+                    self._writer.write(bytes(out))
+                    out.clear()
+                    await self._writer.drain()
+        out += self.fc.send(reply_of(result.verdict))
+        return bytes(out)
+
+
+_BODY_PIECE = 65535  # fits every negotiated data size
+_WRITE_AT = 1 << 20
 
 
 async def _await(awaitable: Any) -> Any:
