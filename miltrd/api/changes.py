@@ -12,7 +12,9 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, ClassVar
+
+from .phases import Action
 
 __all__ = [
     "Change",
@@ -47,6 +49,8 @@ def _set(obj: object, attr: str, value: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class HeaderAddition:
+    action: ClassVar[Action] = Action.ADD_HEADERS  # what the plugin must declare
+
     name: str
     value: str
 
@@ -57,6 +61,8 @@ class HeaderAddition:
 
 @dataclass(frozen=True, slots=True)
 class HeaderInsertion:
+    action: ClassVar[Action] = Action.ADD_HEADERS  # what the plugin must declare
+
     index: int
     name: str
     value: str
@@ -72,6 +78,8 @@ class HeaderInsertion:
 class HeaderChange:
     """Change the index-th (from 1) field called name; "" deletes it."""
 
+    action: ClassVar[Action] = Action.CHANGE_HEADERS  # what the plugin must declare
+
     index: int
     name: str
     value: str
@@ -85,6 +93,8 @@ class HeaderChange:
 
 @dataclass(frozen=True, slots=True)
 class RecipientAddition:
+    action: ClassVar[Action] = Action.ADD_RECIPIENTS  # what the plugin must declare
+
     address: str
     esmtp_args: str = ""
 
@@ -99,11 +109,15 @@ class RecipientAddition:
 class RecipientDeletion:
     """The recipient exactly as the MTA gave it in RCPT (with <>)."""
 
+    action: ClassVar[Action] = Action.DELETE_RECIPIENTS  # what the plugin must declare
+
     address: str
 
 
 @dataclass(frozen=True, slots=True)
 class SenderChange:
+    action: ClassVar[Action] = Action.CHANGE_SENDER  # what the plugin must declare
+
     address: str
     esmtp_args: str | None = None
 
@@ -124,6 +138,8 @@ class BodyReplacement:
     memory whole; ``chunks()`` reads either form a piece at a time and
     ``read()`` returns all of it (for tests and small bodies).
     """
+
+    action: ClassVar[Action] = Action.REPLACE_BODY  # what the plugin must declare
 
     data: bytes = b""
     file: IO[bytes] | None = field(default=None, compare=False, repr=False)
@@ -158,6 +174,8 @@ class BodyReplacement:
 
 @dataclass(frozen=True, slots=True)
 class Quarantining:
+    action: ClassVar[Action] = Action.QUARANTINE  # what the plugin must declare
+
     reason: str
 
     def __post_init__(self) -> None:
