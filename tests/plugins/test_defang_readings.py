@@ -78,6 +78,11 @@ def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
         # the unindented line is the only place the encoding is named
         b'Content-Type: application/octet-stream;\r\nname="report.pdf"; x=1;\r\n'
         b"Content-Transfer-Encoding: base64\r\n",
+        # the unindented parameter holds a colon, so it looks like a field
+        b'Content-Type: application/octet-stream;\r\nname="C:run.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Type: application/octet-stream;\r\n name=x;\r\nfilename=a:b.exe\r\n"
+        b"Content-Transfer-Encoding: base64\r\n",
         # a name split over two unindented lines by RFC 2231 continuations
         b'Content-Type: application/octet-stream;\r\nname*0="rep";\r\nname*1="ort.exe"\r\n'
         b"Content-Transfer-Encoding: base64\r\n",
@@ -85,6 +90,11 @@ def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
 )
 def test_unindented_parameter_lines_are_read(tmp_path: Path, head: bytes) -> None:
     removed(defang(tmp_path, with_part(head + b"\r\n" + PE_B64)))
+    if b"report.pdf" not in head:
+        # The name alone decides, whatever the content.
+        harmless = base64.encodebytes(b"just text").replace(b"\n", b"\r\n")
+        out = defang(tmp_path, with_part(head + b"\r\n" + harmless))
+        assert "file type .exe is not allowed" in removed_or_any(out)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +128,11 @@ def test_unindented_parameter_lines_are_read(tmp_path: Path, head: bytes) -> Non
     ],
 )
 def test_duplicate_headers_and_parameters_strictest_wins(tmp_path: Path, head: bytes) -> None:
-    out = defang(tmp_path, with_part(head + b"\r\n" + PE_B64))
+    # Where names or types decide, the content is harmless: only the
+    # reading under test can find the part.
+    about_encoding = head.count(b"Transfer-Encoding") > 1 or b"Base64; x" in head
+    content = PE_B64 if about_encoding else b"just some harmless text\r\n"
+    out = defang(tmp_path, with_part(head + b"\r\n" + content))
     assert new_body(out) is not None, head
 
 
