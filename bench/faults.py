@@ -423,6 +423,15 @@ def kill_worker(w: World) -> None:
         os.kill(workers[0], signal.SIGKILL)
 
 
+def kill_storm(w: World, seconds: float = 2.0, every: float = 0.15) -> None:
+    """Workers killed over and over while mail flows: some kills land between
+    the archive copy and the verdict (the case that makes a second copy)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        kill_worker(w)
+        time.sleep(every)
+
+
 def kill_worker_then_sighup(w: World) -> None:
     """A SIGHUP while the replacement worker starts."""
     before = set(w.miltrd.workers())
@@ -533,6 +542,7 @@ def schedule(mta: str, burst_sessions: int) -> list[Fault]:
         ("SIGHUP storm, good/broken configs", lambda w, c, n: sighup_storm(w)),
         ("SIGKILL of a worker", lambda w, c, n: kill_worker(w)),
         ("SIGKILL of a worker + SIGHUP as it restarts", lambda w, c, n: kill_worker_then_sighup(w)),
+        ("SIGKILL storm of workers", lambda w, c, n: kill_storm(w)),
         ("silent DNS + SIGHUP storm", lambda w, c, n: silent_dns(w, during=sighup_storm)),
         (
             "full archive filesystem + SIGKILL of a worker",
