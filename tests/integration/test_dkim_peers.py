@@ -73,7 +73,7 @@ Content-Type: text/plain; charset=us-ascii
 
 Hello Bob,
 
-a line with trailing white space   
+a line with trailing white space{trail}
 \tand a tab, and an empty line at the end:
 
 """
@@ -208,7 +208,7 @@ def send(smtp_port: int, sender: str, raw: bytes, xclient: str = "") -> None:
 
 
 def message(domain: str, subject: str) -> bytes:
-    text = MESSAGE.format(domain=domain, subject=subject)
+    text = MESSAGE.format(domain=domain, subject=subject, trail="   ")
     return text.replace("\n", "\r\n").encode()
 
 
@@ -296,8 +296,7 @@ def test_mail_opendkim_signed_verifies_in_miltrd(opendkim_signer, verifying_post
         values = [
             line.split(b":", 1)[1].decode()
             for line in raw.replace(b"\n\t", b" ").replace(b"\n ", b" ").split(b"\n")
-            if line.lower().startswith(b"authentication-results:")
-            and b"mta.test.example" in line
+            if line.lower().startswith(b"authentication-results:") and b"mta.test.example" in line
         ]
         assert len(values) == 1, raw
         parsed = authres.AuthenticationResultsHeader.parse("Authentication-Results:" + values[0])

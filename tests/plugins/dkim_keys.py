@@ -8,7 +8,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from miltrd.plugins._dkimkeys import LoadedKey, generate_key, load_key
 
 

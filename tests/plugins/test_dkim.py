@@ -17,7 +17,14 @@ from miltrd.chain import build_runtime
 from miltrd.config import ConfigError, load_text
 
 from ..dnsserver import dns_server, silent_dns
-from .dkim_keys import KeyPair, key_record, make_key, public_record_of_pem, record_line, weak_rsa_pem
+from .dkim_keys import (
+    KeyPair,
+    key_record,
+    make_key,
+    public_record_of_pem,
+    record_line,
+    weak_rsa_pem,
+)
 from .helpers import delivered, run_message, session
 
 MESSAGE = (
@@ -70,8 +77,7 @@ class World:
             'authserv_id = "mx.example.com"\n'
             f"[chain]\nplugins = {chain}\n"
             + ('[plugins.upper]\nuse = "tests.testplugins:UpperBody"\n' if "upper" in chain else "")
-            +
-            f'[plugins.dkim]\nnameservers = ["127.0.0.1:{self.port}"]\ndns_timeout = 2.0\n'
+            + f'[plugins.dkim]\nnameservers = ["127.0.0.1:{self.port}"]\ndns_timeout = 2.0\n'
             f"{extra}\n{keys}"
         )
 
@@ -128,7 +134,11 @@ def dkim_results(out) -> list[tuple[str, dict[str, str], str]]:
     parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {values[0]}")
     assert parsed.authserv_id == "mx.example.com"
     return [
-        (r.method and r.result, {f"{p.type}.{p.name}": p.value for p in r.properties}, r.reason or "")
+        (
+            r.method and r.result,
+            {f"{p.type}.{p.name}": p.value for p in r.properties},
+            r.reason or "",
+        )
         for r in parsed.results
         if r.method == "dkim"
     ]
@@ -188,9 +198,7 @@ def test_mail_from_a_domain_without_a_key_is_not_signed(world: World) -> None:
 
 def test_an_unreadable_key_tempfails_unless_told_otherwise(world: World, tmp_path) -> None:
     key = make_key(tmp_path, "example.com", "gone")
-    keys = (
-        f'[[plugins.dkim.keys]]\ndomain = "example.com"\nselector = "gone"\nkey_file = "{key.path}"\n'
-    )
+    keys = f'[[plugins.dkim.keys]]\ndomain = "example.com"\nselector = "gone"\nkey_file = "{key.path}"\n'
     runtime_config = world.config(keys=keys)
     s = session(runtime_config, ip="10.1.2.3")
     os.unlink(key.path)  # removed after the start: the message must not leave unsigned

@@ -117,12 +117,18 @@ def test_no_from_or_several_from_fields(dns_port: int, raw: bytes) -> None:
     "extra, ip, raw_extra",
     [
         ('trusted_forwarders = ["198.51.100.0/24"]', "198.51.100.7", b""),
-        ('mailing_lists = ["<users.lists.example.org>"]', "192.0.2.10", b"List-Id: Users <users.lists.example.org>\r\n"),
+        (
+            'mailing_lists = ["<users.lists.example.org>"]',
+            "192.0.2.10",
+            b"List-Id: Users <users.lists.example.org>\r\n",
+        ),
         ('allow_domains = ["relaxed.test"]', "192.0.2.10", b""),
     ],
     ids=["trusted-forwarder", "mailing-list", "allowed-domain"],
 )
-def test_local_overrides_keep_the_result_and_apply_no_policy(dns_port, extra, ip, raw_extra) -> None:
+def test_local_overrides_keep_the_result_and_apply_no_policy(
+    dns_port, extra, ip, raw_extra
+) -> None:
     case = Case("o", "", ("pass", "other.test"), None, "", "")
     s = session(config(dns_port, case, extra), ip=ip)
     out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.test", raw_extra))
@@ -169,7 +175,9 @@ def test_aggregate_report_data_goes_to_a_file_per_day(dns_port: int, tmp_path) -
 def test_the_public_suffix_list_is_debians_file(dns_port: int) -> None:
     runtime = build_runtime(load_text(config(dns_port)))
     (dmarc,) = [p.plugin for p in runtime.plugins if p.name == "dmarc"]
-    assert dmarc.describe()[0] == "public suffix list: /usr/share/publicsuffix/public_suffix_list.dat"
+    assert (
+        dmarc.describe()[0] == "public suffix list: /usr/share/publicsuffix/public_suffix_list.dat"
+    )
     assert dmarc.org_domain("mail.example.co.uk") == "example.co.uk"
     assert dmarc.org_domain("a.b.example.org") == "example.org"
     with pytest.raises(ConfigError) as err:
