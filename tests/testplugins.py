@@ -172,6 +172,27 @@ class Concurrency(Plugin):
 
 
 @dataclass(frozen=True)
+class VerdictOptions:
+    verdict: Literal["continue", "reject", "tempfail", "discard"] = "continue"
+
+
+class Verdicts(Plugin):
+    """Answers the configured verdict at end of message."""
+
+    Options = VerdictOptions
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        match self.options.verdict:
+            case "reject":
+                return reject("refused by test", code=550, xcode="5.7.1")
+            case "tempfail":
+                return tempfail("try later (test)", code=451, xcode="4.7.1")
+            case "discard":
+                return DISCARD
+        return None
+
+
+@dataclass(frozen=True)
 class ResultOptions:
     method: str = "dkim"
     result: str = "pass"

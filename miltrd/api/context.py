@@ -162,6 +162,10 @@ class Connection:
     family: str = "unknown"  # inet | inet6 | unix | unknown
     helo: str = ""
     macros: Mapping[str, str] = field(default_factory=dict)
+    # True under ``miltrd replay``: make no lasting change outside the
+    # message (write no file, send nothing); say with Message.record what
+    # would have been done, and where.
+    dry_run: bool = False
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _caller: _Caller | None = field(default=None, repr=False)
 
@@ -219,6 +223,7 @@ class Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     _raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
     _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
+    _effects: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     _auth_results: list[AuthResult] = field(default_factory=list, repr=False)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -295,6 +300,19 @@ class Message:
 
     def quarantine(self, reason: str) -> None:
         self._request(Action.QUARANTINE, Quarantining(reason))
+
+    def record(self, effect: str, where: str = "") -> None:
+        """Note a lasting thing the calling plugin did outside the message,
+        such as ``record("archived", "/var/spool/miltrd/archive/...")``:
+        ``effect`` is one short word-like name (letters, digits, ``-``),
+        shown in the summary line's ``changes=`` and counted by ``miltrd
+        stats``; ``where`` (a path, an address) is shown by ``miltrd
+        replay``. Under ``conn.dry_run`` record what *would* have been done
+        instead of doing it. ValueError if ``effect`` is not such a name."""
+        if not effect or not all(c.isalnum() or c == "-" for c in effect) or not effect.isascii():
+            raise ValueError(f"effect must be a short name like 'archived', not {effect!r}")
+        caller = self.conn._caller.name if self.conn._caller else "?"
+        self._effects.append((caller, effect, where))
 
     def publish_auth_result(
         self,
