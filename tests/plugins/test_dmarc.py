@@ -89,18 +89,18 @@ def test_cases(dns_port: int, case: Case) -> None:
 
 
 def test_several_from_addresses_take_the_strictest_failing_policy(dns_port: int) -> None:
-    case = Case("two", "", None, ("pass", "relaxed.test"), "", "")
+    case = Case("two", "", None, ("pass", "relaxed.org"), "", "")
     s = session(config(dns_port, case), ip="192.0.2.10")
-    raw = message("a@relaxed.test, b@strict.test")
+    raw = message("a@relaxed.org, b@strict.org")
     out = run_message(s, "x@example.net", ["bob@example.com"], raw)
     assert disposition(out) == "quarantine"
     results = {p["header.from"]: r for r, p, _ in dmarc_results(out)}
-    assert results == {"relaxed.test": "pass", "strict.test": "fail"}
+    assert results == {"relaxed.org": "pass", "strict.org": "fail"}
 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"To: bob@example.com\r\n\r\nno from\r\n", message("a@relaxed.test", b"From: b@x.test\r\n")],
+    [b"To: bob@example.com\r\n\r\nno from\r\n", message("a@relaxed.org", b"From: b@x.org\r\n")],
     ids=["no-from", "two-from-fields"],
 )
 def test_no_from_or_several_from_fields(dns_port: int, raw: bytes) -> None:
@@ -122,53 +122,53 @@ def test_no_from_or_several_from_fields(dns_port: int, raw: bytes) -> None:
             "192.0.2.10",
             b"List-Id: Users <users.lists.example.org>\r\n",
         ),
-        ('allow_domains = ["relaxed.test"]', "192.0.2.10", b""),
+        ('allow_domains = ["relaxed.org"]', "192.0.2.10", b""),
     ],
     ids=["trusted-forwarder", "mailing-list", "allowed-domain"],
 )
 def test_local_overrides_keep_the_result_and_apply_no_policy(
     dns_port, extra, ip, raw_extra
 ) -> None:
-    case = Case("o", "", ("pass", "other.test"), None, "", "")
+    case = Case("o", "", ("pass", "other.org"), None, "", "")
     s = session(config(dns_port, case, extra), ip=ip)
-    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.test", raw_extra))
+    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.org", raw_extra))
     assert disposition(out) == "none"
     assert [r for r, _, _ in dmarc_results(out)] == ["fail"]
 
 
 def test_disposition_table_turns_reject_into_quarantine(dns_port: int) -> None:
-    case = Case("d", "", ("pass", "other.test"), None, "", "")
+    case = Case("d", "", ("pass", "other.org"), None, "", "")
     extra = '[plugins.dmarc.disposition]\nreject = "quarantine"'
     s = session(config(dns_port, case, extra), ip="192.0.2.10")
-    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.test"))
+    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.org"))
     assert disposition(out) == "quarantine"
 
 
 def test_temperror_can_tempfail(dns_port: int) -> None:
     extra = '[plugins.dmarc.disposition]\ntemperror = "tempfail"'
     s = session(config(dns_port, extra=extra), ip="192.0.2.10")
-    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@servfail.test"))
+    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@servfail.org"))
     assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
 
 
 def test_aggregate_report_data_goes_to_a_file_per_day(dns_port: int, tmp_path) -> None:
-    case = Case("r", "", ("pass", "bounce.relaxed.test"), ("fail", "relaxed.test"), "", "")
+    case = Case("r", "", ("pass", "bounce.relaxed.org"), ("fail", "relaxed.org"), "", "")
     s = session(config(dns_port, case, f'report_dir = "{tmp_path}"'), ip="192.0.2.10")
-    run_message(s, "x@bounce.relaxed.test", ["bob@example.com"], message("a@relaxed.test"))
+    run_message(s, "x@bounce.relaxed.org", ["bob@example.com"], message("a@relaxed.org"))
     (path,) = tmp_path.iterdir()
     assert path.name.startswith("dmarc-") and path.suffix == ".jsonl"
     (entry,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert entry["source_ip"] == "192.0.2.10"
-    assert entry["header_from"] == "relaxed.test"
+    assert entry["header_from"] == "relaxed.org"
     assert entry["policy_published"]["p"] == "reject"
-    assert entry["policy_published"]["rua"] == "mailto:dmarc@relaxed.test"
+    assert entry["policy_published"]["rua"] == "mailto:dmarc@relaxed.org"
     assert (entry["disposition"], entry["spf_aligned"], entry["dkim_aligned"]) == (
         "none",
         "pass",
         "fail",
     )
     assert entry["auth_results"]["dkim"] == [
-        {"domain": "relaxed.test", "selector": "s1", "result": "fail"}
+        {"domain": "relaxed.org", "selector": "s1", "result": "fail"}
     ]
 
 
