@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .loadgen import run_load
@@ -30,6 +31,21 @@ def rss_kib(pid: int) -> int:
 
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settled_fds(pid: int, wait: float = 3.0) -> int:
+    """Open fds once the daemon has closed the connections the load just
+    closed: on a busy host it may not have read their EOF yet, and a
+    sample taken then counts sockets that are about to go."""
+    deadline = time.monotonic() + wait
+    count = fds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = fds(pid)
+        if now >= count:
+            return min(now, count)
+        count = now
+    return count
 
 
 def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, int, int]]:
@@ -68,7 +84,7 @@ def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, i
                 raise RuntimeError(f"{result.errors} connection errors")
             done += result.messages
             rate = max(100.0, result.messages / wall)
-            samples.append((done, rss_kib(proc.pid), fds(proc.pid)))
+            samples.append((done, rss_kib(proc.pid), settled_fds(proc.pid)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
