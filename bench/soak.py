@@ -33,19 +33,23 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def settled_fds(pid: int, wait: float = 3.0) -> int:
-    """Open fds once the daemon has closed the connections the load just
-    closed: on a busy host it may not have read their EOF yet, and a
-    sample taken then counts sockets that are about to go."""
-    deadline = time.monotonic() + wait
-    count = fds(pid)
+def settled_fds(pid: int, quiet: float = 0.3, limit: float = 5.0) -> int:
+    """Open fds once the daemon has closed the slice's connections.
+
+    The load generator's sockets are closed when it returns; the daemon
+    sees the EOFs a moment later (longer on a busy machine), so an
+    immediate count includes connections that are already over.
+    """
+    deadline = time.monotonic() + limit
+    last, since = fds(pid), time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
         now = fds(pid)
-        if now >= count:
-            return min(now, count)
-        count = now
-    return count
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
 
 
 def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, int, int]]:
