@@ -635,3 +635,27 @@ def test_a_message_too_large_to_scan_is_not_let_through(tmp_path: Path) -> None:
     assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
     out = defang(tmp_path, raw, 'max_message_size = 1000\non_limit = "allow"\n')
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
+
+
+def test_two_content_types_with_two_boundaries_both_split(tmp_path: Path) -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="a"\r\n'
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b'--b\r\nContent-Type: application/octet-stream; name="x.exe"\r\n\r\nharmless\r\n'
+        b"--a--\r\n"
+    )
+    out = defang(tmp_path, raw)
+    assert 'removed "x.exe"' in removed_or_any(out)
+    # Each boundary alone is a reading some client takes; either order.
+    swapped = raw.replace(b'boundary="a"', b'boundary="X"').replace(
+        b'boundary="b"', b'boundary="a"'
+    )
+    swapped = swapped.replace(b'boundary="X"', b'boundary="b"')
+    assert 'removed "x.exe"' in removed_or_any(defang(tmp_path, swapped))
+
+
+def test_filename_on_content_type_counts(tmp_path: Path) -> None:
+    head = b'Content-Type: application/octet-stream; filename="a.exe"\r\n'
+    assert new_body(defang(tmp_path, with_part(head + b"\r\nplain words\r\n"))) is not None
