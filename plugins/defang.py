@@ -53,7 +53,7 @@ from miltrd.api import (
 
 from ._archives import COMPRESSED, UNREADABLE, kind_of, single_file, tar_names
 from ._decode import IDENTITY, Decoded, Source, chunks, decode_range, encode, spool
-from ._mimewalk import Limits, Part, parse_tree
+from ._mimewalk import Limits, Part, parse_tree, strict_reading
 from ._names import extension, param_values, readings, shown
 from ._nonmime import Block, binhex_decode, find_blocks
 from ._render import Edits
@@ -314,6 +314,19 @@ class Defang(Plugin):
             findings = self._judge_content_of(part, cte, label, problems)
             if findings:
                 return findings, problems
+        if part.strict_start is not None and not part.children:
+            # A strict parser ends the headers early and shows the rest as
+            # content: judge that reading too; a finding removes the part.
+            strict = strict_reading(part)
+            found, trouble = self._judge_part(strict)
+            problems += trouble
+            for f in found:
+                if f.text is not None:
+                    f.text.close()
+                if f.block is not None:
+                    f.block.content.close()
+            if found:
+                return [Finding(part, found[0].name, found[0].why)], problems
         return [], problems
 
     def _judge_content_of(
