@@ -64,6 +64,7 @@ class Part:
     default_type: str = "text/plain"
     children: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)  # what a bound kept from being read
     inner: Decoded | None = None
     parent: Part | None = None
     # Where a strict parser (Python's, Postfix's) ends the header block: at
@@ -189,10 +190,10 @@ def _entity(
     hend, found = _header_end(src, start, end)
     raw = src.read(start, hend)
     fields, defects = parse_fields(raw)
-    if not found and hend < end:
-        defects.append(f"header block longer than {MAX_HEADER} bytes")
     part = Part(src, start, end, hend, fields, depth, default_type, parent=parent)
     part.defects += defects
+    if not found and hend < end:
+        part.unseen.append(f"header block longer than {MAX_HEADER} bytes")
     cut = strict_break(raw)
     if cut is not None:
         part.strict_start = start + cut

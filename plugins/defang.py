@@ -76,6 +76,12 @@ DEFAULT_TYPES = [
     "application/hta",
 ]
 _counter = itertools.count()
+_BLOCK_TYPES = frozenset(
+    {
+        "application/x-uuencode", "application/uuencode", "application/x-uue",
+        "application/uue", "text/x-uuencode", "application/x-yenc", "text/x-yenc",
+    }
+)  # fmt: skip
 _HEAD = 64 * 1024  # decoded bytes enough to recognise an executable or an archive
 
 Policy = Literal["ban", "allow", "tempfail"]
@@ -334,8 +340,9 @@ class Defang(Plugin):
     ) -> list[Finding]:
         """Judge the content of ``part`` decoded by ``cte``."""
         types = part.content_types
-        # Clients show a text part, and a multipart they cannot split, as text.
-        is_text = any(t.startswith(("text/", "multipart/")) for t in types)
+        # Clients show a text part, and a multipart they cannot split, as
+        # text; uuencode and yEnc parts hold their blocks the same way.
+        is_text = any(t.startswith(("text/", "multipart/")) or t in _BLOCK_TYPES for t in types)
         binhex = "application/mac-binhex40" in types
         limit = self.options.max_decoded_size
         full = is_text or binhex
@@ -431,6 +438,19 @@ class Defang(Plugin):
                 findings.append(
                     Finding(node, node.names[0] if node.names else "(malformed part)", banned)
                 )
+                return None
+            if trouble:
+                problems.append(trouble)
+        unseen = list(node.unseen)
+        if "message/partial" in node.content_types:
+            unseen.append("a message/partial fragment (the whole cannot be checked)")
+        if unseen:
+            banned, trouble = self._policy(self.options.on_limit, "; ".join(unseen))
+            label = node.names[0] if node.names else f"(unnamed {node.content_type} part)"
+            if banned and node.children:
+                return banned
+            if banned:
+                findings.append(Finding(node, label, banned))
                 return None
             if trouble:
                 problems.append(trouble)
