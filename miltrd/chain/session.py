@@ -301,6 +301,7 @@ class ChainSession:
     async def rcpt(self, recipient: str, args: tuple[str, ...]) -> Verdict:
         msg = self.msg or self._new_message()
         bare = bare_address(recipient)
+        msg.rcpt_args = args
         self._refresh_qid()
         verdict = await self._run(
             Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare), recipient=bare

@@ -1,4 +1,4 @@
-"""The ``miltrd`` command: run, check, replay, stats, version."""
+"""The ``miltrd`` command: run, check, replay, stats, pymilter, version."""
 
 from __future__ import annotations
 
@@ -57,12 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
         "logfiles", nargs="+", help="log files (stderr/journal export or syslog), - for stdin"
     )
     stats.add_argument("--top", type=int, default=10, help="entries per list (default 10)")
+    pym = sub.add_parser(
+        "pymilter",
+        help="run a pymilter program unchanged on miltrd's engine",
+        usage="miltrd pymilter [-c FILE] [--log-level LEVEL] (PROGRAM.py | -m MODULE) [ARGS...]",
+    )
+    pym.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
     sub.add_parser("version", help="print the version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["pymilter"]:
+        # The program's own options follow: argparse must not read them.
+        from .pymilter import pymilter_main
+
+        return pymilter_main(raw[1:])
+    args = build_parser().parse_args(raw)
     if args.command == "stats":
         from .stats import stats_command
 

@@ -128,6 +128,10 @@ class Daemon:
 
         return remove
 
+    def make_handler(self, runtime: Runtime) -> MilterHandler:
+        """The handler of one new connection (a subclass may serve another kind)."""
+        return MilterHandler(runtime, next_conn_id(), on_message=self.message_done)
+
     def message_done(self) -> None:
         """Called once per finished message; retires a worker at its limit."""
         self.messages += 1
@@ -244,9 +248,9 @@ class _ConnectionTask:
         try:
             if runtime.config.daemon.serial:
                 async with daemon.serial_lock:
-                    await _handler(daemon, runtime).serve(reader, writer)
+                    await daemon.make_handler(runtime).serve(reader, writer)
             else:
-                await _handler(daemon, runtime).serve(reader, writer)
+                await daemon.make_handler(runtime).serve(reader, writer)
         finally:
             daemon.tasks.discard(task)
             daemon._users[key] -= 1
@@ -256,6 +260,3 @@ class _ConnectionTask:
                 if retired is not None:
                     await retired.close()
 
-
-def _handler(daemon: Daemon, runtime: Runtime) -> MilterHandler:
-    return MilterHandler(runtime, next_conn_id(), on_message=daemon.message_done)
