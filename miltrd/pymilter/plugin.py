@@ -124,7 +124,12 @@ def verdict_of(outcome: Outcome) -> Verdict | None:
     if rc == milter.DISCARD:
         return DISCARD
     reply = outcome.reply
-    smtp = SmtpReply(reply.code, reply.xcode, reply.lines) if reply is not None else None
+    smtp = None
+    if reply is not None:
+        # libmilter sends the text as set, '%' doubled; miltrd's encoder
+        # doubles it itself, so the wire carries the same bytes.
+        lines = tuple(line.replace("%%", "%") for line in reply.lines)
+        smtp = SmtpReply(reply.code, reply.xcode, lines)
     if rc == milter.REJECT:
         return Verdict(VerdictKind.REJECT, smtp)
     if rc != milter.TEMPFAIL:
