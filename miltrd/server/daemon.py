@@ -259,4 +259,3 @@ class _ConnectionTask:
                 retired = daemon._retired.pop(key, None)
                 if retired is not None:
                     await retired.close()
-

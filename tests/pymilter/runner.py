@@ -59,7 +59,9 @@ class Program:
         self.logfile = open(self.log_path, "wb")  # noqa: SIM115
         full_env = dict(os.environ, **(env or {}))
         if engine == "miltrd":
-            full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+            full_env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(REPO), full_env.get("PYTHONPATH")])
+            )
             cmd = [sys.executable, "-m", "miltrd", "pymilter", str(path), *args]
         else:
             cmd = [sys.executable, str(path), *args]

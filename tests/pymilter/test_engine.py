@@ -52,7 +52,9 @@ def drive(port: int, recipients: list[str], raw: bytes = MESSAGE) -> dict[str, o
 @pytest.fixture(params=ENGINES)
 def modifier(request) -> Iterator[tuple[str, int]]:
     port = free_port()
-    prog = Program(PROGRAMS / "modifier.py", f"inet:{port}@127.0.0.1", engine=request.param, port=port)
+    prog = Program(
+        PROGRAMS / "modifier.py", f"inet:{port}@127.0.0.1", engine=request.param, port=port
+    )
     try:
         yield request.param, port
     finally:

@@ -44,7 +44,7 @@ class Modifier(Milter.Base):
         return Milter.CONTINUE
 
     def eom(self):
-        self.addheader("X-Pymilter", "seen %s (%s)" % (self.sender, self.subject))
+        self.addheader("X-Pymilter", f"seen {self.sender} ({self.subject})")
         self.chgfrom("<bounces@example.net>")
         self.replacebody(b"Replaced by the modifier.\r\n")
         self.replacebody(b"Second chunk.\r\n")
