@@ -195,8 +195,10 @@ class ChainSession:
             Phase.BODY & type(p.plugin).needs and p.name not in self._retired for p in self.plugins
         )
 
-    def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg._mutations:
+    def _all_accepted(self, phase: Phase = Phase.NONE) -> bool:
+        # Before end of message an ACCEPT would lose the pending changes; at
+        # end of message they are sent ahead of it.
+        if phase is not Phase.EOM and self.msg is not None and self.msg._mutations:
             return False
         # Plugins whose `when` does not match do not count.
         counted = [p for p in self.plugins if p.name not in self._excluded]
@@ -277,7 +279,7 @@ class ChainSession:
             if verdict.kind is not VerdictKind.CONTINUE:
                 self._decider = p.name
                 return verdict
-        if self._all_accepted():
+        if self._all_accepted(phase):
             return ACCEPT
         return CONTINUE
 
