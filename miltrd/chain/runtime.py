@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..api import DECIDING_PHASES, Action, OptionError, Phase, Plugin
 from ..config import Config, ConfigError, PluginEntry
 
-__all__ = ["Runtime", "LoadedPlugin", "Needs", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
+__all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
 # What the chain itself reads, whatever the plugins: the client, the
 # envelope (for logs and [internal] checks) and the end of the message.
@@ -52,8 +52,11 @@ class LoadedPlugin:
 
 
 @dataclass(frozen=True)
-class Needs:
-    """The union of what the chain needs from the MTA."""
+class Declared:
+    """What the chain's plugins declared, joined with what the chain reads
+    itself: the phases observed and decided, the changes allowed, the
+    macros wanted per phase. (A plugin's own ``needs`` is only the phases
+    it reads without a hook; this is the whole chain's declaration.)"""
 
     observes: Phase
     decides: Phase
@@ -65,7 +68,8 @@ class Needs:
 class Runtime:
     config: Config
     plugins: tuple[LoadedPlugin, ...]
-    needs: Needs
+    declared: Declared
+    dry_run: bool = False  # miltrd replay: plugins make no lasting change (Connection.dry_run)
 
     async def close(self) -> None:
         for loaded in self.plugins:
@@ -75,8 +79,9 @@ class Runtime:
                 logging.getLogger("miltrd.chain").exception("closing plugin %s failed", loaded.name)
 
 
-def build_runtime(config: Config) -> Runtime:
-    """Build every plugin of the chain; ConfigError if one refuses its options."""
+def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
+    """Build every plugin of the chain; ConfigError if one refuses its options.
+    ``dry_run``: for ``miltrd replay``, see Connection.dry_run."""
     loaded: list[LoadedPlugin] = []
     problems = []
     for entry in config.plugins:
@@ -85,7 +90,7 @@ def build_runtime(config: Config) -> Runtime:
             plugin = cls(
                 entry.options,
                 name=entry.name,
-                site=config.site,
+                internal_rules=config.internal,
                 log=logging.getLogger(f"miltrd.plugin.{entry.name}"),
             )
         except OptionError as exc:
@@ -110,10 +115,10 @@ def build_runtime(config: Config) -> Runtime:
         )
     if problems:
         raise ConfigError(problems)
-    return Runtime(config, tuple(loaded), compute_needs(loaded))
+    return Runtime(config, tuple(loaded), join_declarations(loaded), dry_run=dry_run)
 
 
-def compute_needs(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Needs:
+def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Declared:
     observes = CORE_OBSERVES
     decides = Phase.NONE
     actions = Action.NONE
@@ -126,8 +131,11 @@ def compute_needs(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Nee
             actions |= p.actions
         for phase, names in type(p.plugin).macros.items():
             macros.setdefault(phase, set()).update(names)
+    # The chain must see the headers to remove forged Authentication-Results.
+    if Action.AUTH_RESULTS & actions:
+        observes |= Phase.HEADER
     # Anyone who decides anywhere may fail, and a failure may tempfail.
-    return Needs(
+    return Declared(
         observes=observes,
         decides=decides,
         actions=actions,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..api import Site
+from ..api import InternalRules
 from ..metrics import parse_metrics_listen
 from ..registry import PluginLoadError, load_plugin
 from .coerce import Problems, coerce
@@ -96,7 +97,7 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
     internal_raw = coerce(InternalSection, _table(data, "internal", problems), "internal", problems)
     chain = coerce(ChainSection, _table(data, "chain", problems), "chain", problems)
     daemon = _daemon(daemon_raw, specs, problems) if daemon_raw else None
-    site = _site(internal_raw, problems, cf) if internal_raw else None
+    internal = _internal(internal_raw, problems, cf) if internal_raw else None
     plugins_tables = _table(data, "plugins", problems)
     entries: list[PluginEntry] = []
     if chain is not None:
@@ -114,9 +115,9 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
                 problems.append(
                     (f"plugins.{name}", f'configured but not listed in chain.plugins ("{name}")')
                 )
-    if problems or daemon is None or site is None:
+    if problems or daemon is None or internal is None:
         return None
-    return Config(path, daemon, site, tuple(entries))
+    return Config(path, daemon, internal, tuple(entries))
 
 
 class _SendmailCf:
@@ -227,7 +228,11 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     )
 
 
-def _site(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Site:
+# RFC 8601 section 2.5: a host name (a token without ';' or spaces).
+_AUTHSERV_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+
+
+def _internal(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> InternalRules:
     networks = []
     for i, text in enumerate(raw.networks):
         try:
@@ -241,7 +246,15 @@ def _site(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Site:
         except SendmailCfError as exc:
             problems.append(("internal.sendmail_class", f"{cf.path}: {exc}"))
     domains = frozenset(d.lower().rstrip(".") for d in names)
-    return Site(tuple(networks), domains, raw.authenticated)
+    authserv_id = raw.authserv_id.strip()
+    if authserv_id and not _AUTHSERV_ID.match(authserv_id):
+        problems.append(
+            (
+                "internal.authserv_id",
+                f"expected a host name like mx.example.com, got {authserv_id!r}",
+            )
+        )
+    return InternalRules(tuple(networks), domains, raw.authenticated, authserv_id.lower())
 
 
 def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntry | None:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api import Plugin, Site
+from ..api import InternalRules, Plugin
 from .errors import Problem
 from .when import When
 
@@ -112,6 +112,7 @@ class InternalSection:
     domains: list[str] = field(default_factory=list)
     authenticated: bool = True
     sendmail_class: str = ""  # also take domains from this sendmail.cf class, e.g. "w"
+    authserv_id: str = ""  # Authentication-Results name (RFC 8601); "" = the MTA's j macro
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class PluginEntry:
 class Config:
     path: str
     daemon: DaemonConfig
-    site: Site
+    internal: InternalRules
     plugins: tuple[PluginEntry, ...]
     lines: Any = field(default=None, compare=False, repr=False)  # LineIndex of the text
 

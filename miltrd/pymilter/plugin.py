@@ -166,8 +166,10 @@ class PymilterPlugin(Plugin):
     catch_exceptions: ClassVar[bool] = False  # True: set_exception_policy
     filter_name: ClassVar[str] = ""
 
-    def __init__(self, options: Any, *, name: str, site: Any, log: logging.Logger) -> None:
-        super().__init__(options, name=name, site=site, log=log)
+    def __init__(
+        self, options: Any, *, name: str, internal_rules: Any, log: logging.Logger
+    ) -> None:
+        super().__init__(options, name=name, internal_rules=internal_rules, log=log)
         self._sessions: dict[str, MilterSession] = {}
 
     def new_session(self, conn: Connection) -> MilterSession:

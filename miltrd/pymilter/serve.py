@@ -29,7 +29,7 @@ from ..chain import Runtime, build_runtime
 from ..config import ConfigError, PluginEntry, load, load_text, parse_listen
 from ..logs import setup_logging
 from ..protocol import (
-    Action,
+    ActionFlag,
     Continue,
     MacroStage,
     OptionNegotiation,
@@ -95,7 +95,7 @@ class PymilterHandler(MilterHandler):
             raise ConnectionError(f"the filter's negotiate answered {rc}: connection refused")
         macros = {MacroStage(stage): names for stage, names in session.ctx.symlists.items()}
         return self.fc.negotiate(
-            actions=Action(actions & ALL_ACTION_BITS),
+            actions=ActionFlag(actions & ALL_ACTION_BITS),
             protocol=ProtocolFlag(protocol & ALL_PROTOCOL_BITS),
             macros=macros,
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from miltrd.api import AddHeader, VerdictKind
+from miltrd.api import HeaderAddition, HeaderInsertion, VerdictKind
 
 from ..dnsserver import dns_server, silent_dns
 from .helpers import run_message, session
@@ -28,7 +28,11 @@ def spf_config(port: int, extra: str = "", internal: str = "") -> str:
 
 
 def headers(outcome, name: str) -> list[str]:
-    return [m.value for m in outcome.mutations if isinstance(m, AddHeader) and m.name == name]
+    return [
+        m.value
+        for m in outcome.changes
+        if isinstance(m, HeaderAddition | HeaderInsertion) and m.name == name
+    ]
 
 
 def test_pass_adds_received_spf(dns_port: int) -> None:
@@ -97,7 +101,7 @@ def test_continue_action_adds_no_header(dns_port: int) -> None:
     extra = '[plugins.spf.policy]\nneutral = "continue"\n'
     s = session(spf_config(dns_port, extra), ip="203.0.113.9")
     out = run_message(s, "a@neutral.example.net", ["b@example.com"])
-    assert out.mutations == []
+    assert out.changes == []
 
 
 def test_null_sender_checks_the_helo_identity(dns_port: int) -> None:
@@ -118,7 +122,7 @@ def test_check_helo_as_well(dns_port: int) -> None:
 
 
 def test_authentication_results(dns_port: int) -> None:
-    s = session(spf_config(dns_port, 'authserv_id = "mx.example.com"'), ip="192.0.2.55")
+    s = session(spf_config(dns_port, internal='authserv_id = "mx.example.com"'), ip="192.0.2.55")
     out = run_message(s, "alice@example.org", ["bob@example.com"])
     assert headers(out, "Authentication-Results") == [
         "mx.example.com; spf=pass smtp.mailfrom=alice@example.org"
@@ -142,7 +146,7 @@ def test_internal_and_authenticated_clients_are_skipped(dns_port, ip, macros, ca
     with caplog.at_level("INFO", logger="miltrd"):
         out = run_message(s, "mallory@example.org", ["bob@example.com"])
     assert out.mail.kind is VerdictKind.CONTINUE
-    assert out.mutations == []
+    assert out.changes == []
     assert "not checked:" in caplog.text
 
 

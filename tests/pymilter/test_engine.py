@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from miltrd.client import Envelope, MilterClient, open_milter, replay
+from miltrd.mta import Envelope, MilterClient, open_milter, replay
 from miltrd.protocol import (
     AddHeader,
     ChangeSender,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from miltrd.client import Envelope, MilterClient, open_milter, replay
+from miltrd.mta import Envelope, MilterClient, open_milter, replay
 from miltrd.protocol import Accept, ReplaceBody
 
 from .runner import PROGRAMS, REPO, Program, c_pymilter_available
@@ -120,7 +120,9 @@ def _drive_sample(sock: Path, raw: bytes) -> tuple[object, bytes]:
         client = MilterClient(reader, writer)
         try:
             result = await replay(
-                client, raw, Envelope(sender="spam@adv.com", recipients=["victim@lamb.com"], auth="batman")
+                client,
+                raw,
+                Envelope(sender="spam@adv.com", recipients=["victim@lamb.com"], auth="batman"),
             )
         finally:
             await client.close()
@@ -134,7 +136,9 @@ def _drive_sample(sock: Path, raw: bytes) -> tuple[object, bytes]:
 def test_sample_py_defangs_a_virus(tmp_path: Path, engine: str) -> None:
     root = unpack(tmp_path / engine)
     sock = root / "pythonsock"
-    prog = Program(root / "sample.py", engine=engine, unix_path=sock, cwd=root, env={"HOME": str(root)})
+    prog = Program(
+        root / "sample.py", engine=engine, unix_path=sock, cwd=root, env={"HOME": str(root)}
+    )
     try:
         raw = _virus(root).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         final, body = _drive_sample(sock, raw)
