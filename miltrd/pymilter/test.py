@@ -103,7 +103,7 @@ class TestBase:
     def addheader(self, field: str, value: str, idx: int = -1) -> None:
         self._at_eom("add header")
         self.log(f"addheader: {field}={value}")
-        set_header(self._msg, field, value, index=idx, insert=idx >= 0)
+        set_header(self._msg, field, value, index=idx if idx >= 0 else None, insert=idx >= 0)
         self._headerschanged = True
 
     def delrcpt(self, rcpt: str) -> None:

@@ -161,7 +161,7 @@ class TestCtx:
     def addheader(self, field: str, value: str, idx: int = -1) -> None:
         self._at_eom("add header")
         assert self._msg is not None
-        set_header(self._msg, field, value, index=idx, insert=idx >= 0)
+        set_header(self._msg, field, value, index=idx if idx >= 0 else None, insert=idx >= 0)
         self._headerschanged = True
 
     def chgheader(self, field: str, idx: int, value: str | None) -> None:
