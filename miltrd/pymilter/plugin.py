@@ -165,6 +165,7 @@ class PymilterPlugin(Plugin):
     milter_factory: ClassVar[Any] = None  # builds the filter object
     catch_exceptions: ClassVar[bool] = False  # True: set_exception_policy
     filter_name: ClassVar[str] = ""
+    inline: ClassVar[bool] = False  # run callbacks on the event loop (they never block)
 
     def __init__(
         self, options: Any, *, name: str, internal_rules: Any, log: logging.Logger
@@ -194,6 +195,8 @@ class PymilterPlugin(Plugin):
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in a worker thread, with the caller's context
         (so log lines carry the queue id)."""
+        if self.inline:
+            return func(*args)
         call = functools.partial(contextvars.copy_context().run, func, *args)
         return await asyncio.get_running_loop().run_in_executor(executor(), call)
 
@@ -282,6 +285,7 @@ def adapter_for(
     factory: Any = None,
     catch_exceptions: bool = False,
     filter_name: str = "",
+    inline: bool = False,
 ) -> type[PymilterPlugin]:
     """The plugin class serving ``milter_class`` (or, with ``milter_class``
     None, whatever ``factory`` builds for each connection: every hook is
@@ -297,6 +301,7 @@ def adapter_for(
         "milter_factory": staticmethod(factory if factory is not None else milter_class),  # type: ignore[arg-type]
         "catch_exceptions": catch_exceptions,
         "filter_name": filter_name,
+        "inline": inline,
     }
     decides = Phase.EOM
     macros: dict[Phase, frozenset[str]] = {}

@@ -57,6 +57,7 @@ class ServeOptions:
 
     config_path: str | None = None
     log_level: str | None = None
+    inline: bool = False  # callbacks on the event loop (--inline)
 
 
 options = ServeOptions()
@@ -166,7 +167,9 @@ def build(name: str, socketname: str, timeout: float) -> tuple[str, Runtime]:
         max_messages=0,
         log_level=options.log_level or config.daemon.log_level,
     )
-    adapter = adapter_for(None, factory=_factory, catch_exceptions=True, filter_name=name)
+    adapter = adapter_for(
+        None, factory=_factory, catch_exceptions=True, filter_name=name, inline=options.inline
+    )
     # A callback may take as long as the MTA waits (libmilter has no limit).
     entry = PluginEntry(
         name=name or "pythonfilter", cls=adapter, options=NoOptions(), timeout=io_timeout

@@ -98,7 +98,7 @@ def test_exception_gets_on_error_reject() -> None:
 
 
 def test_not_a_milter_class_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="not a subclass of Milter.Base"):
+    with pytest.raises(ConfigError, match=r"not a subclass of Milter\.Base"):
         load_text(chain(member="pymilter:tests.pymilter.programs.modifier:Milter"))
     with pytest.raises(ConfigError, match="no_such_module"):
         load_text(chain(member="pymilter:no_such_module:X"))
