@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 # libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
 # debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
+# python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
+PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
       debhelper dh-python pybuild-plugin-pyproject python3-all rpm"
 missing=""
 for p in $PKGS; do
