@@ -40,6 +40,7 @@ from ..protocol import (
 from ..protocol._negotiation import effective_offer
 from ..server import Daemon, MilterHandler
 from ..server.connection import next_conn_id
+from ..server.translate import no_reply_phases
 from . import milter
 from .plugin import PymilterPlugin, adapter_for, verdict_of
 
@@ -95,23 +96,25 @@ class PymilterHandler(MilterHandler):
         elif rc != milter.CONTINUE:
             raise ConnectionError(f"the filter's negotiate answered {rc}: connection refused")
         macros = {MacroStage(stage): names for stage, names in session.ctx.symlists.items()}
-        return self.fc.negotiate(
+        out = self.fc.negotiate(
             actions=ActionFlag(actions & ALL_ACTION_BITS),
             protocol=ProtocolFlag(protocol & ALL_PROTOCOL_BITS),
             macros=macros,
         )
+        agreed = self.fc.negotiated
+        assert agreed is not None
+        self.chain.no_reply = no_reply_phases(agreed.protocol)
+        return out
 
     async def _unknown(self, event: Unknown) -> bytes:
         session = self.plugin.session_for(self.conn)
         outcome = await self.plugin.run_sync(session.call, "unknown", event.line)
         verdict = verdict_of(outcome)
-        if verdict is None or not self.fc.reply_owed:
+        if verdict is None:
             return self.fc.send(Continue()) if self.fc.reply_owed else b""
-        return self._respond(verdict)
+        return self._answer(verdict)
 
     async def _body(self, event: Any) -> bytes:
-        if self.deferred is not None:
-            return await super()._body(event)
         verdict = await self.chain.body(event.data)
         session = self.plugin.session_for(self.conn)
         negotiated = self.fc.negotiated
@@ -123,7 +126,7 @@ class PymilterHandler(MilterHandler):
             and ProtocolFlag.SKIP in negotiated.protocol
         ):
             return self.fc.send(Skip())
-        return self._respond(verdict)
+        return self._answer(verdict)
 
 
 class PymilterDaemon(Daemon):
