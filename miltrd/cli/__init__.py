@@ -104,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
         usage="miltrd pymilter [-c FILE] [--log-level LEVEL] [--inline] (PROGRAM.py | -m MODULE) [ARGS...]",
     )
     pym.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
+    dkim = sub.add_parser("dkim", help="DKIM tools (genkey)")
+    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="TOOL")
+    genkey = dkim_sub.add_parser(
+        "genkey", help="write a key pair and print the DNS TXT record (like opendkim-genkey)"
+    )
+    genkey.add_argument("domain")
+    genkey.add_argument("selector")
+    genkey.add_argument(
+        "--algorithm",
+        "-a",
+        default="rsa-sha256",
+        choices=["rsa-sha256", "ed25519-sha256", "rsa", "ed25519"],
+    )
+    genkey.add_argument("--bits", "-b", type=int, default=2048, help="RSA key size (default 2048)")
+    genkey.add_argument("--directory", "-D", default=".", help="where to write the files")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -134,6 +149,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from .stats import stats_command
 
         return stats_command(args.logfiles, args.top)
+    if args.command == "dkim":
+        from .dkim import genkey
+
+        return genkey(args.domain, args.selector, args.algorithm, args.bits, args.directory)
     if args.command == "version":
         print(f"miltrd {__version__}")
         return 0
