@@ -141,7 +141,7 @@ class Report:
             ),
             ("wall time", f"{self.seconds:.0f} s"),
         ]
-        out = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+        out = ["| count | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
         out += ["", "| fault | recovery |", "|---|---|"]
         out += [f"| {name} | {sec:.2f} s |" for name, sec in self.recoveries]
         return "\n".join(out)
