@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
 from typing import Any
 
 from ..api import NoOptions, VerdictKind
@@ -41,6 +42,7 @@ from ..protocol._negotiation import effective_offer
 from ..server import Daemon, MilterHandler
 from ..server.connection import next_conn_id
 from ..server.translate import no_reply_phases
+from ..server.workers import CONTROL_SIGNALS, block_signals
 from . import milter
 from .plugin import PymilterPlugin, adapter_for, verdict_of
 
@@ -194,29 +196,41 @@ def serve(name: str, socketname: str, timeout: float, *, rmsock: bool = True) ->
     """Serve until stopped; milter.error if the daemon cannot start."""
     from ..server import StartupError
 
-    path, runtime = build(name, socketname, timeout)
-    cfg = runtime.config.daemon
-    setup_logging(cfg.log_level, cfg.log, cfg.syslog_socket)
-    daemon = PymilterDaemon(path, runtime)
+    # The socket listens before the loop has its handlers: until then a
+    # SIGTERM or SIGHUP waits instead of killing the program (as libmilter
+    # blocks them in smfi_main).
+    previous = block_signals()
     try:
-        daemon.open_listeners()
-    except StartupError as exc:
-        raise milter.error(f"cannot start: {exc}") from None
-    milter.settings.stop.clear()
-
-    async def main() -> None:
-        remove = daemon.install_signal_handlers()
-        watcher = asyncio.ensure_future(_watch_stop(daemon))
+        path, runtime = build(name, socketname, timeout)
+        cfg = runtime.config.daemon
+        setup_logging(cfg.log_level, cfg.log, cfg.syslog_socket)
+        daemon = PymilterDaemon(path, runtime)
         try:
-            await daemon.run()
-        finally:
-            watcher.cancel()
-            remove()
+            daemon.open_listeners()
+        except StartupError as exc:
+            raise milter.error(f"cannot start: {exc}") from None
+        milter.settings.stop.clear()
 
-    try:
-        asyncio.run(main())
-    except StartupError as exc:
-        raise milter.error(f"cannot start: {exc}") from None
+        async def main() -> None:
+            remove = daemon.install_signal_handlers()
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            watcher = asyncio.ensure_future(_watch_stop(daemon))
+            try:
+                await daemon.run()
+            finally:
+                block_signals()
+                watcher.cancel()
+                remove()
+
+        try:
+            asyncio.run(main())
+        except StartupError as exc:
+            raise milter.error(f"cannot start: {exc}") from None
+    finally:
+        # The program goes on after runmilter returns: give it back its
+        # signals, unless one is waiting (it would end the program now).
+        if not signal.sigpending() & CONTROL_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 async def _watch_stop(daemon: Daemon) -> None:

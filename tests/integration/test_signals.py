@@ -302,3 +302,43 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("program", ["run", "pymilter"])
+def test_sigterm_as_soon_as_the_port_answers_stops_cleanly(tmp_path: Path, program: str) -> None:
+    """The socket listens before the event loop has its handlers (and, with
+    workers, before they are forked): a SIGTERM then must wait for them and
+    stop the daemon with 0, not kill it."""
+    for attempt in range(12):
+        port = free_port()
+        spec = f"inet:{port}@127.0.0.1"
+        if program == "run":
+            cfg = config(tmp_path / f"m{attempt}.toml", spec, "x")
+            cmd = [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)]
+        else:
+            prog = tmp_path / f"p{attempt}.py"
+            prog.write_text(
+                "import sys, Milter\nMilter.factory = Milter.Base\n"
+                "Milter.runmilter('t', sys.argv[1], 10)\n"
+            )
+            cmd = [sys.executable, "-m", "miltrd", "pymilter", str(prog), spec]
+        proc = subprocess.Popen(
+            cmd,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                assert proc.poll() is None and time.monotonic() < deadline
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, f"attempt {attempt}"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
