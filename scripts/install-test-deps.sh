@@ -6,13 +6,28 @@
 set -eu
 cd "$(dirname "$0")/.."
 # libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
-# debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
+# debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm, man-db: the
+# packaging tests build the packages and read the man pages; debootstrap and
+# systemd-container (systemd-nspawn) make and boot the Debian container they
+# install the deb in (never on this machine). python3-venv: scripts/venv.sh.
 PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
-      debhelper dh-python pybuild-plugin-pyproject python3-all rpm"
+      debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv"
+# Without their recommends (libnss-mymachines would edit nsswitch.conf).
+BARE="debootstrap systemd-container"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+bare=""
+for p in $BARE; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || bare="$bare $p"
+done
+if [ -n "$bare" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $bare
+fi
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
