@@ -10,8 +10,11 @@ cd "$(dirname "$0")/.."
 # packaging tests build the packages and read the man pages; debootstrap and
 # systemd-container (systemd-nspawn) make and boot the Debian container they
 # install the deb in (never on this machine). python3-venv: scripts/venv.sh.
+# opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
+# with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
 PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
-      debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv"
+      debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv
+      opendkim opendkim-tools opendmarc publicsuffix"
 # Without their recommends (libnss-mymachines would edit nsswitch.conf).
 BARE="debootstrap systemd-container"
 missing=""
