@@ -32,13 +32,14 @@ BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "passwd", "util-linux"]
 
 
 def deb_dependencies() -> list[str]:
-    """The binary package's Depends from debian/control (first of each alternative)."""
+    """The binary package's Depends and Recommends from debian/control (first of each
+    alternative): apt installs both, and the container has no network to fetch them."""
     control = (REPO / "packaging" / "debian" / "control").read_text()
     stanza = control[control.index("\nPackage: miltrd") :]
-    depends = re.search(r"^Depends:(.*?)^\S", stanza, re.S | re.M)
-    assert depends, "no Depends in packaging/debian/control"
+    fields = re.findall(r"^(?:Depends|Recommends):(.*?)(?=^\S)", stanza, re.S | re.M)
+    assert fields, "no Depends in packaging/debian/control"
     names = []
-    for item in depends.group(1).split(","):
+    for item in ",".join(fields).split(","):
         name = item.split("|")[0].split("(")[0].strip()
         if name and not name.startswith("$"):
             names.append(name)
@@ -78,23 +79,32 @@ def base_root() -> Path:
         building = Path(tempfile.mkdtemp(dir=CACHE, prefix=".building-"))
         building.chmod(0o755)  # the container's "/": mkdtemp's 0700 locks out its daemons
         try:
-            result = subprocess.run(
+            env = {"PATH": SYSTEM_PATH, "LANG": "C", "DEBIAN_FRONTEND": "noninteractive"}
+            # debootstrap resolves no virtual packages (python3-nacl needs one), so it
+            # lays only the base; apt-get inside adds the rest.
+            steps = [
                 [
                     "debootstrap",
                     "--variant=minbase",
-                    f"--include={','.join(packages)}",
+                    f"--include={','.join(BASE_PACKAGES)}",
                     SUITE,
                     str(building),
                     debian_mirror(),
                 ],
-                capture_output=True,
-                text=True,
-                timeout=1200,
-                env={"PATH": SYSTEM_PATH, "LANG": "C"},
-            )
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+                [
+                    *("systemd-nspawn", "--quiet", "--register=no", "--keep-unit"),
+                    f"--directory={building}",
+                    "sh",
+                    "-c",
+                    "apt-get update -q && apt-get install -y -q " + " ".join(packages),
+                ],
+            ]
+            for argv in steps:
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=1200, env=env)
+                assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
             # The caches apt filled are not needed in every copy.
-            shutil.rmtree(building / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+            for cached in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+                cached.unlink()
             os.rename(building, root)
         finally:
             shutil.rmtree(building, ignore_errors=True)
