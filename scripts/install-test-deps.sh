@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # install the deb in (never on this machine). python3-venv: scripts/venv.sh.
 # opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
 # with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
+# python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
+PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
       debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv
       opendkim opendkim-tools opendmarc publicsuffix"
 # Without their recommends (libnss-mymachines would edit nsswitch.conf).
