@@ -169,3 +169,20 @@ class Concurrency(Plugin):
         await asyncio.sleep(0.3)
         Concurrency.current -= 1
         return None
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    header: str = "X-A"
+
+
+class EchoHeader(Plugin):
+    """Copies the value it received for one header into X-Echo."""
+
+    Options = EchoOptions
+    actions = Action.ADD_HEADERS
+    needs = Phase.HEADER
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header("X-Echo", msg.header(self.options.header) or "(none)")
+        return None
