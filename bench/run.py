@@ -1,12 +1,19 @@
 """miltrd against the libmilter-based filters, side by side in one run.
 
-    python3 -m bench.run                 # the full table (a few minutes)
+    python3 -m bench.run                 # like for like, Postfix-shaped (a few minutes)
     python3 -m bench.run --quick         # shorter runs, fewer cells
+    python3 -m bench.run --endless       # the older table: endless connections, no macros
     python3 -m bench.run --postfix       # also end to end through real Postfix
     python3 -m bench.run --memory        # idle-connection and large-message memory
 
 Every filter does the same work: observe every phase, add one header at end
-of message. Each runs as its own process on loopback TCP; the generator
+of message. The default table is like for like: the generator behaves like
+Postfix (bench/postfixgen.py: Postfix's macros at each stage, a new milter
+connection per SMTP session of 1 or 10 messages, and long-lived sessions
+beside them, quick ACKs), and each filter is run both ways it can be written:
+a reply per callback (C libmilter, pymilter, miltrd ``Reference``) and
+no-reply everywhere but end of message (pymilter ``@Milter.noreply``, miltrd
+``Declared``). Each runs as its own process on loopback TCP; the generator
 (bench/loadgen.py) is this process, and its CPU is reported so one can see
 it is not the bottleneck. CPU per message is the filter process's user +
 system time divided by the messages it served.
@@ -89,7 +96,7 @@ class Filter:
 
 def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1) -> Filter:
     port = free_port()
-    cfg = tmp / f"{name}.toml"
+    cfg = tmp / f"{name.replace(' ', '-')}.toml"
     cfg.write_text(
         f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\nlog_level = "warning"\n'
         f"workers = {workers}\nmax_connections = 2048\n{chain}"
@@ -105,16 +112,20 @@ SAMPLE_CHAIN = (REPO / "etc" / "miltrd.toml").read_text().split("[chain]", 1)[1]
 def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
     filters: list[Filter] = []
     if "miltrd" in which:
-        filters.append(miltrd_filter("miltrd", REFERENCE_CHAIN.format(cls="Reference"), tmp))
-        filters.append(miltrd_filter("miltrd-nr", REFERENCE_CHAIN.format(cls="Declared"), tmp))
+        filters.append(
+            miltrd_filter("miltrd Reference", REFERENCE_CHAIN.format(cls="Reference"), tmp)
+        )
+        filters.append(
+            miltrd_filter("miltrd Declared", REFERENCE_CHAIN.format(cls="Declared"), tmp)
+        )
     if "sample" in which:
         # The shipped chain (zombie, spf, bcc) as an internal client sending
         # outgoing mail from one of our domains: zombie checks, spf skips.
         internal = '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.com"]\n'
         filters.append(miltrd_filter("miltrd-sample", internal + "[chain]" + SAMPLE_CHAIN, tmp))
-    if "pymilter" in which and not _importable("Milter"):
+    if which & {"pymilter", "pymilter-nr"} and not _importable("Milter"):
         print("# pymilter is not installed (pip install -e '.[bench]'): left out")
-        which = which - {"pymilter"}
+        which = which - {"pymilter", "pymilter-nr"}
     if "ppm" in which and not _importable("purepythonmilter"):
         print("# purepythonmilter is not installed (pip install -e '.[bench]'): left out")
         which = which - {"ppm"}
@@ -127,6 +138,10 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
                 port,
             )
         )
+    if "pymilter-nr" in which:
+        port = free_port()
+        argv = [sys.executable, str(HERE / "pymilter_ref.py"), f"inet:{port}@127.0.0.1"]
+        filters.append(Filter("pymilter-noreply", [*argv, "--noreply"], port))
     if "ppm" in which:
         port = free_port()
         filters.append(
@@ -179,6 +194,73 @@ def bench_cell(
     }
 
 
+def like_cell(
+    f: Filter, conns: int, size: int, per_connection: int, seconds: float
+) -> dict[str, float]:
+    """One cell of the like-for-like table (bench/postfixgen.py)."""
+    from .postfixgen import run_postfix_like
+
+    assert f.proc is not None
+    before = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
+    result, wall, gen_cpu = asyncio.run(
+        run_postfix_like(
+            "127.0.0.1",
+            f.port,
+            connections=conns,
+            size=size,
+            per_connection=per_connection,
+            seconds=seconds,
+        )
+    )
+    after = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
+    total = max(result.total, 1)
+    return {
+        "rate": result.messages / wall,
+        "p50": percentile(result.latencies, 0.5) * 1000,
+        "p99": percentile(result.latencies, 0.99) * 1000,
+        "cpu_ms": (after - before) / total * 1000,
+        "gen_ms": gen_cpu / total * 1000,
+        "errors": result.errors,
+    }
+
+
+LIKE_FILTERS = "c,pymilter,pymilter-nr,miltrd"
+
+
+def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
+    filters = make_filters(tmp, set(args.filters.split(",")))
+    conns = [int(c) for c in args.conns.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sessions = [int(m) for m in args.per_connection.split(",")]
+    print(
+        f"# like for like: {os.cpu_count()} CPUs, {args.seconds:g} s per cell, Postfix-shaped "
+        "generator (macros, a milter connection per SMTP session, quick ACKs)"
+    )
+    print(
+        "| filter | size | msgs per conn | conns | msgs/s | p50 ms | p99 ms "
+        "| filter CPU ms/msg | generator CPU ms/msg |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    try:
+        for f in filters:
+            f.start()
+        for size in sizes:
+            for per in sessions:
+                for c in conns:
+                    for f in filters:
+                        r = like_cell(f, c, size, per, args.seconds)
+                        err = f" ({int(r['errors'])} errors)" if r["errors"] else ""
+                        print(
+                            f"| {f.name} | {size // 1024} KiB | {per or 'endless'} | {c} "
+                            f"| {r['rate']:.0f}{err} | {r['p50']:.2f} | {r['p99']:.2f} "
+                            f"| {r['cpu_ms']:.2f} | {r['gen_ms']:.2f} |",
+                            flush=True,
+                        )
+    finally:
+        for f in filters:
+            f.stop()
+
+
 def _children_cpu(pid: int) -> float:
     total = 0.0
     for child in Path("/proc").glob("[0-9]*"):
@@ -197,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="1 s per cell, 4 KiB only")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--filters", default="miltrd,sample,pymilter,ppm,c")
+    parser.add_argument("--filters", default=None, help=f"default {LIKE_FILTERS}")
+    parser.add_argument(
+        "--per-connection",
+        default="1,10,0",
+        help="messages per milter connection (0: one endless connection)",
+    )
+    parser.add_argument(
+        "--endless",
+        action="store_true",
+        help="the older table: endless connections, no macros (filters miltrd,sample,pymilter,ppm,c)",
+    )
     parser.add_argument("--conns", default="1,8,64")
     parser.add_argument("--sizes", default="4096,262144")
     parser.add_argument("--postfix", action="store_true", help="also run through real Postfix")
@@ -210,6 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if not args.endless:
+        args.filters = args.filters or LIKE_FILTERS
+        like_for_like(tmp, args)
+        if args.postfix:
+            from .postfix import postfix_report
+
+            postfix_report(tmp, make_filters(tmp, {"miltrd", "pymilter"}))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
+    args.filters = args.filters or "miltrd,sample,pymilter,ppm,c"
     filters = make_filters(tmp, set(args.filters.split(",")))
     conns = [int(c) for c in args.conns.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
