@@ -25,7 +25,6 @@ from .mutations import (
     Mutation,
     Quarantine,
     ReplaceBody,
-    clean_text,
 )
 from .phases import DECIDING_PHASES, MESSAGE_PHASES, Action, Phase
 from .plugin import HOOKS, NoOptions, OptionError, Plugin, run_blocking
@@ -39,6 +38,7 @@ from .verdicts import (
     reject,
     tempfail,
 )
+from .wiretext import clean_text, fold_header, header_text, reply_lines
 
 __all__ = [
     "ACCEPT",
@@ -72,9 +72,12 @@ __all__ = [
     "bare_address",
     "clean_text",
     "domain_of",
+    "fold_header",
+    "header_text",
     "local_part",
     "parse_ip",
     "reject",
+    "reply_lines",
     "run_blocking",
     "tempfail",
 ]

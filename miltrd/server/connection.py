@@ -107,8 +107,9 @@ def next_conn_id() -> str:
     return f"{_prefix}c{next(_ids)}"
 
 
-def reply_of(verdict: Verdict) -> FilterResponse:
-    """The protocol response for a chain verdict."""
+def reply_of(verdict: Verdict, *, smtputf8: bool = False) -> FilterResponse:
+    """The protocol response for a chain verdict; the reply text is ASCII
+    unless the client used SMTPUTF8 for this message."""
     kind = verdict.kind
     if kind is VerdictKind.CONTINUE:
         return Continue()
@@ -117,12 +118,12 @@ def reply_of(verdict: Verdict) -> FilterResponse:
     if kind is VerdictKind.DISCARD:
         return Discard()
     if verdict.reply is not None:
-        return _reply_code(verdict.reply)
+        return _reply_code(verdict.reply, smtputf8)
     return Reject() if kind is VerdictKind.REJECT else TempFail()
 
 
-def _reply_code(reply: SmtpReply) -> ReplyCode:
-    return ReplyCode(reply.code, reply.lines, reply.xcode)
+def _reply_code(reply: SmtpReply, smtputf8: bool) -> ReplyCode:
+    return ReplyCode(reply.code, reply.wire_lines(smtputf8=smtputf8), reply.xcode)
 
 
 def _mutation_responses(mutations: list[m.Mutation], actions: Action) -> list[FilterResponse]:
@@ -180,6 +181,7 @@ class MilterHandler:
         self.conn = Connection(id=self.cid, site=runtime.config.site)
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
         self.deferred: Verdict | None = None
+        self.smtputf8 = False  # the client gave SMTPUTF8 with MAIL FROM
         self.idle_timeout = daemon.idle_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._last_read = 0.0
@@ -271,7 +273,7 @@ class MilterHandler:
                 # The phase was negotiated as no-reply: say it at the next chance.
                 self.deferred = self.deferred or verdict
             return b""
-        response = reply_of(verdict)
+        response = reply_of(verdict, smtputf8=self.smtputf8)
         if isinstance(response, Discard) and self.fc.awaiting in (Command.CONNECT, Command.HELO):
             response = TempFail()
         return self.fc.send(response)
@@ -301,6 +303,7 @@ class MilterHandler:
                 return await self._phase(lambda: chain.helo(event.name))
             case MailFrom():
                 self.deferred = None
+                self.smtputf8 = any(a.upper() == "SMTPUTF8" for a in event.args)
                 return await self._phase(lambda: chain.mail(event.sender, event.args))
             case RcptTo():
                 return await self._phase(lambda: chain.rcpt(event.recipient, event.args))
@@ -381,7 +384,7 @@ class MilterHandler:
             result = task.result()
         assert self.fc.negotiated is not None
         responses = _mutation_responses(result.mutations, self.fc.negotiated.actions)
-        responses.append(reply_of(result.verdict))
+        responses.append(reply_of(result.verdict, smtputf8=self.smtputf8))
         return self.fc.send_all(responses)
 
 

@@ -1,0 +1,87 @@
+"""The cases of issue 15 through ``miltrd replay``, as an administrator runs it.
+
+Each input is in tests/cases/ (see its README); the right outcome of each
+is asserted on what replay prints and on the message it writes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = Path(__file__).parent / "cases"
+
+
+def replay(tmp: Path, case: str, config: str) -> tuple[str, bytes]:
+    cfg = tmp / "miltrd.toml"
+    cfg.write_text(config)
+    out = tmp / "out.eml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "miltrd",
+            "replay",
+            str(CASES / f"{case}.eml"),
+            "--from",
+            "a@example.org",
+            "--rcpt",
+            "b@example.com",
+            "--client-ip",
+            "192.0.2.10",
+            "-c",
+            str(cfg),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, out.read_bytes() if out.exists() else b""
+
+
+def defang(tmp: Path, extra: str = "") -> str:
+    return f'[chain]\nplugins = ["defang"]\n[plugins.defang]\nsave_dir = "{tmp}/q"\n{extra}'
+
+
+def head_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def test_case_19_defang_record_is_folded_and_complete(tmp_path: Path) -> None:
+    stdout, out = replay(tmp_path, "19-header-line-over-998", defang(tmp_path))
+    assert "verdict: accept" in stdout
+    assert max(len(line) for line in out.split(b"\r\n")) <= 998
+    added = [line for line in head_lines(out) if b"Zahlungserinnerung" in line]
+    assert len(added) >= 12 and all(len(line) <= 78 for line in added)
+    record = email.message_from_bytes(out, policy=email.policy.default)["X-Miltrd-Defang"]
+    for i in range(1, 13):
+        name = f"Zahlungserinnerung_Rechnung_2024-{i:06d}_Kunde_4711_letzte_Mahnung.pdf.exe"
+        assert f'removed "{name}" (file type .exe is not allowed)' in str(record)
+
+
+def test_case_20_replace_header_is_seven_bit(tmp_path: Path) -> None:
+    stdout, out = replay(tmp_path, "20-8bit-in-added-header-and-reply", defang(tmp_path))
+    assert "verdict: accept" in stdout
+    head = out.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    record = email.message_from_bytes(out, policy=email.policy.default)["X-Miltrd-Defang"]
+    assert str(record) == 'removed "\u0441\u0447\u0435\u0442.exe" (file type .exe is not allowed)'
+
+
+def test_case_20_reject_reply_is_printable_ascii(tmp_path: Path) -> None:
+    stdout, _ = replay(
+        tmp_path, "20-8bit-in-added-header-and-reply", defang(tmp_path, 'action = "reject"')
+    )
+    (line,) = [line for line in stdout.splitlines() if line.startswith("eom:")]
+    assert line == 'eom: reject 550 5.7.1 Attachment "????.exe" refused: file type .exe is not allowed'
+    assert "verdict: reject" in stdout
