@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from miltrd.protocol import (
     NO_REPLY_FLAG,
     NO_STEP_FLAG,
-    Action,
+    ActionFlag,
     BodyChunk,
     Command,
     Connect,
@@ -97,7 +97,7 @@ async def _connection(
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     sock = writer.get_extra_info("socket") if quickack else None
-    optneg = OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF))
+    optneg = OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF))
     writer.write(encode_command(optneg))
     head = await reader.readexactly(5)
     data = await reader.readexactly(_LEN.unpack_from(head)[0] - 1)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from miltrd.client import Envelope, MilterClient, replay
+from miltrd.mta import Envelope, MilterClient, replay
 
 from .run import REPO, free_port, wait_port
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from miltrd.protocol import (
     NO_REPLY_FLAG,
     NO_STEP_FLAG,
-    Action,
+    ActionFlag,
     BodyChunk,
     Command,
     Connect,
@@ -215,7 +215,9 @@ async def _session(
     sock: socket.socket = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        writer.write(encode_command(OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF))))
+        writer.write(
+            encode_command(OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)))
+        )
         head = await reader.readexactly(5)
         reply = decode_response(head[4], await reader.readexactly(_LEN.unpack_from(head)[0] - 1))
         lists: Mapping[MacroStage, tuple[str, ...]] = dict(POSTFIX_MACROS)

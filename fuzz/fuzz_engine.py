@@ -22,7 +22,7 @@ with atheris.instrument_imports():
     from miltrd.protocol import (
         MDS_64K,
         NEED_DATA,
-        Action,
+        ActionFlag,
         ConnectionClosed,
         Continue,
         FilterConnection,
@@ -54,7 +54,7 @@ def drive_filter(data: bytes, cut: int) -> None:
                 return
             if isinstance(event, OptionNegotiation):
                 conn.negotiate(
-                    actions=Action(0x1FF), protocol=ProtocolFlag(0x1FF000) | ProtocolFlag.SKIP
+                    actions=ActionFlag(0x1FF), protocol=ProtocolFlag(0x1FF000) | ProtocolFlag.SKIP
                 )
             elif conn.reply_owed:
                 conn.send(Continue())

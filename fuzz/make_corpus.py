@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from miltrd.protocol import (
-    Action,
+    ActionFlag,
     AddHeader,
     BodyChunk,
     ChangeHeader,
@@ -35,7 +35,7 @@ from miltrd.protocol import (
 
 
 def sessions() -> dict[str, bytes]:
-    optneg = encode_command(OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF)))
+    optneg = encode_command(OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)))
     message = b"".join(
         encode_command(c)
         for c in (
@@ -57,7 +57,9 @@ def sessions() -> dict[str, bytes]:
         )
     )
     reply = encode_response(
-        OptionNegotiationReply(6, Action(0x13), ProtocolFlag(0x80), {MacroStage.ENVFROM: ("i",)})
+        OptionNegotiationReply(
+            6, ActionFlag(0x13), ProtocolFlag(0x80), {MacroStage.ENVFROM: ("i",)}
+        )
     )
     answers = reply + b"".join(
         encode_response(r)

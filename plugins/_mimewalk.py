@@ -53,10 +53,6 @@ class Part:
         except Exception:
             return "application/octet-stream"
 
-    @property
-    def is_multipart(self) -> bool:
-        return self.content_type.startswith("multipart/")
-
     def walk(self) -> list[Part]:
         return [self, *(p for child in self.children for p in child.walk())]
 

@@ -36,7 +36,6 @@ from miltrd.api import (
 )
 
 Act = Literal["mark", "continue", "reject", "tempfail"]
-RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 
 
 @dataclass(frozen=True)

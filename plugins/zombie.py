@@ -38,7 +38,7 @@ class Zombie(Plugin):
 
     def __init__(self, options: ZombieOptions, **kw: Any) -> None:
         super().__init__(options, **kw)
-        if not self.site.domains:
+        if not self.internal_rules.domains:
             raise OptionError("action", "zombie needs internal.domains to know what is ours")
         self._allowed = {a.lower() for a in options.allow_senders}
 
@@ -49,7 +49,7 @@ class Zombie(Plugin):
         if not sender:
             if self.options.allow_null_sender:
                 return None
-        elif sender.lower() in self._allowed or self.site.is_internal_domain(
+        elif sender.lower() in self._allowed or self.internal_rules.is_internal_domain(
             msg.sender_domain, subdomains=self.options.subdomains
         ):
             return None

@@ -83,5 +83,7 @@ def test_case_20_reject_reply_is_printable_ascii(tmp_path: Path) -> None:
         tmp_path, "20-8bit-in-added-header-and-reply", defang(tmp_path, 'action = "reject"')
     )
     (line,) = [line for line in stdout.splitlines() if line.startswith("eom:")]
-    assert line == 'eom: reject 550 5.7.1 Attachment "????.exe" refused: file type .exe is not allowed'
+    assert (
+        line == 'eom: reject 550 5.7.1 Attachment "????.exe" refused: file type .exe is not allowed'
+    )
     assert "verdict: reject" in stdout

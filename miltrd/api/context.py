@@ -1,4 +1,4 @@
-"""What a plugin sees: the site, the SMTP connection and the current message.
+"""What a plugin sees: the [internal] rules, the SMTP connection and the current message.
 
 The chain owns these objects; a plugin reads them and asks for changes
 through the message's methods. Changes are collected and sent to the MTA
@@ -14,21 +14,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mutations import (
-    AddHeader,
-    AddRecipient,
-    ChangeHeader,
-    ChangeSender,
-    DeleteRecipient,
-    InsertHeader,
-    Mutation,
-    Quarantine,
-    ReplaceBody,
+from .changes import (
+    BodyReplacement,
+    Change,
+    HeaderAddition,
+    HeaderChange,
+    HeaderInsertion,
+    Quarantining,
+    RecipientAddition,
+    RecipientDeletion,
+    SenderChange,
 )
 from .phases import Action
 
 __all__ = [
-    "Site",
+    "InternalRules",
     "Connection",
     "Message",
     "Body",
@@ -83,7 +83,7 @@ def local_part(addr: str) -> str:
 
 
 @dataclass(frozen=True)
-class Site:
+class InternalRules:
     """The ``[internal]`` section: what counts as this site's own."""
 
     networks: tuple[IPNetwork, ...] = ()
@@ -151,7 +151,7 @@ class Connection:
     """One SMTP client connection, as the MTA described it."""
 
     id: str
-    site: Site
+    internal_rules: InternalRules
     hostname: str = ""
     address: str | None = None  # IP address, or socket path for unix clients
     port: int | None = None
@@ -180,16 +180,18 @@ class Connection:
     @property
     def internal(self) -> bool:
         """Inside [internal]: by network, or authenticated when that counts."""
-        if self.site.is_internal_ip(self.address) or self.family == "unix":
+        if self.internal_rules.is_internal_ip(self.address) or self.family == "unix":
             return True
-        return self.site.authenticated and self.authenticated
+        return self.internal_rules.authenticated and self.authenticated
 
     def direction_for(self, recipients: list[str]) -> str:
         """incoming (the client is not internal), internal (all recipients
         in internal.domains) or outgoing."""
         if not self.internal:
             return "incoming"
-        if recipients and all(self.site.is_internal_domain(domain_of(r)) for r in recipients):
+        if recipients and all(
+            self.internal_rules.is_internal_domain(domain_of(r)) for r in recipients
+        ):
             return "internal"
         return "outgoing"
 
@@ -212,7 +214,7 @@ class Message:
     rejected_recipients: list[str] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)
     _raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
-    _mutations: list[tuple[str, Mutation]] = field(default_factory=list, repr=False)
+    _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -244,51 +246,51 @@ class Message:
 
     # --- changes ----------------------------------------------------------
 
-    def _request(self, needed: Action, mutation: Mutation) -> None:
+    def _request(self, needed: Action, change: Change) -> None:
         caller = self.conn._caller
         if caller is None or needed not in caller.actions:
             who = caller.name if caller else "?"
             raise PluginContractError(
-                f"plugin {who} asked for {type(mutation).__name__} without declaring "
+                f"plugin {who} asked for {type(change).__name__} without declaring "
                 f"Action.{needed.name}"
             )
-        self._mutations.append((caller.name, mutation))
+        self._changes.append((caller.name, change))
         # An observing plugin's body change is only logged: later plugins
         # must see the body the MTA will deliver.
-        if isinstance(mutation, ReplaceBody) and not caller.observe:
-            self.body.replace(mutation.data)
+        if isinstance(change, BodyReplacement) and not caller.observe:
+            self.body.replace(change.data)
 
     def add_header(self, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, AddHeader(name, value))
+        self._request(Action.ADD_HEADERS, HeaderAddition(name, value))
 
     def insert_header(self, index: int, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, InsertHeader(index, name, value))
+        self._request(Action.ADD_HEADERS, HeaderInsertion(index, name, value))
 
     def change_header(self, name: str, value: str, index: int = 1) -> None:
         """Change the index-th (from 1) field of that name."""
-        self._request(Action.CHANGE_HEADERS, ChangeHeader(index, name, value))
+        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, value))
 
     def delete_header(self, name: str, index: int = 1) -> None:
-        self._request(Action.CHANGE_HEADERS, ChangeHeader(index, name, ""))
+        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, ""))
 
     def add_recipient(self, address: str, esmtp_args: str = "") -> None:
-        self._request(Action.ADD_RECIPIENTS, AddRecipient(bare_address(address), esmtp_args))
+        self._request(Action.ADD_RECIPIENTS, RecipientAddition(bare_address(address), esmtp_args))
 
     def delete_recipient(self, address: str) -> None:
         bare = bare_address(address)
         raw = self._raw_recipients.get(bare.lower(), f"<{bare}>")
-        self._request(Action.DELETE_RECIPIENTS, DeleteRecipient(raw))
+        self._request(Action.DELETE_RECIPIENTS, RecipientDeletion(raw))
 
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
-        self._request(Action.CHANGE_SENDER, ChangeSender(bare_address(address), esmtp_args))
+        self._request(Action.CHANGE_SENDER, SenderChange(bare_address(address), esmtp_args))
 
     def replace_body(self, data: bytes) -> None:
         """Replace the body; plugins after this one see the new body."""
-        self._request(Action.REPLACE_BODY, ReplaceBody(bytes(data)))
+        self._request(Action.REPLACE_BODY, BodyReplacement(bytes(data)))
 
     def quarantine(self, reason: str) -> None:
-        self._request(Action.QUARANTINE, Quarantine(reason))
+        self._request(Action.QUARANTINE, Quarantining(reason))
 
-    def mutations(self) -> list[tuple[str, Mutation]]:
+    def changes(self) -> list[tuple[str, Change]]:
         """(plugin name, change) in the order they were asked for."""
-        return list(self._mutations)
+        return list(self._changes)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from .context import Connection, Message, Site
+from .context import Connection, InternalRules, Message
 from .phases import DECIDING_PHASES, Action, Phase
 from .verdicts import Verdict
 
@@ -90,10 +90,12 @@ class Plugin:
     needs: ClassVar[Phase] = Phase.NONE
     macros: ClassVar[Mapping[Phase, frozenset[str] | set[str]]] = {}
 
-    def __init__(self, options: Any, *, name: str, site: Site, log: logging.Logger) -> None:
+    def __init__(
+        self, options: Any, *, name: str, internal_rules: InternalRules, log: logging.Logger
+    ) -> None:
         self.options = options
         self.name = name
-        self.site = site
+        self.internal_rules = internal_rules
         self.log = log
 
     # --- what the class declares, computed ---------------------------------

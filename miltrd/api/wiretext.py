@@ -47,7 +47,7 @@ _REPLY_LINES = 32  # libmilter's MAXREPLIES
 # every character some reader takes as the end of a line or a command.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_WSP_RUN = re.compile(r"[ \t]{%d,}" % (_MAX_WSP + 1))
+_WSP_RUN = re.compile(r"[ \t]{" + str(_MAX_WSP + 1) + ",}")
 _TOKEN = re.compile(r"([ \t]*)([^ \t]+)")
 _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 _EW_ROOM = 75 - len("=?utf-8?q??=")  # RFC 2047 §2: an encoded word is at most 75

@@ -1,6 +1,6 @@
 """The chain: runs the configured plugins per phase and combines their verdicts."""
 
-from .runtime import CORE_MACROS, CORE_OBSERVES, LoadedPlugin, Needs, Runtime, build_runtime
+from .runtime import CORE_MACROS, CORE_OBSERVES, Declared, LoadedPlugin, Runtime, build_runtime
 from .session import ChainSession, EomResult, on_error_verdict
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "ChainSession",
     "EomResult",
     "LoadedPlugin",
-    "Needs",
+    "Declared",
     "Runtime",
     "build_runtime",
     "on_error_verdict",

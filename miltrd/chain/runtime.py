@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..api import DECIDING_PHASES, Action, OptionError, Phase, Plugin
 from ..config import Config, ConfigError, PluginEntry
 
-__all__ = ["Runtime", "LoadedPlugin", "Needs", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
+__all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
 # What the chain itself reads, whatever the plugins: the client, the
 # envelope (for logs and [internal] checks) and the end of the message.
@@ -52,8 +52,11 @@ class LoadedPlugin:
 
 
 @dataclass(frozen=True)
-class Needs:
-    """The union of what the chain needs from the MTA."""
+class Declared:
+    """What the chain's plugins declared, joined with what the chain reads
+    itself: the phases observed and decided, the changes allowed, the
+    macros wanted per phase. (A plugin's own ``needs`` is only the phases
+    it reads without a hook; this is the whole chain's declaration.)"""
 
     observes: Phase
     decides: Phase
@@ -65,7 +68,7 @@ class Needs:
 class Runtime:
     config: Config
     plugins: tuple[LoadedPlugin, ...]
-    needs: Needs
+    declared: Declared
 
     async def close(self) -> None:
         for loaded in self.plugins:
@@ -85,7 +88,7 @@ def build_runtime(config: Config) -> Runtime:
             plugin = cls(
                 entry.options,
                 name=entry.name,
-                site=config.site,
+                internal_rules=config.internal,
                 log=logging.getLogger(f"miltrd.plugin.{entry.name}"),
             )
         except OptionError as exc:
@@ -110,10 +113,10 @@ def build_runtime(config: Config) -> Runtime:
         )
     if problems:
         raise ConfigError(problems)
-    return Runtime(config, tuple(loaded), compute_needs(loaded))
+    return Runtime(config, tuple(loaded), join_declarations(loaded))
 
 
-def compute_needs(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Needs:
+def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Declared:
     observes = CORE_OBSERVES
     decides = Phase.NONE
     actions = Action.NONE
@@ -127,7 +130,7 @@ def compute_needs(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Nee
         for phase, names in type(p.plugin).macros.items():
             macros.setdefault(phase, set()).update(names)
     # Anyone who decides anywhere may fail, and a failure may tempfail.
-    return Needs(
+    return Declared(
         observes=observes,
         decides=decides,
         actions=actions,

@@ -32,9 +32,9 @@ from ..api import (
     CONTINUE,
     MESSAGE_PHASES,
     Body,
+    Change,
     Connection,
     Message,
-    Mutation,
     Phase,
     PluginContractError,
     Verdict,
@@ -47,8 +47,8 @@ from ..api import (
 from ..api.context import _Caller
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
-from .eager import bounded
 from .runtime import LoadedPlugin, Runtime
+from .timebound import bounded
 
 __all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
 
@@ -86,7 +86,7 @@ class MessageRecord:
 @dataclass
 class EomResult:
     verdict: Verdict
-    mutations: list[Mutation] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 class ChainSession:
@@ -196,7 +196,7 @@ class ChainSession:
         )
 
     def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg._mutations:
+        if self.msg is not None and self.msg._changes:
             return False
         # Plugins whose `when` does not match do not count.
         counted = [p for p in self.plugins if p.name not in self._excluded]
@@ -351,20 +351,20 @@ class ChainSession:
             verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
-            result.mutations = self._ordered_mutations(msg)
+            result.changes = self._ordered_changes(msg)
         self._summary(verdict)
         self._end_message_state()
         return result
 
-    def _ordered_mutations(self, msg: Message) -> list[Mutation]:
+    def _ordered_changes(self, msg: Message) -> list[Change]:
         order = {p.name: i for i, p in enumerate(self.plugins)}
         observe = {p.name for p in self.plugins if p.observe_only}
-        out: list[Mutation] = []
-        for name, mutation in sorted(msg._mutations, key=lambda item: order.get(item[0], 0)):
+        out: list[Change] = []
+        for name, change in sorted(msg._changes, key=lambda item: order.get(item[0], 0)):
             if name in observe:
-                log.info("plugin %s (observe): would %s", name, _describe_mutation(mutation))
+                log.info("plugin %s (observe): would %s", name, _describe_change(change))
                 continue
-            out.append(mutation)
+            out.append(change)
         return out
 
     def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
@@ -452,7 +452,7 @@ def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Ver
     return call
 
 
-def _describe_mutation(m: Mutation) -> str:
+def _describe_change(m: Change) -> str:
     text = type(m).__name__
     fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
     return f"{text}({', '.join(fields)})"

@@ -7,7 +7,7 @@ import sys
 from ..api import DECIDING_PHASES, Phase
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
-from ..server.negotiate import STEP_FLAGS, request_for
+from ..server.translate import STEP_FLAGS, request_for
 
 __all__ = ["check", "load_runtime", "describe_runtime"]
 
@@ -37,7 +37,7 @@ def describe_runtime(runtime: Runtime) -> str:
         )
         if p.entry.when is not None:
             lines.append(f"     when: {p.entry.when.describe()}")
-    req = request_for(runtime.needs)
+    req = request_for(runtime.declared)
     steps = []
     for phase, (off, no_reply) in STEP_FLAGS.items():
         name = (phase.name or "").lower()

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from ..chain import Runtime
 from ..chain.session import MessageRecord
-from ..client import (
+from ..config import ConfigError
+from ..logs import setup_logging
+from ..mta import (
     Envelope,
     MilterClient,
     ReplayResult,
@@ -21,17 +23,11 @@ from ..client import (
     replay,
     split_message,
 )
-from ..config import ConfigError
-from ..logs import setup_logging
 from ..protocol import ProtocolError
 from ..server import MilterHandler
 from .check import load_runtime
 
 __all__ = ["replay_command"]
-
-
-def _default_name(ip: str) -> str:
-    return "localhost" if ip.startswith("127.") or ip == "::1" else "unknown"
 
 
 def replay_command(args: argparse.Namespace, config_path: str) -> int:

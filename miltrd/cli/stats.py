@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import sys
 
-from ..stats import Stats, parse_lines, report
+from ..logreport import Stats, parse_lines, report
 
 __all__ = ["stats_command"]
 

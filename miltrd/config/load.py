@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..api import Site
+from ..api import InternalRules
 from ..metrics import parse_metrics_listen
 from ..registry import PluginLoadError, load_plugin
 from .coerce import Problems, coerce
@@ -96,7 +96,7 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
     internal_raw = coerce(InternalSection, _table(data, "internal", problems), "internal", problems)
     chain = coerce(ChainSection, _table(data, "chain", problems), "chain", problems)
     daemon = _daemon(daemon_raw, specs, problems) if daemon_raw else None
-    site = _site(internal_raw, problems, cf) if internal_raw else None
+    internal = _internal(internal_raw, problems, cf) if internal_raw else None
     plugins_tables = _table(data, "plugins", problems)
     entries: list[PluginEntry] = []
     if chain is not None:
@@ -114,9 +114,9 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
                 problems.append(
                     (f"plugins.{name}", f'configured but not listed in chain.plugins ("{name}")')
                 )
-    if problems or daemon is None or site is None:
+    if problems or daemon is None or internal is None:
         return None
-    return Config(path, daemon, site, tuple(entries))
+    return Config(path, daemon, internal, tuple(entries))
 
 
 class _SendmailCf:
@@ -227,7 +227,7 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     )
 
 
-def _site(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Site:
+def _internal(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> InternalRules:
     networks = []
     for i, text in enumerate(raw.networks):
         try:
@@ -241,7 +241,7 @@ def _site(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Site:
         except SendmailCfError as exc:
             problems.append(("internal.sendmail_class", f"{cf.path}: {exc}"))
     domains = frozenset(d.lower().rstrip(".") for d in names)
-    return Site(tuple(networks), domains, raw.authenticated)
+    return InternalRules(tuple(networks), domains, raw.authenticated)
 
 
 def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntry | None:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api import Plugin, Site
+from ..api import InternalRules, Plugin
 from .errors import Problem
 from .when import When
 
@@ -160,7 +160,7 @@ class PluginEntry:
 class Config:
     path: str
     daemon: DaemonConfig
-    site: Site
+    internal: InternalRules
     plugins: tuple[PluginEntry, ...]
     lines: Any = field(default=None, compare=False, repr=False)  # LineIndex of the text
 

@@ -40,7 +40,7 @@ from ._constants import (
     NO_REPLY_FLAG,
     NO_STEP_FLAG,
     PROTOCOL_BY_VERSION,
-    Action,
+    ActionFlag,
     Command,
     Family,
     MacroStage,
@@ -83,7 +83,7 @@ from ._state import State
 __all__ = [
     "Abort",
     "Accept",
-    "Action",
+    "ActionFlag",
     "ACTIONS_BY_VERSION",
     "AddHeader",
     "AddRecipient",

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ._constants import MIN_VERSION, Action, Command, Family, ProtocolFlag
+from ._constants import MIN_VERSION, ActionFlag, Command, Family, ProtocolFlag
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._framing import frame
 from ._strings import check_text, from_wire, join_strings, read_strings
@@ -48,7 +48,7 @@ class OptionNegotiation:
     """SMFIC_OPTNEG: the MTA's offer: protocol version, actions, steps."""
 
     version: int
-    actions: Action
+    actions: ActionFlag
     protocol: ProtocolFlag
 
     def __post_init__(self) -> None:
@@ -243,7 +243,7 @@ def _optneg(data: bytes) -> OptionNegotiation:
     version, actions, protocol = _U32X3.unpack_from(data)
     if version < MIN_VERSION:
         raise RemoteProtocolError(f"OPTNEG: MTA protocol version {version} is below 2")
-    return OptionNegotiation(version, Action(actions), ProtocolFlag(protocol))
+    return OptionNegotiation(version, ActionFlag(actions), ProtocolFlag(protocol))
 
 
 def _macro(data: bytes) -> DefineMacros:

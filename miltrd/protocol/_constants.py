@@ -19,7 +19,7 @@ __all__ = [
     "MAX_REPLY_LINE",
     "Command",
     "Response",
-    "Action",
+    "ActionFlag",
     "ProtocolFlag",
     "MacroStage",
     "Family",
@@ -87,7 +87,7 @@ class Response(enum.IntEnum):
     OPTNEG = ord("O")  # the OPTNEG reply reuses SMFIC_OPTNEG
 
 
-class Action(enum.IntFlag):
+class ActionFlag(enum.IntFlag):
     """What the filter may change at end of message (SMFIF_*)."""
 
     NONE = 0  # SMFIF_NONE
@@ -157,12 +157,12 @@ class Family(enum.Enum):
 
 # What each protocol version defines; an MTA offering version N never gets
 # a bit beyond these from us, and a milter reply beyond them is an error.
-ACTIONS_BY_VERSION: dict[int, Action] = {
-    2: Action(0x3F),
-    3: Action(0x3F),
-    4: Action(0x3F),
-    5: Action(0x3F),
-    6: Action(0x1FF),
+ACTIONS_BY_VERSION: dict[int, ActionFlag] = {
+    2: ActionFlag(0x3F),
+    3: ActionFlag(0x3F),
+    4: ActionFlag(0x3F),
+    5: ActionFlag(0x3F),
+    6: ActionFlag(0x1FF),
 }
 _V6_PROTOCOL = ProtocolFlag(0x001FFFFF) | ProtocolFlag.MDS_256K | ProtocolFlag.MDS_1M
 PROTOCOL_BY_VERSION: dict[int, ProtocolFlag] = {

@@ -32,7 +32,7 @@ from ._commands import (
 from ._constants import (
     MDS_1M,
     MDS_64K,
-    Action,
+    ActionFlag,
     Command,
     MacroStage,
     ProtocolFlag,
@@ -125,9 +125,6 @@ class FilterConnection:
         for values in self._macros.values():
             merged.update(values)
         return merged
-
-    def macros_for(self, command: Command) -> Mapping[str, str]:
-        return self._macros.get(command, {})
 
     # --- input ----------------------------------------------------------
 
@@ -224,7 +221,7 @@ class FilterConnection:
     def negotiate(
         self,
         *,
-        actions: Action = Action.NONE,
+        actions: ActionFlag = ActionFlag.NONE,
         protocol: ProtocolFlag = ProtocolFlag.NONE,
         macros: Mapping[MacroStage, Iterable[str]] | None = None,
         version: int | None = None,
@@ -279,7 +276,7 @@ class FilterConnection:
         """Encode several responses into one write (no Nagle stalls)."""
         return b"".join(self.send(r) for r in responses)
 
-    def _modification(self, response: FilterResponse, code: int, needed: Action) -> bytes:
+    def _modification(self, response: FilterResponse, code: int, needed: ActionFlag) -> bytes:
         assert self.negotiated is not None
         name = type(response).__name__
         if code != Command.BODYEOB:

@@ -34,7 +34,7 @@ from ._constants import (
     MAX_VERSION,
     NO_STEP_FLAG,
     PROTOCOL_BY_VERSION,
-    Action,
+    ActionFlag,
     Command,
     ProtocolFlag,
 )
@@ -75,7 +75,7 @@ class MtaConnection:
         self,
         *,
         version: int = MAX_VERSION,
-        actions: Action | None = None,
+        actions: ActionFlag | None = None,
         protocol: ProtocolFlag | None = None,
         max_data_size: int = DEFAULT_MTA_LIMIT,
     ) -> None:

@@ -21,7 +21,7 @@ from ._constants import (
     MDS_256K,
     MIN_VERSION,
     PROTOCOL_BY_VERSION,
-    Action,
+    ActionFlag,
     MacroStage,
     ProtocolFlag,
 )
@@ -38,7 +38,7 @@ class Negotiated:
     """What both sides agreed on."""
 
     version: int
-    actions: Action
+    actions: ActionFlag
     protocol: ProtocolFlag
     data_size: int = MDS_64K
     macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
@@ -53,10 +53,10 @@ def data_size_of(protocol: ProtocolFlag) -> int:
     return MDS_64K
 
 
-def effective_offer(offer: OptionNegotiation) -> tuple[int, Action, ProtocolFlag]:
+def effective_offer(offer: OptionNegotiation) -> tuple[int, ActionFlag, ProtocolFlag]:
     """The offer as libmilter reads it: 0 actions = V1, 0 steps = V1."""
     version = min(MAX_VERSION, offer.version)
-    actions = offer.actions if offer.actions else Action(0x0F)
+    actions = offer.actions if offer.actions else ActionFlag(0x0F)
     protocol = offer.protocol if offer.protocol else ProtocolFlag(0x3F)
     return version, actions, protocol
 
@@ -64,7 +64,7 @@ def effective_offer(offer: OptionNegotiation) -> tuple[int, Action, ProtocolFlag
 def build_reply(
     offer: OptionNegotiation,
     *,
-    actions: Action,
+    actions: ActionFlag,
     protocol: ProtocolFlag,
     macros: Mapping[MacroStage, Iterable[str]] | None = None,
     version: int | None = None,
@@ -82,9 +82,9 @@ def build_reply(
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise LocalProtocolError(f"cannot negotiate protocol version {version}")
     version = min(version, mta_version)
-    want_actions = Action(actions)
+    want_actions = ActionFlag(actions)
     if macros:
-        want_actions |= Action.SETSYMLIST
+        want_actions |= ActionFlag.SETSYMLIST
     agreed_actions = want_actions & mta_actions & ACTIONS_BY_VERSION[version]
     agreed_protocol = (
         ProtocolFlag(protocol) & ~_MDS_BITS & mta_protocol & PROTOCOL_BY_VERSION[version]
@@ -94,7 +94,7 @@ def build_reply(
     elif ProtocolFlag.MDS_256K in mta_protocol and max_data_size >= MDS_256K:
         agreed_protocol |= ProtocolFlag.MDS_256K
     lists: dict[MacroStage, tuple[str, ...]] = {}
-    if macros and Action.SETSYMLIST in agreed_actions:
+    if macros and ActionFlag.SETSYMLIST in agreed_actions:
         lists = {MacroStage(stage): tuple(names) for stage, names in macros.items()}
     reply = OptionNegotiationReply(version, agreed_actions, agreed_protocol, lists)
     return reply, Negotiated(

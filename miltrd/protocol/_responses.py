@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ._constants import (
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,
-    Action,
+    ActionFlag,
     MacroStage,
     ProtocolFlag,
     Response,
@@ -315,7 +315,7 @@ class OptionNegotiationReply:
     """The OPTNEG reply: version, actions and steps asked for, macro lists."""
 
     version: int
-    actions: Action
+    actions: ActionFlag
     protocol: ProtocolFlag
     macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
 
@@ -392,16 +392,16 @@ FINAL_RESPONSES: tuple[type, ...] = (
     ReplyCode,
 )
 # Changes allowed only in reply to end of message, and the action each needs.
-ACTION_NEEDED: dict[type, Action] = {
-    AddHeader: Action.ADDHDRS,
-    InsertHeader: Action.ADDHDRS,
-    ChangeHeader: Action.CHGHDRS,
-    AddRecipient: Action.ADDRCPT,
-    AddRecipientPar: Action.ADDRCPT_PAR,
-    DeleteRecipient: Action.DELRCPT,
-    ReplaceBody: Action.CHGBODY,
-    ChangeSender: Action.CHGFROM,
-    Quarantine: Action.QUARANTINE,
+ACTION_NEEDED: dict[type, ActionFlag] = {
+    AddHeader: ActionFlag.ADDHDRS,
+    InsertHeader: ActionFlag.ADDHDRS,
+    ChangeHeader: ActionFlag.CHGHDRS,
+    AddRecipient: ActionFlag.ADDRCPT,
+    AddRecipientPar: ActionFlag.ADDRCPT_PAR,
+    DeleteRecipient: ActionFlag.DELRCPT,
+    ReplaceBody: ActionFlag.CHGBODY,
+    ChangeSender: ActionFlag.CHGFROM,
+    Quarantine: ActionFlag.QUARANTINE,
 }
 MODIFICATIONS: tuple[type, ...] = tuple(ACTION_NEEDED)
 
@@ -466,7 +466,7 @@ def _decode_optneg(data: bytes) -> OptionNegotiationReply:
         macros[mstage] = tuple(from_wire(data[pos + 4 : end]).split())
         pos = end + 1
     try:
-        return OptionNegotiationReply(version, Action(actions), ProtocolFlag(protocol), macros)
+        return OptionNegotiationReply(version, ActionFlag(actions), ProtocolFlag(protocol), macros)
     except LocalProtocolError as exc:
         raise RemoteProtocolError(f"OPTNEG reply: {exc}") from None
 

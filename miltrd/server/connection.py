@@ -19,16 +19,16 @@ from typing import Any
 
 from .. import metrics
 from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
-from ..api import mutations as m
+from ..api import changes as m
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
-from ..chain.eager import start
+from ..chain.timebound import start
 from ..logs import conn_id, queue_id
 from ..protocol import (
     MDS_1M,
     NEED_DATA,
     Abort,
     Accept,
-    Action,
+    ActionFlag,
     AddHeader,
     AddRecipient,
     AddRecipientPar,
@@ -67,7 +67,7 @@ from ..protocol import (
     TempFail,
     Unknown,
 )
-from .negotiate import request_for
+from .translate import request_for
 
 __all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
 
@@ -82,15 +82,15 @@ _FAMILIES = {
     Family.UNIX: "unix",
     Family.UNKNOWN: "unknown",
 }
-_NEEDED: dict[type, Action] = {
-    m.AddHeader: Action.ADDHDRS,
-    m.InsertHeader: Action.ADDHDRS,
-    m.ChangeHeader: Action.CHGHDRS,
-    m.AddRecipient: Action.ADDRCPT,
-    m.DeleteRecipient: Action.DELRCPT,
-    m.ChangeSender: Action.CHGFROM,
-    m.ReplaceBody: Action.CHGBODY,
-    m.Quarantine: Action.QUARANTINE,
+_NEEDED: dict[type, ActionFlag] = {
+    m.HeaderAddition: ActionFlag.ADDHDRS,
+    m.HeaderInsertion: ActionFlag.ADDHDRS,
+    m.HeaderChange: ActionFlag.CHGHDRS,
+    m.RecipientAddition: ActionFlag.ADDRCPT,
+    m.RecipientDeletion: ActionFlag.DELRCPT,
+    m.SenderChange: ActionFlag.CHGFROM,
+    m.BodyReplacement: ActionFlag.CHGBODY,
+    m.Quarantining: ActionFlag.QUARANTINE,
 }
 
 
@@ -126,34 +126,34 @@ def _reply_code(reply: SmtpReply, smtputf8: bool) -> ReplyCode:
     return ReplyCode(reply.code, reply.wire_lines(smtputf8=smtputf8), reply.xcode)
 
 
-def _mutation_responses(mutations: list[m.Mutation], actions: Action) -> list[FilterResponse]:
+def _change_responses(changes: list[m.Change], actions: ActionFlag) -> list[FilterResponse]:
     out: list[FilterResponse] = []
-    for mut in mutations:
+    for mut in changes:
         needed = _NEEDED[type(mut)]
-        if isinstance(mut, m.AddRecipient) and mut.esmtp_args:
-            needed = Action.ADDRCPT_PAR
+        if isinstance(mut, m.RecipientAddition) and mut.esmtp_args:
+            needed = ActionFlag.ADDRCPT_PAR
         if needed not in actions:
             log.error("the MTA did not allow %s; dropped %s", needed.name, mut)
             continue
         match mut:
-            case m.AddHeader():
+            case m.HeaderAddition():
                 out.append(AddHeader(mut.name, mut.value))
-            case m.InsertHeader():
+            case m.HeaderInsertion():
                 out.append(InsertHeader(mut.index, mut.name, mut.value))
-            case m.ChangeHeader():
+            case m.HeaderChange():
                 out.append(ChangeHeader(mut.index, mut.name, mut.value))
-            case m.AddRecipient():
+            case m.RecipientAddition():
                 if mut.esmtp_args:
                     out.append(AddRecipientPar(f"<{mut.address}>", mut.esmtp_args))
                 else:
                     out.append(AddRecipient(f"<{mut.address}>"))
-            case m.DeleteRecipient():
+            case m.RecipientDeletion():
                 out.append(DeleteRecipient(mut.address))
-            case m.ChangeSender():
+            case m.SenderChange():
                 out.append(ChangeSender(f"<{mut.address}>", mut.esmtp_args))
-            case m.ReplaceBody():
+            case m.BodyReplacement():
                 out.append(ReplaceBody(mut.data))
-            case m.Quarantine():
+            case m.Quarantining():
                 out.append(Quarantine(mut.reason))
     # The replacement body must be one contiguous run (Postfix); keep the
     # chain order otherwise, and put the body pieces together at the end.
@@ -178,7 +178,7 @@ class MilterHandler:
         self.cid = cid or next_conn_id()
         daemon = runtime.config.daemon
         self.fc = FilterConnection(max_data_size=MDS_1M, min_packet_limit=daemon.max_packet)
-        self.conn = Connection(id=self.cid, site=runtime.config.site)
+        self.conn = Connection(id=self.cid, internal_rules=runtime.config.internal)
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
         self.deferred: Verdict | None = None
         self.smtputf8 = False  # the client gave SMTPUTF8 with MAIL FROM
@@ -323,7 +323,7 @@ class MilterHandler:
                 return b""
             case QuitNewConnection():
                 await chain.close()
-                self.conn = Connection(id=self.cid, site=self.runtime.config.site)
+                self.conn = Connection(id=self.cid, internal_rules=self.runtime.config.internal)
                 self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
                 self.deferred = None
                 return b""
@@ -347,11 +347,11 @@ class MilterHandler:
         return self._respond(verdict)
 
     def _negotiate(self) -> bytes:
-        req = request_for(self.runtime.needs)
+        req = request_for(self.runtime.declared)
         out = self.fc.negotiate(actions=req.actions, protocol=req.protocol, macros=req.macros)
         agreed = self.fc.negotiated
         assert agreed is not None
-        missing = req.actions & ~agreed.actions & ~Action.ADDRCPT_PAR
+        missing = req.actions & ~agreed.actions & ~ActionFlag.ADDRCPT_PAR
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
             stats = metrics.current()
@@ -383,7 +383,7 @@ class MilterHandler:
                     self._writer.write(b"\x00\x00\x00\x01p")
             result = task.result()
         assert self.fc.negotiated is not None
-        responses = _mutation_responses(result.mutations, self.fc.negotiated.actions)
+        responses = _change_responses(result.changes, self.fc.negotiated.actions)
         responses.append(reply_of(result.verdict, smtputf8=self.smtputf8))
         return self.fc.send_all(responses)
 

@@ -62,13 +62,11 @@ class Daemon:
         self.listeners: list[Listener] = []
         self.servers: list[asyncio.base_events.Server] = []
         self.tasks: set[asyncio.Task[None]] = set()  # connections being served
-        self.refused: set[asyncio.Task[None]] = set()  # answered 421 (over max_connections)
         self._users: dict[int, int] = {}  # id(runtime) -> open connections
         self._retired: dict[int, Runtime] = {}
         self.serial_lock = asyncio.Lock()  # daemon.serial: one connection at a time
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
-        self.reloads = 0
         self.owns_socket_files = True
         self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
@@ -170,7 +168,6 @@ class Daemon:
             return False
         old = self.runtime
         self.runtime = runtime
-        self.reloads += 1
         if (stats := metrics.current()) is not None:
             stats.reloads.labels("ok").inc()
         if config.daemon.listen != old.config.daemon.listen:
@@ -230,13 +227,9 @@ class _ConnectionTask:
                 "max_connections (%d) reached: answering a new connection with 421",
                 runtime.config.daemon.max_connections,
             )
-            daemon.refused.add(task)
             if (stats := metrics.current()) is not None:
                 stats.refused.inc()
-            try:
-                await serve_overloaded(reader, writer)
-            finally:
-                daemon.refused.discard(task)
+            await serve_overloaded(reader, writer)
             return
         daemon.tasks.add(task)
         key = id(runtime)

@@ -14,12 +14,17 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from miltrd.api import AddHeader, ChangeHeader, InsertHeader, SmtpReply, reject, tempfail
+from miltrd.api import (
+    HeaderAddition,
+    HeaderChange,
+    HeaderInsertion,
+    SmtpReply,
+    reject,
+    tempfail,
+)
 from miltrd.api.wiretext import fold_header, header_text, reply_lines
 
-NAMES = st.text(
-    alphabet=[c for c in string.printable[:94] if c != ":"], min_size=1, max_size=76
-)
+NAMES = st.text(alphabet=[c for c in string.printable[:94] if c != ":"], min_size=1, max_size=76)
 # Words of every length (up to more than a line can hold) and every kind of
 # character, with the white space between them that folding works with.
 WORD = st.one_of(
@@ -94,7 +99,7 @@ def test_header_text_rules() -> None:
 def test_case_19_one_line_per_file_not_one_line_of_1400() -> None:
     files = [f"Zahlungserinnerung_Rechnung_2024-{i:06d}_Kunde_4711.pdf.exe" for i in range(30)]
     value = "; ".join(f'removed "{f}" (file type .exe is not allowed)' for f in files)
-    folded = AddHeader("X-Miltrd-Defang", value).value
+    folded = HeaderAddition("X-Miltrd-Defang", value).value
     lines = assert_valid_field("X-Miltrd-Defang", folded)
     assert max(map(len, lines)) <= 78
     assert read_back("X-Miltrd-Defang", folded)[1] == value
@@ -105,18 +110,18 @@ def test_case_19_one_line_per_file_not_one_line_of_1400() -> None:
 def test_case_20_non_ascii_file_name_is_an_encoded_word() -> None:
     value = 'removed "\u0441\u0447\u0435\u0442.exe" (file type .exe is not allowed)'
     for mutation in (
-        AddHeader("X-Miltrd-Defang", value),
-        InsertHeader(0, "X-Miltrd-Defang", value),
-        ChangeHeader(1, "X-Miltrd-Defang", value),
+        HeaderAddition("X-Miltrd-Defang", value),
+        HeaderInsertion(0, "X-Miltrd-Defang", value),
+        HeaderChange(1, "X-Miltrd-Defang", value),
     ):
         assert mutation.value.isascii() and "=?utf-8?" in mutation.value
         assert read_back("X-Miltrd-Defang", mutation.value)[1] == value
 
 
 def test_delete_stays_a_delete_and_long_names_are_refused() -> None:
-    assert ChangeHeader(1, "X-A", "").value == ""
+    assert HeaderChange(1, "X-A", "").value == ""
     with pytest.raises(ValueError, match="longer than 76"):
-        AddHeader("X-" + "a" * 80, "v")
+        HeaderAddition("X-" + "a" * 80, "v")
 
 
 REPLY_TEXT = st.lists(st.text(max_size=1500), min_size=1, max_size=32)

@@ -22,7 +22,7 @@ from miltrd.api import (
     reject,
     tempfail,
 )
-from miltrd.api import mutations as m
+from miltrd.api import changes as m
 from miltrd.chain import ChainSession, build_runtime
 from miltrd.config import load_text
 
@@ -100,7 +100,9 @@ def make_session(*plugins: tuple[str, dict], extra: str = "") -> ChainSession:
                 lines.append(f"{key} = {value!r}".replace("'", '"'))
     config = load_text("\n".join(lines) + "\n" + extra)
     runtime = build_runtime(config)
-    conn = Connection(id="t", site=config.site, hostname="client", address="192.0.2.1")
+    conn = Connection(
+        id="t", internal_rules=config.internal, hostname="client", address="192.0.2.1"
+    )
     LOG.clear()
     return ChainSession(runtime, conn)
 
@@ -179,7 +181,7 @@ def test_pending_changes_block_the_early_accept() -> None:
     config = load_text(
         '[chain]\nplugins = ["t"]\n[plugins.t]\nuse = "tests.chain.test_chain:TagThenAccept"\n'
     )
-    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+    s = ChainSession(build_runtime(config), Connection(id="t", internal_rules=config.internal))
 
     async def go():
         await s.mail("<s@y>", ())
@@ -189,7 +191,7 @@ def test_pending_changes_block_the_early_accept() -> None:
     at_rcpt, result = run(go())
     # Everyone accepted, but an accept now would lose the header: continue.
     assert at_rcpt.kind is VerdictKind.CONTINUE
-    assert result.mutations == [m.AddHeader("X-Tag", "r@y")]
+    assert result.changes == [m.HeaderAddition("X-Tag", "r@y")]
 
 
 def test_changes_are_sent_in_chain_order_and_later_plugins_see_the_new_body() -> None:
@@ -198,10 +200,10 @@ def test_changes_are_sent_in_chain_order_and_later_plugins_see_the_new_body() ->
         ("b", {"header": "second"}),
     )
     _, result = run(_message(s))
-    assert result.mutations == [
-        m.AddHeader("X-By", "first"),
-        m.ReplaceBody(b"NEW BODY"),
-        m.AddHeader("X-By", "second"),
+    assert result.changes == [
+        m.HeaderAddition("X-By", "first"),
+        m.BodyReplacement(b"NEW BODY"),
+        m.HeaderAddition("X-By", "second"),
     ]
     assert "b:body=b'NEW BODY'" in LOG
     assert "a:body=b'hello\\r\\n'" in LOG
@@ -218,10 +220,10 @@ def test_observe_mode_logs_would_and_changes_nothing(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.INFO, logger="miltrd"):
         verdicts, result = run(_message(s))
     assert verdicts[0].kind is VerdictKind.CONTINUE
-    assert result.mutations == []
+    assert result.changes == []
     assert "b:body=b'hello\\r\\n'" in LOG  # the observed replacement did not happen
     assert "would reject" in caplog.text
-    assert "would AddHeader" in caplog.text
+    assert "would HeaderAddition" in caplog.text
 
 
 def test_raising_hook_gets_on_error_with_traceback_and_queue_id(caplog) -> None:
@@ -286,7 +288,7 @@ def test_undeclared_change_is_a_contract_error(caplog) -> None:
     config = load_text(
         '[chain]\nplugins = ["s"]\n[plugins.s]\nuse = "tests.chain.test_chain:Sneaky"\n'
     )
-    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+    s = ChainSession(build_runtime(config), Connection(id="t", internal_rules=config.internal))
 
     async def go():
         await s.mail("<a@b>", ())
@@ -295,7 +297,7 @@ def test_undeclared_change_is_a_contract_error(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="miltrd"):
         result = run(go())
     assert result.verdict.kind is VerdictKind.TEMPFAIL
-    assert result.mutations == []
+    assert result.changes == []
     assert "without declaring Action.ADD_HEADERS" in caplog.text
 
 
@@ -313,7 +315,7 @@ def test_state_is_reset_between_messages() -> None:
     config = load_text(
         '[chain]\nplugins = ["c"]\n[plugins.c]\nuse = "tests.chain.test_chain:Counter"\n'
     )
-    s = ChainSession(build_runtime(config), Connection(id="t", site=config.site))
+    s = ChainSession(build_runtime(config), Connection(id="t", internal_rules=config.internal))
     LOG.clear()
 
     async def go():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from miltrd.api import AddHeader, VerdictKind
+from miltrd.api import HeaderAddition, VerdictKind
 from miltrd.config import ConfigError, load_text
 
 from ..plugins.helpers import run_message, session
@@ -35,7 +35,7 @@ def tagged(
     macros: dict[str, str] | None = None,
 ) -> bool:
     out = run_message(session(BASE.format(when=when), ip=ip, macros=macros), sender, list(rcpts))
-    names = [m.name for m in out.mutations if isinstance(m, AddHeader)]
+    names = [m.name for m in out.changes if isinstance(m, HeaderAddition)]
     assert "X-Other" in names  # the unconditional plugin always runs
     return "X-Tag" in names
 

@@ -12,8 +12,8 @@ import asyncio
 
 from miltrd.chain import build_runtime
 from miltrd.cli.replay import replay_in_process
-from miltrd.client import Envelope
 from miltrd.config import load_text
+from miltrd.mta import Envelope
 from miltrd.protocol import AddHeader
 
 from ..dnsserver import dns_server

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from miltrd.chain import build_runtime
 from miltrd.cli.replay import replay_in_process
-from miltrd.client import Envelope
 from miltrd.config import load, load_text
+from miltrd.mta import Envelope
 from miltrd.protocol import AddHeader
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from miltrd.client import Envelope, MilterClient, open_milter, replay
+from miltrd.mta import Envelope, MilterClient, open_milter, replay
 
 from ..tools import free_port, require
 from .mta import REPO, Miltrd

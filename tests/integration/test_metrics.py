@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from miltrd.client import Envelope, MilterClient, open_milter, replay
 from miltrd.config import ConfigError, load_text
+from miltrd.mta import Envelope, MilterClient, open_milter, replay
 
 from ..tools import free_port
 from .mta import Miltrd

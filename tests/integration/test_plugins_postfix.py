@@ -8,7 +8,6 @@ internal PC, an outside server that passes SPF and one that fails it.
 from __future__ import annotations
 
 import re
-
 import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage

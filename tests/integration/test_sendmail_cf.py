@@ -48,7 +48,7 @@ def test_config_takes_listen_and_domains_from_sendmail_cf(cf: Path) -> None:
     (spec,) = config.daemon.listen
     assert (spec.kind, spec.host, spec.port) == ("inet", "127.0.0.1", 12999)
     assert spec.text == "sendmail:miltrd (inet:12999@127.0.0.1)"
-    assert config.site.domains == {
+    assert config.internal.domains == {
         "own.example",
         "localhost",
         "hosts.example",

@@ -14,7 +14,7 @@ import threading
 
 from miltrd.protocol import (
     NEED_DATA,
-    Action,
+    ActionFlag,
     AddHeader,
     AddRecipient,
     BodyChunk,
@@ -36,12 +36,12 @@ from miltrd.protocol import (
 )
 
 ACTIONS = (
-    Action.ADDHDRS
-    | Action.CHGHDRS
-    | Action.CHGBODY
-    | Action.ADDRCPT
-    | Action.DELRCPT
-    | Action.CHGFROM
+    ActionFlag.ADDHDRS
+    | ActionFlag.CHGHDRS
+    | ActionFlag.CHGBODY
+    | ActionFlag.ADDRCPT
+    | ActionFlag.DELRCPT
+    | ActionFlag.CHGFROM
 )
 
 

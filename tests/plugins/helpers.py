@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from miltrd.api import Connection, Mutation, Verdict
+from miltrd.api import Change, Connection, Verdict
 from miltrd.chain import ChainSession, build_runtime
-from miltrd.client import split_message
 from miltrd.config import load_text
+from miltrd.mta import split_message
 
 
 def session(
@@ -22,7 +22,7 @@ def session(
     runtime = build_runtime(config)
     conn = Connection(
         id="t",
-        site=config.site,
+        internal_rules=config.internal,
         hostname=helo,
         address=ip,
         port=25,
@@ -38,7 +38,7 @@ class Outcome:
     mail: Verdict
     rcpts: list[Verdict]
     final: Verdict | None
-    mutations: list[Mutation]
+    changes: list[Change]
 
 
 def run_message(s: ChainSession, sender: str, rcpts: list[str], raw: bytes = b"") -> Outcome:
@@ -54,6 +54,6 @@ def run_message(s: ChainSession, sender: str, rcpts: list[str], raw: bytes = b""
             for i in range(0, len(body), 65535):
                 await s.body(body[i : i + 65535])
         result = await s.eom()
-        return Outcome(mail, verdicts, result.verdict, result.mutations)
+        return Outcome(mail, verdicts, result.verdict, result.changes)
 
     return asyncio.run(go())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from miltrd.api import AddRecipient
+from miltrd.api import RecipientAddition
 
 from .helpers import run_message, session
 
@@ -25,7 +25,7 @@ copy_to = ["audit@example.com", "sent@example.com"]
 
 
 def added(out) -> list[str]:
-    return [m.address for m in out.mutations if isinstance(m, AddRecipient)]
+    return [m.address for m in out.changes if isinstance(m, RecipientAddition)]
 
 
 def test_outgoing_rule_and_sender_rule_without_duplicates() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from miltrd.api import AddHeader, ChangeHeader, Quarantine, ReplaceBody, VerdictKind
-from miltrd.client import split_message
+from miltrd.api import BodyReplacement, HeaderAddition, HeaderChange, Quarantining, VerdictKind
+from miltrd.mta import split_message
 
 from .helpers import run_message, session
 
@@ -59,7 +59,7 @@ def defang(tmp: Path, raw: bytes, extra: str = ""):
 
 
 def new_body(out) -> bytes | None:
-    pieces = [m.data for m in out.mutations if isinstance(m, ReplaceBody)]
+    pieces = [m.data for m in out.changes if isinstance(m, BodyReplacement)]
     return b"".join(pieces) if pieces else None
 
 
@@ -72,7 +72,7 @@ def parts_of(body: bytes, raw: bytes):
 def test_clean_message_is_not_touched(tmp_path: Path) -> None:
     out = defang(tmp_path, mail((PDF, "application/pdf", "report.pdf")))
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
-    assert out.mutations == []
+    assert out.changes == []
     assert not (tmp_path / "saved").exists()
 
 
@@ -99,7 +99,7 @@ def test_banned_attachment_is_replaced_and_the_rest_kept_byte_for_byte(tmp_path:
         'The attachment "setup.exe" was removed by the mail filter: file type .exe is not allowed.'
         in notice
     )
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     assert header.name == "X-Miltrd-Defang"
     assert header.value == 'removed "setup.exe" (file type .exe is not allowed)'
     (day,) = list((tmp_path / "saved").iterdir())
@@ -149,19 +149,19 @@ def test_rfc2231_and_encoded_word_names(tmp_path: Path) -> None:
 def test_banned_mime_type_and_sniffed_executables(tmp_path: Path) -> None:
     assert new_body(defang(tmp_path, mail((b"x", "application/x-msdownload", "notes.txt"))))
     out = defang(tmp_path, mail((PE, "image/jpeg", "holiday.jpg")))
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     assert "Windows executable" in header.value
     assert new_body(defang(tmp_path, mail((ELF, "application/octet-stream", "data.bin"))))
-    assert defang(tmp_path, mail((b"MZ is a postcode", "text/plain", "a.txt"))).mutations == []
+    assert defang(tmp_path, mail((b"MZ is a postcode", "text/plain", "a.txt"))).changes == []
 
 
 def test_zip_archives(tmp_path: Path) -> None:
     bad = zipped(("docs/readme.txt", b"hi"), ("setup.exe", PE))
     out = defang(tmp_path, mail((bad, "application/zip", "files.zip")))
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     assert "zip archive contains setup.exe" in header.value
     good = zipped(("readme.txt", b"hi"), ("photo.jpg", b"\xff\xd8"))
-    assert defang(tmp_path, mail((good, "application/zip", "files.zip"))).mutations == []
+    assert defang(tmp_path, mail((good, "application/zip", "files.zip"))).changes == []
     nested = zipped(("inner.zip", zipped(("deep/run.js", b"x"))))
     assert new_body(defang(tmp_path, mail((nested, "application/octet-stream", "x.zip"))))
     too_deep = zipped(
@@ -177,14 +177,14 @@ def test_zip_archives(tmp_path: Path) -> None:
 
 def test_zip_policies_encrypted_corrupt_and_member_count(tmp_path: Path) -> None:
     encrypted = zipped(("secret.txt", b"x"), encrypt=True)
-    assert defang(tmp_path, mail((encrypted, "application/zip", "e.zip"))).mutations == []
+    assert defang(tmp_path, mail((encrypted, "application/zip", "e.zip"))).changes == []
     out = defang(tmp_path, mail((encrypted, "application/zip", "e.zip")), 'encrypted_zip = "ban"\n')
     assert new_body(out)
     corrupt = b"PK\x03\x04" + b"garbage" * 20
     assert new_body(defang(tmp_path, mail((corrupt, "application/zip", "c.zip"))))
     many = zipped(*((f"f{i}.txt", b"") for i in range(3000)))
     out = defang(tmp_path, mail((many, "application/zip", "m.zip")))
-    (header,) = [m for m in out.mutations if isinstance(m, AddHeader)]
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
     assert "more than 1000 members" in header.value
 
 
@@ -213,7 +213,7 @@ def test_whole_message_is_an_executable(tmp_path: Path) -> None:
         b"Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n"
     )
     out = defang(tmp_path, raw)
-    assert ChangeHeader(1, "Content-Type", "text/plain; charset=utf-8") in out.mutations
+    assert HeaderChange(1, "Content-Type", "text/plain; charset=utf-8") in out.changes
     assert b"removed by the mail filter" in (new_body(out) or b"").replace(b"=\r\n", b"")
 
 
@@ -223,7 +223,7 @@ def test_html_scripts_are_removed_when_asked(tmp_path: Path) -> None:
         '<script>alert(1)</script><b onclick="x()">bold</b> &amp; more</p></body></html>\n'
     )
     raw = mail(html=html)
-    assert defang(tmp_path, raw).mutations == []  # off by default
+    assert defang(tmp_path, raw).changes == []  # off by default
     out = defang(tmp_path, raw, "clean_html = true\n")
     parsed = parts_of(new_body(out) or b"", raw)
     cleaned = next(p for p in parsed.walk() if p.get_content_type() == "text/html").get_content()
@@ -286,7 +286,7 @@ def test_reject_and_quarantine_actions(tmp_path: Path) -> None:
     )
     out = defang(tmp_path, raw, 'action = "quarantine"\n')
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
-    assert any(isinstance(m, Quarantine) for m in out.mutations)
+    assert any(isinstance(m, Quarantining) for m in out.changes)
     assert new_body(out) is None
 
 

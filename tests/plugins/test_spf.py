@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from miltrd.api import AddHeader, VerdictKind
+from miltrd.api import HeaderAddition, VerdictKind
 
 from ..dnsserver import dns_server, silent_dns
 from .helpers import run_message, session
@@ -31,8 +31,8 @@ def headers(outcome, name: str) -> list[str]:
     """Added values, unfolded (miltrd folds long values with LF + white space)."""
     return [
         m.value.replace("\n", "")
-        for m in outcome.mutations
-        if isinstance(m, AddHeader) and m.name == name
+        for m in outcome.changes
+        if isinstance(m, HeaderAddition) and m.name == name
     ]
 
 
@@ -102,7 +102,7 @@ def test_continue_action_adds_no_header(dns_port: int) -> None:
     extra = '[plugins.spf.policy]\nneutral = "continue"\n'
     s = session(spf_config(dns_port, extra), ip="203.0.113.9")
     out = run_message(s, "a@neutral.example.net", ["b@example.com"])
-    assert out.mutations == []
+    assert out.changes == []
 
 
 def test_null_sender_checks_the_helo_identity(dns_port: int) -> None:
@@ -147,7 +147,7 @@ def test_internal_and_authenticated_clients_are_skipped(dns_port, ip, macros, ca
     with caplog.at_level("INFO", logger="miltrd"):
         out = run_message(s, "mallory@example.org", ["bob@example.com"])
     assert out.mail.kind is VerdictKind.CONTINUE
-    assert out.mutations == []
+    assert out.changes == []
     assert "not checked:" in caplog.text
 
 

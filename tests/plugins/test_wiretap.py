@@ -8,7 +8,7 @@ import multiprocessing
 import stat
 from pathlib import Path
 
-from miltrd.api import AddRecipient, VerdictKind
+from miltrd.api import RecipientAddition, VerdictKind
 from miltrd.chain import ChainSession
 
 from .helpers import run_message, session
@@ -146,14 +146,14 @@ def test_wiretap_adds_the_copy_recipient_once(tmp_path: Path) -> None:
     rules = '[[plugins.wiretap.tap]]\nusers = ["alice@example.com", "@watched.example"]\ncopy_to = "legal@example.com"\n'
     s = session(config(tmp_path, rules), ip="192.0.2.1")
     out = run_message(s, "x@other.example", ["Alice@example.com", "b@example.com"], RAW)
-    assert [m for m in out.mutations if isinstance(m, AddRecipient)] == [
-        AddRecipient("legal@example.com")
+    assert [m for m in out.changes if isinstance(m, RecipientAddition)] == [
+        RecipientAddition("legal@example.com")
     ]
     s = session(config(tmp_path, rules), ip="10.0.0.1")
     out = run_message(s, "boss@watched.example", ["y@other.example"], RAW)
-    assert [m.address for m in out.mutations if isinstance(m, AddRecipient)] == [
+    assert [m.address for m in out.changes if isinstance(m, RecipientAddition)] == [
         "legal@example.com"
     ]
     s = session(config(tmp_path, rules), ip="192.0.2.1")
     out = run_message(s, "x@other.example", ["b@example.com"], RAW)
-    assert out.mutations == []
+    assert out.changes == []

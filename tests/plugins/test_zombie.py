@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from miltrd.api import Quarantine, VerdictKind
+from miltrd.api import Quarantining, VerdictKind
 from miltrd.config import ConfigError
 
 from .helpers import run_message, session
@@ -84,7 +84,7 @@ def test_quarantine_action_holds_the_message() -> None:
         make("10.0.0.1", 'action = "quarantine"'), "a@evil.example", ["x@example.org"]
     )
     assert out.mail.kind is VerdictKind.CONTINUE
-    assert out.mutations == [Quarantine("zombie: 10.0.0.1 sent as <a@evil.example>")]
+    assert out.changes == [Quarantining("zombie: 10.0.0.1 sent as <a@evil.example>")]
 
 
 def test_allowed_senders() -> None:

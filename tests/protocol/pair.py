@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from miltrd.protocol import (
     NEED_DATA,
-    Action,
+    ActionFlag,
     FilterConnection,
     FilterResponse,
     MacroStage,
@@ -30,7 +30,7 @@ class Pair:
     def negotiate(
         self,
         *,
-        actions: Action = Action.NONE,
+        actions: ActionFlag = ActionFlag.NONE,
         protocol: ProtocolFlag = ProtocolFlag.NONE,
         macros: Mapping[MacroStage, Iterable[str]] | None = None,
     ) -> OptionNegotiationReply:

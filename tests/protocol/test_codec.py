@@ -11,7 +11,7 @@ import pytest
 from miltrd.protocol import (
     Abort,
     Accept,
-    Action,
+    ActionFlag,
     AddHeader,
     AddRecipient,
     AddRecipientPar,
@@ -65,12 +65,12 @@ def pkt(code: bytes, data: bytes = b"") -> bytes:
 COMMAND_VECTORS = [
     pytest.param(
         b"\x00\x00\x00\x0dO\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff",
-        OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF)),
+        OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)),
         id="optneg-v6",
     ),
     pytest.param(
         b"\x00\x00\x00\x0dO\x00\x00\x00\x02\x00\x00\x00\x3f\x00\x00\x00\x7f",
-        OptionNegotiation(2, Action(0x3F), ProtocolFlag(0x7F)),
+        OptionNegotiation(2, ActionFlag(0x3F), ProtocolFlag(0x7F)),
         id="optneg-v2",
     ),
     pytest.param(
@@ -188,7 +188,7 @@ RESPONSE_VECTORS = [
     pytest.param(b"\x00\x00\x00\x06qspam\x00", Quarantine("spam"), id="quarantine"),
     pytest.param(
         b"\x00\x00\x00\x0dO\x00\x00\x00\x06\x00\x00\x00\x01\x00\x00\x00\x80",
-        OptionNegotiationReply(6, Action.ADDHDRS, ProtocolFlag.NR_HDR),
+        OptionNegotiationReply(6, ActionFlag.ADDHDRS, ProtocolFlag.NR_HDR),
         id="optneg-reply",
     ),
     pytest.param(
@@ -200,7 +200,7 @@ RESPONSE_VECTORS = [
         ),
         OptionNegotiationReply(
             6,
-            Action.SETSYMLIST,
+            ActionFlag.SETSYMLIST,
             ProtocolFlag.NONE,
             {MacroStage.CONNECT: ("j", "{client_addr}"), MacroStage.ENVFROM: ("{mail_addr}",)},
         ),

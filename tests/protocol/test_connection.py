@@ -10,7 +10,7 @@ from miltrd.protocol import (
     NEED_DATA,
     Abort,
     Accept,
-    Action,
+    ActionFlag,
     AddHeader,
     BodyChunk,
     ChangeHeader,
@@ -54,7 +54,7 @@ from .pair import Pair
 def test_full_message_with_modifications() -> None:
     pair = Pair()
     pair.negotiate(
-        actions=Action.ADDHDRS | Action.CHGHDRS | Action.CHGBODY | Action.ADDRCPT,
+        actions=ActionFlag.ADDHDRS | ActionFlag.CHGHDRS | ActionFlag.CHGBODY | ActionFlag.ADDRCPT,
         protocol=ProtocolFlag.NR_HDR | ProtocolFlag.NR_EOH,
     )
     assert pair.exchange(Connect("c.test", Family.INET, 4321, "192.0.2.7"), Continue()) == [
@@ -107,7 +107,7 @@ def test_nothing_owed_means_no_send() -> None:
 
 def test_modification_only_at_end_of_message() -> None:
     pair = Pair()
-    pair.negotiate(actions=Action.ADDHDRS)
+    pair.negotiate(actions=ActionFlag.ADDHDRS)
     pair.exchange(Connect("h", Family.UNKNOWN), Continue())
     pair.mta_send(MailFrom("<a@b>"))
     pair.filter.next_event()
@@ -117,7 +117,7 @@ def test_modification_only_at_end_of_message() -> None:
 
 def test_modification_needs_negotiated_action() -> None:
     pair = Pair()
-    pair.negotiate(actions=Action.ADDHDRS)
+    pair.negotiate(actions=ActionFlag.ADDHDRS)
     pair.mta_send(EndOfMessage())
     pair.filter.next_event()
     with pytest.raises(LocalProtocolError, match="CHGBODY"):
@@ -128,7 +128,7 @@ def test_modification_needs_negotiated_action() -> None:
 
 def test_body_replacement_is_chunked_to_negotiated_size() -> None:
     pair = Pair()
-    pair.negotiate(actions=Action.CHGBODY)
+    pair.negotiate(actions=ActionFlag.CHGBODY)
     body = bytes(range(256)) * 800  # 204800 bytes
     got = pair.exchange(EndOfMessage(), ReplaceBody(body), Continue())
     chunks = [r for r in got if isinstance(r, ReplaceBody)]
@@ -138,7 +138,7 @@ def test_body_replacement_is_chunked_to_negotiated_size() -> None:
 
 def test_body_replacement_must_be_contiguous() -> None:
     pair = Pair()
-    pair.negotiate(actions=Action.CHGBODY | Action.ADDHDRS)
+    pair.negotiate(actions=ActionFlag.CHGBODY | ActionFlag.ADDHDRS)
     pair.mta_send(EndOfMessage())
     pair.filter.next_event()
     pair.filter.send(ReplaceBody(b"a"))
@@ -150,7 +150,7 @@ def test_body_replacement_must_be_contiguous() -> None:
 def test_mds_256k_offered_is_echoed_and_used() -> None:
     mta = MtaConnection(protocol=ProtocolFlag(0x1FFFFF) | ProtocolFlag.MDS_256K)
     pair = Pair(mta=mta)
-    pair.negotiate(actions=Action.CHGBODY)
+    pair.negotiate(actions=ActionFlag.CHGBODY)
     assert ProtocolFlag.MDS_256K in pair.filter.negotiated.protocol
     assert pair.mta.negotiated.data_size == MDS_256K
     assert pair.filter.packet_limit == MDS_256K
@@ -165,12 +165,12 @@ def test_version_2_mta() -> None:
     mta = MtaConnection(version=2)
     pair = Pair(mta=mta)
     pair.negotiate(
-        actions=Action.ADDHDRS | Action.CHGFROM,
+        actions=ActionFlag.ADDHDRS | ActionFlag.CHGFROM,
         protocol=ProtocolFlag.NR_HDR | ProtocolFlag.NR_CONN | ProtocolFlag.NODATA,
     )
     agreed = pair.filter.negotiated
     assert agreed.version == 2
-    assert agreed.actions == Action.ADDHDRS  # CHGFROM is v6
+    assert agreed.actions == ActionFlag.ADDHDRS  # CHGFROM is v6
     # NR_HDR (0x80), NR_CONN and NODATA are all beyond SMFI_V2_PROT (0x7F).
     assert agreed.protocol == ProtocolFlag.NONE
     assert mta.skips(Data) and mta.skips(type(QuitNewConnection()))
@@ -182,17 +182,17 @@ def test_version_2_mta() -> None:
 
 def test_zero_offer_means_version_1_masks() -> None:
     conn = FilterConnection()
-    conn.receive_data(encode_command(OptionNegotiation(6, Action(0), ProtocolFlag(0))))
+    conn.receive_data(encode_command(OptionNegotiation(6, ActionFlag(0), ProtocolFlag(0))))
     conn.next_event()
-    conn.negotiate(actions=Action.CHGFROM | Action.ADDHDRS, protocol=ProtocolFlag.NOHELO)
-    assert conn.negotiated.actions == Action.ADDHDRS
+    conn.negotiate(actions=ActionFlag.CHGFROM | ActionFlag.ADDHDRS, protocol=ProtocolFlag.NOHELO)
+    assert conn.negotiated.actions == ActionFlag.ADDHDRS
     assert conn.negotiated.protocol == ProtocolFlag.NOHELO
 
 
 def test_macro_lists_request_setsymlist() -> None:
     pair = Pair()
     pair.negotiate(macros={MacroStage.ENVFROM: ["{auth_authen}"]})
-    assert Action.SETSYMLIST in pair.mta.negotiated.actions
+    assert ActionFlag.SETSYMLIST in pair.mta.negotiated.actions
     assert pair.mta.negotiated.macros == {MacroStage.ENVFROM: ("{auth_authen}",)}
 
 
@@ -217,7 +217,7 @@ def test_zero_length_packet() -> None:
     "commands",
     [
         pytest.param([Header("a", "b")], id="before-optneg"),
-        pytest.param([OptionNegotiation(6, Action(1), ProtocolFlag(0))] * 2, id="optneg-twice"),
+        pytest.param([OptionNegotiation(6, ActionFlag(1), ProtocolFlag(0))] * 2, id="optneg-twice"),
         pytest.param(
             [Connect("h", Family.UNKNOWN), Connect("h", Family.UNKNOWN)], id="connect-twice"
         ),
@@ -228,7 +228,7 @@ def test_zero_length_packet() -> None:
 def test_out_of_order_is_remote_error(commands) -> None:
     conn = FilterConnection()
     if not isinstance(commands[0], (Header, OptionNegotiation)):
-        commands = [OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF)), *commands]
+        commands = [OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)), *commands]
     with pytest.raises(RemoteProtocolError):
         for cmd in commands:
             conn.receive_data(encode_command(cmd))
@@ -366,7 +366,7 @@ def _mta_after_offer(**kw) -> MtaConnection:
     ],
 )
 def test_mta_refuses_bad_negotiation(reply: bytes, message: str) -> None:
-    mta = _mta_after_offer(version=6, actions=Action(0x3F), protocol=ProtocolFlag(0x3FF))
+    mta = _mta_after_offer(version=6, actions=ActionFlag(0x3F), protocol=ProtocolFlag(0x3FF))
     mta.receive_data(len(reply).to_bytes(4, "big")[:3] + bytes([len(reply) + 1]) + b"O" + reply)
     with pytest.raises(RemoteProtocolError, match=message):
         mta.next_event()
@@ -374,7 +374,7 @@ def test_mta_refuses_bad_negotiation(reply: bytes, message: str) -> None:
 
 def test_mta_refuses_modification_before_eom_and_stray_replies() -> None:
     pair = Pair()
-    pair.negotiate(actions=Action.ADDHDRS)
+    pair.negotiate(actions=ActionFlag.ADDHDRS)
     pair.mta_send(MailFrom("<a>"))
     pair.mta.receive_data(encode_response(AddHeader("X", "1")))
     with pytest.raises(RemoteProtocolError, match="outside end of message"):

@@ -11,7 +11,7 @@ from miltrd.protocol import (
     NEED_DATA,
     Abort,
     Accept,
-    Action,
+    ActionFlag,
     AddHeader,
     AddRecipient,
     AddRecipientPar,
@@ -76,7 +76,7 @@ reply_line = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_siz
 
 commands = st.one_of(
     st.builds(
-        OptionNegotiation, st.integers(2, 0xFFFFFFFF), u32.map(Action), u32.map(ProtocolFlag)
+        OptionNegotiation, st.integers(2, 0xFFFFFFFF), u32.map(ActionFlag), u32.map(ProtocolFlag)
     ),
     st.builds(
         DefineMacros,
@@ -146,7 +146,7 @@ responses = st.one_of(
     st.builds(
         OptionNegotiationReply,
         u32,
-        u32.map(Action),
+        u32.map(ActionFlag),
         u32.map(ProtocolFlag),
         st.dictionaries(
             st.sampled_from(list(MacroStage)),
@@ -196,7 +196,7 @@ SESSION = [
     Connect("other", Family.UNKNOWN),
     Quit(),
 ]
-OPTNEG = OptionNegotiation(6, Action(0x1FF), ProtocolFlag(0x1FFFFF))
+OPTNEG = OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF))
 STREAM = encode_command(OPTNEG) + b"".join(encode_command(c) for c in SESSION)
 
 
@@ -218,7 +218,7 @@ def _drive_filter(chunks: list[bytes]) -> list[object]:
                 return seen
             if isinstance(event, OptionNegotiation):
                 conn.negotiate(
-                    actions=Action(0x1FF), protocol=ProtocolFlag(0x1FF000) | ProtocolFlag.NR_HDR
+                    actions=ActionFlag(0x1FF), protocol=ProtocolFlag(0x1FF000) | ProtocolFlag.NR_HDR
                 )
             elif conn.reply_owed:
                 conn.send(Continue())

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from miltrd.chain import build_runtime
-from miltrd.client import MilterClient, open_milter
 from miltrd.config import load
+from miltrd.mta import MilterClient, open_milter
 from miltrd.protocol import (
     NEED_DATA,
-    Action,
+    ActionFlag,
     BodyChunk,
     Connect,
     EndOfHeaders,
@@ -196,8 +196,8 @@ def test_negotiation_that_cannot_give_needed_actions_is_logged(tmp_path, caplog)
 
     async def body(daemon):
         reader, writer = await asyncio.open_connection("127.0.0.1", port_of(spec))
-        mta = MtaConnection(actions=Action.NONE | Action(0x2), protocol=ProtocolFlag(0x3F))
-        writer.write(mta.send(OptionNegotiation(2, Action(0x2), ProtocolFlag(0x3F))))
+        mta = MtaConnection(actions=ActionFlag.NONE | ActionFlag(0x2), protocol=ProtocolFlag(0x3F))
+        writer.write(mta.send(OptionNegotiation(2, ActionFlag(0x2), ProtocolFlag(0x3F))))
         await reader.read(17)
         writer.close()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from miltrd.chain import build_runtime
-from miltrd.client import Envelope, MilterClient, open_milter, replay
 from miltrd.config import load
+from miltrd.mta import Envelope, MilterClient, open_milter, replay
 from miltrd.protocol import ReplyCode
 from miltrd.server import Daemon, StartupError
 

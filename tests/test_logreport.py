@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from miltrd.stats import parse_lines, report
+from miltrd.logreport import parse_lines, report
 
 SYSLOG = [
     "Nov 22 09:14:02 mx miltrd[812]: INFO [c1] 4Bc1: summary client=pc7.lan[10.1.2.3] "

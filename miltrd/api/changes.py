@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from .wiretext import MAX_NAME, clean_text, fold_header
 
 __all__ = [
-    "Mutation",
-    "AddHeader",
-    "InsertHeader",
-    "ChangeHeader",
-    "AddRecipient",
-    "DeleteRecipient",
-    "ChangeSender",
-    "ReplaceBody",
-    "Quarantine",
+    "Change",
+    "HeaderAddition",
+    "HeaderInsertion",
+    "HeaderChange",
+    "RecipientAddition",
+    "RecipientDeletion",
+    "SenderChange",
+    "BodyReplacement",
+    "Quarantining",
     "clean_text",
 ]
 
@@ -44,7 +44,7 @@ def _set(obj: object, attr: str, value: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class AddHeader:
+class HeaderAddition:
     name: str
     value: str
 
@@ -54,7 +54,7 @@ class AddHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class InsertHeader:
+class HeaderInsertion:
     index: int
     name: str
     value: str
@@ -67,7 +67,7 @@ class InsertHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeHeader:
+class HeaderChange:
     """Change the index-th (from 1) field called name; "" deletes it."""
 
     index: int
@@ -82,7 +82,7 @@ class ChangeHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class AddRecipient:
+class RecipientAddition:
     address: str
     esmtp_args: str = ""
 
@@ -94,14 +94,14 @@ class AddRecipient:
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteRecipient:
+class RecipientDeletion:
     """The recipient exactly as the MTA gave it in RCPT (with <>)."""
 
     address: str
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeSender:
+class SenderChange:
     address: str
     esmtp_args: str | None = None
 
@@ -114,25 +114,25 @@ class ChangeSender:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplaceBody:
+class BodyReplacement:
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Quarantine:
+class Quarantining:
     reason: str
 
     def __post_init__(self) -> None:
         _set(self, "reason", clean_text(self.reason))
 
 
-Mutation = (
-    AddHeader
-    | InsertHeader
-    | ChangeHeader
-    | AddRecipient
-    | DeleteRecipient
-    | ChangeSender
-    | ReplaceBody
-    | Quarantine
+Change = (
+    HeaderAddition
+    | HeaderInsertion
+    | HeaderChange
+    | RecipientAddition
+    | RecipientDeletion
+    | SenderChange
+    | BodyReplacement
+    | Quarantining
 )

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from miltrd.chain.eager import bounded
+from miltrd.chain.timebound import bounded
 
 
 async def immediate() -> str:

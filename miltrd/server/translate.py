@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..api import Action as ApiAction
-from ..api import Phase
-from ..chain import Needs
-from ..protocol import Action, MacroStage, ProtocolFlag
+from ..api import Action, Phase
+from ..chain import Declared
+from ..protocol import ActionFlag, MacroStage, ProtocolFlag
 
 __all__ = ["Request", "request_for", "ACTION_BITS", "STEP_FLAGS"]
 
@@ -32,14 +31,14 @@ STEP_FLAGS: dict[Phase, tuple[ProtocolFlag, ProtocolFlag]] = {
     Phase.EOH: (ProtocolFlag.NOEOH, ProtocolFlag.NR_EOH),
     Phase.BODY: (ProtocolFlag.NOBODY, ProtocolFlag.NR_BODY),
 }
-ACTION_BITS: dict[ApiAction, Action] = {
-    ApiAction.ADD_HEADERS: Action.ADDHDRS,
-    ApiAction.CHANGE_HEADERS: Action.CHGHDRS,
-    ApiAction.ADD_RECIPIENTS: Action.ADDRCPT | Action.ADDRCPT_PAR,
-    ApiAction.DELETE_RECIPIENTS: Action.DELRCPT,
-    ApiAction.CHANGE_SENDER: Action.CHGFROM,
-    ApiAction.REPLACE_BODY: Action.CHGBODY,
-    ApiAction.QUARANTINE: Action.QUARANTINE,
+ACTION_BITS: dict[Action, ActionFlag] = {
+    Action.ADD_HEADERS: ActionFlag.ADDHDRS,
+    Action.CHANGE_HEADERS: ActionFlag.CHGHDRS,
+    Action.ADD_RECIPIENTS: ActionFlag.ADDRCPT | ActionFlag.ADDRCPT_PAR,
+    Action.DELETE_RECIPIENTS: ActionFlag.DELRCPT,
+    Action.CHANGE_SENDER: ActionFlag.CHGFROM,
+    Action.REPLACE_BODY: ActionFlag.CHGBODY,
+    Action.QUARANTINE: ActionFlag.QUARANTINE,
 }
 MACRO_STAGES: dict[Phase, MacroStage] = {
     Phase.CONNECT: MacroStage.CONNECT,
@@ -54,28 +53,28 @@ MACRO_STAGES: dict[Phase, MacroStage] = {
 
 @dataclass(frozen=True)
 class Request:
-    actions: Action
+    actions: ActionFlag
     protocol: ProtocolFlag
     macros: Mapping[MacroStage, tuple[str, ...]]
 
 
-def request_for(needs: Needs) -> Request:
+def request_for(declared: Declared) -> Request:
     protocol = ProtocolFlag.NOUNKNOWN | ProtocolFlag.NR_UNKN
     for phase, (off, no_reply) in STEP_FLAGS.items():
-        if not phase & needs.observes:
+        if not phase & declared.observes:
             protocol |= off
-        elif not phase & needs.decides:
+        elif not phase & declared.decides:
             protocol |= no_reply
     # SKIP only helps where body chunks get a reply to carry it.
-    if Phase.BODY & needs.observes and Phase.BODY & needs.decides:
+    if Phase.BODY & declared.observes and Phase.BODY & declared.decides:
         protocol |= ProtocolFlag.SKIP
-    actions = Action.NONE
+    actions = ActionFlag.NONE
     for api_action, bits in ACTION_BITS.items():
-        if api_action & needs.actions:
+        if api_action & declared.actions:
             actions |= bits
     macros = {
         MACRO_STAGES[phase]: tuple(sorted(names))
-        for phase, names in needs.macros.items()
+        for phase, names in declared.macros.items()
         if phase in MACRO_STAGES and names
     }
     return Request(actions, protocol, dict(sorted(macros.items())))
