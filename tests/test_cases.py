@@ -87,3 +87,42 @@ def test_case_20_reject_reply_is_printable_ascii(tmp_path: Path) -> None:
         line == 'eom: reject 550 5.7.1 Attachment "????.exe" refused: file type .exe is not allowed'
     )
     assert "verdict: reject" in stdout
+
+
+def wiretap_chain(tmp: Path, copy: str) -> str:
+    return (
+        '[chain]\nplugins = ["defang", "wiretap"]\n'
+        f'[plugins.defang]\nsave_dir = "{tmp}/q"\n'
+        f'[plugins.wiretap]\nroot = "{tmp}/archive"\ncopy = "{copy}"\n'
+        '[[plugins.wiretap.archive]]\npath = "all"\n'
+    )
+
+
+def archived(tmp: Path) -> bytes:
+    (copy,) = (tmp / "archive" / "all" / "new").iterdir()
+    envelope, _, message = copy.read_bytes().partition(b"X-Miltrd-Direction: incoming\r\n")
+    assert b"X-Miltrd-Envelope-To: <b@example.com>" in envelope
+    return message
+
+
+def test_case_21_archive_as_received_is_the_message_received(tmp_path: Path) -> None:
+    stdout, _ = replay(
+        tmp_path, "21-wiretap-copy-after-body-change", wiretap_chain(tmp_path, "received")
+    )
+    assert "replace body" in stdout  # defang did replace the program
+    received = (CASES / "21-wiretap-copy-after-body-change.eml").read_bytes()
+    assert archived(tmp_path) == received.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    copy = email.message_from_bytes(archived(tmp_path), policy=email.policy.default)
+    assert copy.get_filename() == "tool.exe"
+    assert copy.get_payload(decode=True).startswith(b"MZ")  # the program, whole
+
+
+def test_case_21_archive_as_delivered_is_the_message_delivered(tmp_path: Path) -> None:
+    _, delivered = replay(
+        tmp_path, "21-wiretap-copy-after-body-change", wiretap_chain(tmp_path, "delivered")
+    )
+    copy = archived(tmp_path)
+    assert copy == delivered
+    msg = email.message_from_bytes(copy, policy=email.policy.default)
+    assert msg.get_content_type() == "text/plain"
+    assert "tool.exe" in msg.get_content() and "was removed" in msg.get_content()

@@ -11,8 +11,11 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
    and no change is pending, the chain answers ACCEPT and the MTA stops
    sending this message.
 3. Changes asked for in any phase are returned at end of message in chain
-   order, then the final verdict. A later plugin sees an earlier plugin's
-   replaced body.
+   order, then the final verdict. What a plugin sees is one consistent
+   message: ``msg.headers`` and ``msg.body`` carry every change asked for so
+   far (at end of message: by the plugins before it), header changes and
+   body together, applied as the MTA will apply them; ``msg.received_headers``
+   and ``msg.received_body`` are the message as the MTA sent it.
 4. A plugin in observe mode runs fully; its verdicts and changes are
    logged as "would ..." and dropped.
 5. A hook that raises or runs past its timeout gets the plugin's on_error
@@ -99,6 +102,7 @@ class ChainSession:
         self.on_message = on_message
         self.conn = conn
         self.plugins = runtime.plugins
+        self._position = {p.name: i for i, p in enumerate(runtime.plugins)}
         self._conn_retired: set[str] = set()
         self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
         self._decider = ""  # the plugin whose verdict ended the last phase
@@ -126,7 +130,7 @@ class ChainSession:
 
     def _end_message_state(self) -> None:
         if self.msg is not None:
-            self.msg.body.close()
+            self.msg.close()
         self.msg = None
         queue_id.set("")
 
@@ -216,7 +220,7 @@ class ChainSession:
     async def _call(
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
     ) -> Verdict:
-        self.conn._caller = _Caller(p.name, p.actions, p.observe_only)
+        self.conn._caller = _Caller(p.name, p.actions, p.observe_only, self._position[p.name])
         stats = metrics.current()
         started = time.perf_counter() if stats is not None else 0.0
         try:
@@ -321,7 +325,7 @@ class ChainSession:
 
     async def header(self, name: str, value: str) -> Verdict:
         msg = self.msg or self._new_message()
-        msg.headers.append((name, value))
+        msg.received_headers.append((name, value))
         verdict = await self._run(
             Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
         )

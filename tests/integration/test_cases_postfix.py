@@ -28,10 +28,14 @@ def system() -> Iterator[tuple[Postfix, Sink, Path]]:
         cfg = base / "miltrd.toml"
         cfg.write_text(
             f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\n'
-            '[chain]\nplugins = ["refuse", "defang"]\n'
+            '[chain]\nplugins = ["refuse", "defang", "wiretap", "tap2"]\n'
             f'[plugins.refuse]\nuse = "defang"\naction = "reject"\nsave_dir = "{base}/q"\n'
             '[plugins.refuse.when]\nrecipients = ["reject@example.com"]\n'
             f'[plugins.defang]\nsave_dir = "{base}/q"\n'
+            f'[plugins.wiretap]\nroot = "{base}/received"\n'
+            '[[plugins.wiretap.archive]]\npath = "all"\nrecipients = ["tap@example.com"]\n'
+            f'[plugins.tap2]\nuse = "wiretap"\nroot = "{base}/delivered"\ncopy = "delivered"\n'
+            '[[plugins.tap2.archive]]\npath = "all"\nrecipients = ["tap@example.com"]\n'
         )
         miltrd = Miltrd(cfg, port=port)
         sink = Sink(base / "sink")
@@ -88,3 +92,36 @@ def test_case_20_reject_text_is_printable_ascii(system) -> None:
     text = refused.value.smtp_error
     assert text.isascii() and all(32 <= b < 127 for b in text)
     assert text == b'5.7.1 Attachment "????.exe" refused: file type .exe is not allowed'
+
+
+def archived(base: Path, kind: str) -> bytes:
+    (copy,) = (base / kind / "all" / "new").iterdir()
+    data = copy.read_bytes()
+    start = data.index(b"X-Miltrd-Direction: ")
+    return data[data.index(b"\r\n", start) + 2 :]
+
+
+def test_case_21_archives_are_each_one_consistent_message(system) -> None:
+    postfix, sink, base = system
+    send(postfix, "21-wiretap-copy-after-body-change", "case21", rcpt="tap@example.com")
+    got = sink.delivered("case21 tool").replace(b"\r\n", b"\n")
+    # as received: the program, under its own headers
+    received = email.message_from_bytes(archived(base, "received"), policy=email.policy.default)
+    assert received["Subject"] == "case21 tool"
+    assert received.get_filename() == "tool.exe"
+    assert received.get_payload(decode=True).startswith(b"MZ")
+    # as delivered: what the next hop got
+    delivered = archived(base, "delivered").replace(b"\r\n", b"\n")
+    got_body = got.partition(b"\n\n")[2]
+    copy_body = delivered.partition(b"\n\n")[2]
+    assert copy_body == got_body.removesuffix(b"\n")  # smtp-sink ends its file with a newline
+    ours = email.message_from_bytes(delivered, policy=email.policy.default)
+    theirs = email.message_from_bytes(got, policy=email.policy.default)
+    # smtp-sink and Postfix put their own lines above the message
+    added_on_the_way = {"Received", "X-Client-Addr", "X-Client-Proto"} | {
+        f"X-{step}-Args" for step in ("Helo", "Mail", "Rcpt")
+    }
+    assert [(k, str(v)) for k, v in ours.items()] == [
+        (k, str(v)) for k, v in theirs.items() if k not in added_on_the_way
+    ]
+    assert ours.get_content_type() == "text/plain" and "tool.exe" in ours.get_content()
