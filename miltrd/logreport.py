@@ -3,8 +3,9 @@
 Reads the one summary line miltrd writes per message (and the per-recipient
 refusal lines) from stderr/journal exports or syslog files, in any of the
 usual timestamp forms, and counts messages by action, the plugins that
-refused mail and why, the senders and client addresses refused, and the
-volume per hour.
+refused mail and why, the senders and client addresses refused, what the
+plugins changed (headers added, bodies replaced, copies archived...), and
+the volume per hour.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ __all__ = ["Stats", "parse_lines", "report"]
 
 _SUMMARY = re.compile(
     r"summary client=(?P<client>\S*) from=<(?P<sender>[^>]*)> to=(?P<to>\S*) "
-    r"rejected=(?P<rejected>\S*) plugins=(?P<plugins>\S*) action=(?P<action>.*?) "
+    r"rejected=(?P<rejected>\S*) plugins=(?P<plugins>\S*) "
+    r"(?:changes=(?P<changes>\S*) )?action=(?P<action>.*?) "
     r"time=(?P<time>[\d.]+)s\s*$"
 )
 _REFUSED = re.compile(r"recipient <(?P<rcpt>[^>]*)> refused by (?P<plugin>\S*): (?P<what>.*)$")
@@ -28,6 +30,9 @@ _STAMPS = [
     (re.compile(r"^([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):\d{2}:\d{2}"), "syslog"),
 ]
 _REFUSING = ("reject", "tempfail", "discard")
+# The client is NAME[ADDRESS]; with no name Postfix sends "[ADDRESS]" as the
+# name, so the line reads [ADDRESS][ADDRESS]: the address is the last pair.
+_CLIENT_IP = re.compile(r"\[([^\[\]]*)\]$")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Stats:
     recipients_refused: int = 0
     per_hour: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    changes: Counter[str] = field(default_factory=Counter)  # "plugin change": messages
 
 
 def _hour(line: str) -> str:
@@ -79,10 +85,15 @@ def parse_lines(lines: Iterable[str], stats: Stats | None = None) -> Stats:
                 if action in _REFUSING and verdict.split("->")[-1] == action:
                     stats.refusing_plugins[name] += 1
                     stats.reasons[(name, reply or action)] += 1
+            for item in (m.group("changes") or "-").split(","):
+                name, _, kinds = item.partition(":")
+                for kind in kinds.split("+") if kinds else ():
+                    stats.changes[f"{name} {kind}"] += 1
             if action in _REFUSING:
                 stats.senders_refused[m.group("sender") or "<>"] += 1
                 client = m.group("client")
-                ip = client[client.find("[") + 1 : client.rfind("]")] if "[" in client else client
+                bracketed = _CLIENT_IP.search(client)
+                ip = bracketed.group(1) if bracketed else client
                 stats.clients_refused[ip or "unknown"] += 1
         elif " refused by " in line:
             r = _REFUSED.search(line)
@@ -105,6 +116,11 @@ def _table(title: str, counter: Counter[str], limit: int = 10) -> list[str]:
 
 
 def report(stats: Stats, limit: int = 10) -> str:
+    if not stats.messages and not stats.recipients_refused:
+        return (
+            "miltrd stats: no summary lines found (miltrd writes one per message "
+            'at log_level "info" or "debug")\n'
+        )
     out = [f"miltrd stats: {stats.messages} messages", ""]
     total = max(stats.messages, 1)
     out.append("Messages by action")
@@ -117,6 +133,7 @@ def report(stats: Stats, limit: int = 10) -> str:
     out += _table("Top reasons", reasons, limit)
     out += _table("Top senders refused", stats.senders_refused, limit)
     out += _table("Top client addresses refused", stats.clients_refused, limit)
+    out += _table("Changes by plugin (messages)", stats.changes, limit)
     if stats.errors:
         out += _table("Plugin errors and timeouts", stats.errors, limit)
     out.append("Messages per hour")

@@ -3,6 +3,8 @@
 A contextvar carries the connection id and the queue id of the message
 being handled; a filter copies them into every record, so each line about
 a message carries its queue id without the caller passing it around.
+Records from a plugin's logger (``miltrd.plugin.NAME``) are prefixed
+"plugin NAME: ", so every line a plugin writes names it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ conn_id: contextvars.ContextVar[str] = contextvars.ContextVar("conn_id", default
 queue_id: contextvars.ContextVar[str] = contextvars.ContextVar("queue_id", default="")
 
 
+_PLUGIN_LOGGER = "miltrd.plugin."
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.conn = conn_id.get()
         qid = queue_id.get()
         record.qid = f"{qid}: " if qid else ""
+        if record.name.startswith(_PLUGIN_LOGGER):
+            plugin = record.name[len(_PLUGIN_LOGGER) :].split(".", 1)[0]
+            record.who = f"plugin {plugin}: "
+        else:
+            record.who = ""
         return True
 
 
@@ -57,14 +67,14 @@ def setup_logging(
         handler = logging.handlers.SysLogHandler(
             address=syslog_socket, facility=logging.handlers.SysLogHandler.LOG_MAIL
         )
-        fmt = "miltrd[%(process)d]: %(levelname)s [%(conn)s] %(qid)s%(message)s"
+        fmt = "miltrd[%(process)d]: %(levelname)s [%(conn)s] %(qid)s%(who)s%(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
         # journald adds its own timestamps.
         if os.environ.get("JOURNAL_STREAM"):
-            fmt = "%(levelname)s [%(conn)s] %(qid)s%(message)s"
+            fmt = "%(levelname)s [%(conn)s] %(qid)s%(who)s%(message)s"
         else:
-            fmt = "%(asctime)s %(levelname)s [%(conn)s] %(qid)s%(message)s"
+            fmt = "%(asctime)s %(levelname)s [%(conn)s] %(qid)s%(who)s%(message)s"
     handler.setFormatter(SafeFormatter(fmt))
     handler.addFilter(ContextFilter())
     root.addHandler(handler)

@@ -88,7 +88,7 @@ class Bcc(Plugin):
                         continue
                     present.add(copy.lower())
                     msg.add_recipient(copy)
-                    self.log.info("bcc: added <%s>", copy)
+                    self.log.info("added <%s>", copy)
         return None
 
 

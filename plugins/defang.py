@@ -276,7 +276,7 @@ class Defang(Plugin):
             elif trouble:
                 problems.append(trouble)
         if problems and not findings:
-            self.log.warning("defang: %s: tempfail", "; ".join(problems))
+            self.log.warning("%s: tempfail", "; ".join(problems))
             return tempfail(
                 "Message could not be checked, try again later", code=451, xcode="4.3.0"
             )
@@ -284,11 +284,11 @@ class Defang(Plugin):
         if not findings and not cleaned:
             return None
         for f in findings:
-            self.log.warning("defang: %s: %s", _shown(f.name), f.why)
+            self.log.warning("%s: %s", _shown(f.name), f.why)
         try:
             saved = await run_blocking(self._save, msg, body, findings)
         except OSError as exc:
-            self.log.error("defang: cannot save what was removed: %s: tempfail", exc)
+            self.log.error("cannot save what was removed: %s: tempfail", exc)
             return tempfail(
                 "Message could not be processed, try again later", code=451, xcode="4.3.0"
             )
@@ -321,24 +321,35 @@ class Defang(Plugin):
     def _save(self, msg: Message, body: bytes, findings: list[Finding]) -> dict[int, str]:
         if self.options.save == "none" or not findings:
             return {}
+        # Under miltrd replay (dry run) nothing is written: the names are
+        # made as usual and recorded as what would have been saved.
+        dry_run = msg.conn.dry_run
         day = Path(self.options.save_dir) / time.strftime("%Y-%m-%d")
-        day.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(day, 0o700)
+        if not dry_run:
+            day.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(day, 0o700)
         base = re.sub(r"[^A-Za-z0-9]", "", msg.queue_id) or secrets.token_hex(6)
         stamp = time.strftime("%H%M%S")
         saved: dict[int, str] = {}
+
+        def write(path: Path, data: bytes) -> None:
+            if not dry_run:
+                _write_private(path, data)
+
         if self.options.save == "message":
             name = f"{stamp}-{base}-{next(_counter)}.eml"
-            _write_private(day / name, _header_bytes(msg) + b"\r\n" + body)
+            write(day / name, _header_bytes(msg) + b"\r\n" + body)
+            msg.record("saved", str(day / name))
             for f in findings:
                 saved[id(f.part)] = name
             return saved
         for f in findings:
             name = f"{stamp}-{base}-{next(_counter)}.bin"
             payload, _ = decode_payload(body, f.part, self.options.max_decoded_size)
-            _write_private(day / name, payload)
+            write(day / name, payload)
             info = f"original name: {_shown(f.name)}\nreason: {f.why}\nqueue id: {msg.queue_id}\n"
-            _write_private(day / (name + ".info"), info.encode())
+            write(day / (name + ".info"), info.encode())
+            msg.record("saved", str(day / name))
             saved[id(f.part)] = name
         return saved
 

@@ -2,8 +2,10 @@
 
 The MAIL FROM identity is checked (the HELO identity for the null sender,
 and optionally the HELO identity as well) with pyspf over dnspython. The
-result goes into a ``Received-SPF`` header (RFC 7208 section 9.1) and,
-with ``authserv_id`` set, an ``Authentication-Results`` header (RFC 8601).
+result goes into a ``Received-SPF`` header prepended to the message
+(RFC 7208 section 9.1) and is published to the chain, which writes it into
+the message's one ``Authentication-Results`` header (RFC 8601) and lets
+later plugins (dmarc) use it.
 A policy table maps each result to an action; per-domain overrides change
 it for chosen sender domains. Internal and authenticated clients and
 trusted forwarders are not checked. A DNS server that does not answer
@@ -71,7 +73,7 @@ class SpfOptions:
     check_helo: bool = False  # also check the HELO identity; a helo fail counts too
     skip_internal: bool = True  # [internal] networks and authenticated clients
     trusted_forwarders: list[str] = field(default_factory=list)  # networks not checked
-    authserv_id: str = ""  # set to add Authentication-Results
+    authserv_id: str = ""  # moved to [internal] authserv_id; an error here
     add_received_spf: bool = True
     receiver: str = ""  # host name in the headers (default: the MTA's j macro)
     dns_timeout: float = 10.0  # total seconds for all lookups of one check
@@ -150,7 +152,7 @@ class Outcome:
 
 class Spf(Plugin):
     Options = SpfOptions
-    actions = Action.ADD_HEADERS
+    actions = Action.ADD_HEADERS | Action.AUTH_RESULTS
 
     def __init__(self, options: SpfOptions, **kw: Any) -> None:
         super().__init__(options, **kw)
@@ -189,8 +191,12 @@ class Spf(Plugin):
         if not 1 <= options.max_dns_lookups <= 100:
             raise OptionError("max_dns_lookups", "must be between 1 and 100")
         pyspf.MAX_LOOKUP = options.max_dns_lookups
-        if options.authserv_id and not _token(options.authserv_id):
-            raise OptionError("authserv_id", "must be a host name like mx.example.com")
+        if options.authserv_id:
+            raise OptionError(
+                "authserv_id",
+                "moved: set authserv_id in [internal]; every plugin's results now go "
+                "into one Authentication-Results header",
+            )
         for domain in options.domains:
             if not domain or " " in domain:
                 raise OptionError(f"domains.{domain}", "not a domain name")
@@ -245,9 +251,9 @@ class Spf(Plugin):
             )
             if act == "mark":
                 if self.options.add_received_spf:
-                    msg.add_header("Received-SPF", outcome.header)
-                if self.options.authserv_id:
-                    msg.add_header("Authentication-Results", self._authres(outcome, msg, helo))
+                    # RFC 7208 section 9.1: prepended, like other trace fields.
+                    msg.insert_header(0, "Received-SPF", outcome.header)
+                self._publish(outcome, msg, helo)
             elif act in ("reject", "tempfail") and verdict is None:
                 verdict = self._refuse(act, outcome)
         return verdict
@@ -269,9 +275,10 @@ class Spf(Plugin):
             reason=f"spf {outcome.result}",
         )
 
-    def _authres(self, outcome: Outcome, msg: Message, helo: str) -> str:
-        prop = f"smtp.helo={helo}" if outcome.identity == "helo" else f"smtp.mailfrom={msg.sender}"
-        return f"{self.options.authserv_id}; spf={outcome.result} {prop}"
+    def _publish(self, outcome: Outcome, msg: Message, helo: str) -> None:
+        """RFC 8601 section 2.7.2: smtp.mailfrom, or smtp.helo for the HELO identity."""
+        prop = ("smtp.helo", helo) if outcome.identity == "helo" else ("smtp.mailfrom", msg.sender)
+        msg.publish_auth_result("spf", outcome.result, [prop])
 
     async def _check(self, ip: str, sender: str, helo: str, receiver: str) -> Outcome:
         timeout = self.options.dns_timeout
@@ -309,14 +316,6 @@ class Spf(Plugin):
         if guessed:
             header += "; x-best-guess=yes"
         return Outcome(result, explanation, header, q.ident, str(q.o or "").lower(), guessed)
-
-
-def _token(text: str) -> bool:
-    try:
-        dns.name.from_text(text)
-    except dns.exception.DNSException:
-        return False
-    return " " not in text and ";" not in text
 
 
 PLUGIN = Spf

@@ -140,6 +140,9 @@ class Wiretap(Plugin):
             if not self._selects(rule, msg):
                 continue
             for target in sorted(self._targets(rule, msg)):
+                if msg.conn.dry_run:  # miltrd replay: say where, write nothing
+                    msg.record("archived", f"{target} ({rule.format})")
+                    continue
                 try:
                     await run_blocking(self._write, rule.format, target, msg)
                 except Exception as exc:
@@ -153,6 +156,7 @@ class Wiretap(Plugin):
                     failed = failed or not rule.best_effort
                 else:
                     self.log.info("archived to %s (%s)", target, rule.format)
+                    msg.record("archived", f"{target} ({rule.format})")
         if failed:
             return tempfail(
                 "Message could not be archived, try again later",
@@ -206,7 +210,7 @@ class Wiretap(Plugin):
             ):
                 msg.add_recipient(tap.copy_to)
                 present.add(tap.copy_to.lower())
-                self.log.info("wiretap: copy to <%s>", tap.copy_to)
+                self.log.info("copy to <%s>", tap.copy_to)
 
     # --- writing (in a worker thread) -----------------------------------------
 

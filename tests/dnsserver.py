@@ -40,19 +40,22 @@ txt-record=helo.example.org,"v=spf1 ip4:192.0.2.0/24 -all"
 host-record=noreco.example.net,203.0.113.5
 mx-host=noreco.example.net,noreco.example.net,10
 host-record=mail.example.org,192.0.2.10
+# the loopback clients of the MTA tests (Sendmail cannot pretend another address)
+txt-record=loopback.example.net,"v=spf1 ip4:127.0.0.0/8 -all"
 """
 
 
 @contextlib.contextmanager
-def dns_server() -> Iterator[int]:
-    """Run dnsmasq on 127.0.0.1:PORT with ZONE; yields PORT."""
+def dns_server(extra: str = "") -> Iterator[int]:
+    """Run dnsmasq on 127.0.0.1:PORT with ZONE and ``extra`` (more dnsmasq
+    lines, e.g. DKIM keys); yields PORT."""
     require("/usr/sbin/dnsmasq")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "dnsmasq.conf"
         conf.write_text(
             f"port={port}\nlisten-address=127.0.0.1\nbind-interfaces\n"
-            "no-resolv\nno-hosts\nno-poll\n" + ZONE
+            "no-resolv\nno-hosts\nno-poll\n" + ZONE + extra
         )
         proc = subprocess.Popen(
             ["/usr/sbin/dnsmasq", "-k", f"--conf-file={conf}", "--user=root", "--pid-file="],

@@ -33,3 +33,22 @@ def test_syslog_lines() -> None:
     assert stats.errors == {"spf error": 1}
     text = report(stats)
     assert "zombie: 550 5.7.1 Client 10.1.2.3 may not send as <boss@evil.example>" in text
+
+
+def test_client_with_no_name_postfix_form() -> None:
+    # Postfix passes "[ADDRESS]" as the name of a client it has no name for.
+    line = (
+        "2026-11-30 10:00:00,000 INFO [c1] AB12: summary client=[127.0.0.1][127.0.0.1] "
+        "from=<root@host.example.com> to=<b@example.com> rejected=- plugins=zombie:reject "
+        "action=reject (550 5.7.1 no) at mail time=0.001s"
+    )
+    stats = parse_lines([line])
+    assert stats.clients_refused == {"127.0.0.1": 1}
+    v6 = line.replace("[127.0.0.1][127.0.0.1]", "[IPv6:2001:db8::1][2001:db8::1]")
+    assert parse_lines([v6]).clients_refused == {"2001:db8::1": 1}
+
+
+def test_a_log_without_summary_lines_says_so() -> None:
+    text = report(parse_lines(["unrelated line", "Nov 22 09:14:02 mx postfix/smtpd[1]: x"]))
+    assert text.startswith("miltrd stats: no summary lines found")
+    assert "Messages by action" not in text

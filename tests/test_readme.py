@@ -50,5 +50,5 @@ def test_readme_example_plugin_works(tmp_path: Path) -> None:
     assert "verdict: accept" in result.stdout
     assert b"Subject: [EXTERNAL] hello" in out.read_bytes()
 
-    internal = replay("--client-ip", "127.0.0.1", "--from", "a@example.net")
+    internal = replay("--client-ip", "127.0.0.1", "--from", "a@example.net", "--rcpt", "b@x.org")
     assert "change:" not in internal.stdout

@@ -43,7 +43,7 @@ def test_plugin_installed_as_an_entry_point(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert "1. shout [enforce] hooks: eom" in check.stdout
     replay = subprocess.run(
-        [sys.executable, "-m", "miltrd", "replay", str(mail), "-c", str(cfg)],
+        [sys.executable, "-m", "miltrd", "replay", str(mail), "--rcpt", "b@x.org", "-c", str(cfg)],
         capture_output=True,
         text=True,
         env=env,

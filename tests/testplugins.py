@@ -217,3 +217,62 @@ class Snapshot(Plugin):
             }
         )
         return None
+
+
+@dataclass(frozen=True)
+class VerdictOptions:
+    verdict: Literal["continue", "reject", "tempfail", "discard"] = "continue"
+
+
+class Verdicts(Plugin):
+    """Answers the configured verdict at end of message."""
+
+    Options = VerdictOptions
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        match self.options.verdict:
+            case "reject":
+                return reject("refused by test", code=550, xcode="5.7.1")
+            case "tempfail":
+                return tempfail("try later (test)", code=451, xcode="4.7.1")
+            case "discard":
+                return DISCARD
+        return None
+
+
+@dataclass(frozen=True)
+class ResultOptions:
+    method: str = "dkim"
+    result: str = "pass"
+    properties: dict[str, str] = field(default_factory=dict)
+    declare: bool = True
+
+
+class PublishResult(Plugin):
+    """Publishes one authentication result at end of message."""
+
+    Options = ResultOptions
+    actions = Action.AUTH_RESULTS
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.publish_auth_result(self.options.method, self.options.result, self.options.properties)
+        return None
+
+
+class PublishUndeclared(Plugin):
+    """Publishes a result without declaring Action.AUTH_RESULTS (a contract error)."""
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.publish_auth_result("dkim", "pass")
+        return None
+
+
+class ReadResults(Plugin):
+    """Adds X-Earlier-Results: what earlier plugins published (method=result by plugin)."""
+
+    actions = Action.ADD_HEADERS
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        seen = ", ".join(f"{r.plugin}:{r.method}={r.result}" for r in msg.auth_results)
+        msg.add_header("X-Earlier-Results", seen or "none")
+        return None

@@ -4,6 +4,7 @@ This package imports nothing else of miltrd, so a plugin written against
 it does not depend on the daemon's internals.
 """
 
+from .authresults import AuthResult, authserv_id_of, format_authentication_results
 from .changes import (
     BodyReplacement,
     Change,
@@ -51,6 +52,7 @@ __all__ = [
     "Action",
     "HeaderAddition",
     "RecipientAddition",
+    "AuthResult",
     "Body",
     "HeaderChange",
     "SenderChange",
@@ -71,10 +73,12 @@ __all__ = [
     "Verdict",
     "VerdictKind",
     "apply_header_changes",
+    "authserv_id_of",
     "bare_address",
     "clean_text",
     "domain_of",
     "fold_header",
+    "format_authentication_results",
     "header_text",
     "local_part",
     "parse_ip",

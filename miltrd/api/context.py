@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .authresults import AuthResult, make_result
 from .changes import (
     BodyReplacement,
     Change,
@@ -121,6 +122,9 @@ class InternalRules:
     networks: tuple[IPNetwork, ...] = ()
     domains: frozenset[str] = frozenset()
     authenticated: bool = True
+    # RFC 8601 section 2.5: the name in this site's Authentication-Results
+    # headers; "" means the MTA's host name (the j macro).
+    authserv_id: str = ""
 
     def is_internal_ip(self, address: str | None) -> bool:
         ip = parse_ip(address)
@@ -192,6 +196,10 @@ class Connection:
     family: str = "unknown"  # inet | inet6 | unix | unknown
     helo: str = ""
     macros: Mapping[str, str] = field(default_factory=dict)
+    # True under ``miltrd replay``: make no lasting change outside the
+    # message (write no file, send nothing); say with Message.record what
+    # would have been done, and where.
+    dry_run: bool = False
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _caller: _Caller | None = field(default=None, repr=False)
 
@@ -260,6 +268,8 @@ class Message:
     _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
     _positions: dict[str, int] = field(default_factory=dict, repr=False)
     _received_body: Body | None = field(default=None, repr=False)
+    _effects: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    _auth_results: list[AuthResult] = field(default_factory=list, repr=False)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -366,6 +376,51 @@ class Message:
 
     def quarantine(self, reason: str) -> None:
         self._request(Action.QUARANTINE, Quarantining(reason))
+
+    def record(self, effect: str, where: str = "") -> None:
+        """Note a lasting thing the calling plugin did outside the message,
+        such as ``record("archived", "/var/spool/miltrd/archive/...")``:
+        ``effect`` is one short word-like name (letters, digits, ``-``),
+        shown in the summary line's ``changes=`` and counted by ``miltrd
+        stats``; ``where`` (a path, an address) is shown by ``miltrd
+        replay``. Under ``conn.dry_run`` record what *would* have been done
+        instead of doing it. ValueError if ``effect`` is not such a name."""
+        if not effect or not all(c.isalnum() or c == "-" for c in effect) or not effect.isascii():
+            raise ValueError(f"effect must be a short name like 'archived', not {effect!r}")
+        caller = self.conn._caller.name if self.conn._caller else "?"
+        self._effects.append((caller, effect, where))
+
+    def publish_auth_result(
+        self,
+        method: str,
+        result: str,
+        properties: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        *,
+        reason: str = "",
+    ) -> AuthResult:
+        """Publish an authentication result (RFC 8601 resinfo), e.g.
+        ``publish_auth_result("dkim", "pass", {"header.d": "example.com"})``.
+
+        Later plugins read it in ``auth_results``; at end of message the
+        chain writes every result into one Authentication-Results header at
+        the top of the message. Needs ``Action.AUTH_RESULTS``; raises
+        ValueError for names that are not RFC 8601 keywords.
+        """
+        caller = self.conn._caller
+        if caller is None or Action.AUTH_RESULTS not in caller.actions:
+            who = caller.name if caller else "?"
+            raise PluginContractError(
+                f"plugin {who} published an authentication result without declaring "
+                "Action.AUTH_RESULTS"
+            )
+        published = make_result(method, result, properties, reason, caller.name)
+        self._auth_results.append(published)
+        return published
+
+    @property
+    def auth_results(self) -> tuple[AuthResult, ...]:
+        """Every result published so far for this message, in order."""
+        return tuple(self._auth_results)
 
     def changes(self) -> list[tuple[str, Change]]:
         """(plugin name, change) in the order they were asked for."""

@@ -42,3 +42,6 @@ class Action(enum.Flag):
     CHANGE_SENDER = enum.auto()
     REPLACE_BODY = enum.auto()
     QUARANTINE = enum.auto()
+    # publish authentication results: the chain writes them into one
+    # Authentication-Results header and removes forged ones (RFC 8601)
+    AUTH_RESULTS = enum.auto()

@@ -69,6 +69,7 @@ class Runtime:
     config: Config
     plugins: tuple[LoadedPlugin, ...]
     declared: Declared
+    dry_run: bool = False  # miltrd replay: plugins make no lasting change (Connection.dry_run)
 
     async def close(self) -> None:
         for loaded in self.plugins:
@@ -78,8 +79,9 @@ class Runtime:
                 logging.getLogger("miltrd.chain").exception("closing plugin %s failed", loaded.name)
 
 
-def build_runtime(config: Config) -> Runtime:
-    """Build every plugin of the chain; ConfigError if one refuses its options."""
+def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
+    """Build every plugin of the chain; ConfigError if one refuses its options.
+    ``dry_run``: for ``miltrd replay``, see Connection.dry_run."""
     loaded: list[LoadedPlugin] = []
     problems = []
     for entry in config.plugins:
@@ -113,7 +115,7 @@ def build_runtime(config: Config) -> Runtime:
         )
     if problems:
         raise ConfigError(problems)
-    return Runtime(config, tuple(loaded), join_declarations(loaded))
+    return Runtime(config, tuple(loaded), join_declarations(loaded), dry_run=dry_run)
 
 
 def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Declared:
@@ -129,6 +131,9 @@ def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) ->
             actions |= p.actions
         for phase, names in type(p.plugin).macros.items():
             macros.setdefault(phase, set()).update(names)
+    # The chain must see the headers to remove forged Authentication-Results.
+    if Action.AUTH_RESULTS & actions:
+        observes |= Phase.HEADER
     # Anyone who decides anywhere may fail, and a failure may tempfail.
     return Declared(
         observes=observes,

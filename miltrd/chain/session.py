@@ -20,11 +20,18 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
    logged as "would ..." and dropped.
 5. A hook that raises or runs past its timeout gets the plugin's on_error
    verdict, logged with the traceback and the queue id.
+
+One summary line per message says, for each plugin, what it answered or
+why it was never asked (``not-applied``: its ``when`` did not match;
+``not-run``: the message was decided before its turn), and what each
+plugin changed (``changes=``). With log_level "debug" every phase and
+every plugin's verdict is logged as it happens.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,15 +41,20 @@ from ..api import (
     ACCEPT,
     CONTINUE,
     MESSAGE_PHASES,
+    Action,
     Body,
     Change,
     Connection,
+    HeaderChange,
+    HeaderInsertion,
     Message,
     Phase,
     PluginContractError,
     Verdict,
     VerdictKind,
+    authserv_id_of,
     bare_address,
+    format_authentication_results,
     parse_ip,
     reject,
     tempfail,
@@ -78,12 +90,17 @@ def on_error_verdict(policy: str) -> Verdict:
 
 @dataclass(frozen=True)
 class MessageRecord:
-    """What became of one message: each plugin's verdict, and why the
-    plugins whose ``when`` did not match were not applied."""
+    """What became of one message: each plugin's verdict (``not-applied``,
+    ``not-run`` for plugins never called), why the plugins whose ``when``
+    did not match were not applied, and each plugin's changes: short names
+    such as ``replace-body`` or ``add-rcpt`` (``would-...`` in observe
+    mode) and what it recorded with ``Message.record`` (``archived``)."""
 
     action: str
     plugins: dict[str, str]
     not_applied: dict[str, str]
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    effects: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +130,8 @@ class ChainSession:
         self.history: list[MessageRecord] = []
         self._retired: set[str] = set()
         self._verdicts: dict[str, str] = {}
+        self._called: set[str] = set()  # plugins called for this message
+        self._conn_called: set[str] = set()  # ...or at connect/helo
         self._started = 0.0
 
     # --- helpers ------------------------------------------------------------
@@ -125,6 +144,7 @@ class ChainSession:
         self._excluded = {}
         self._accepted = set()
         self._verdicts = {}
+        self._called = set()
         self._started = time.monotonic()
         return self.msg
 
@@ -202,6 +222,9 @@ class ChainSession:
     def _all_accepted(self) -> bool:
         if self.msg is not None and self.msg._changes:
             return False
+        # Forged Authentication-Results are removed at end of message.
+        if self._writes_auth_results:
+            return False
         # Plugins whose `when` does not match do not count.
         counted = [p for p in self.plugins if p.name not in self._excluded]
         return bool(counted) and all(
@@ -221,6 +244,7 @@ class ChainSession:
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
     ) -> Verdict:
         self.conn._caller = _Caller(p.name, p.actions, p.observe_only, self._position[p.name])
+        (self._called if phase & MESSAGE_PHASES else self._conn_called).add(p.name)
         stats = metrics.current()
         started = time.perf_counter() if stats is not None else 0.0
         try:
@@ -254,6 +278,14 @@ class ChainSession:
                 stats.hook_seconds.labels(p.name, (phase.name or "").lower()).observe(
                     time.perf_counter() - started
                 )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "plugin %s: %s -> %s%s",
+                p.name,
+                (phase.name or "").lower(),
+                result.describe(),
+                " (observe)" if p.observe_only else "",
+            )
         if result.kind is not VerdictKind.CONTINUE:
             self._verdicts[p.name] = result.kind.value
             if stats is not None:
@@ -271,7 +303,15 @@ class ChainSession:
         recipient: str | None = None,
     ) -> Verdict:
         retired_scope = self._conn_retired if not phase & MESSAGE_PHASES else self._retired
-        for p in self._active(phase, recipient):
+        active = self._active(phase, recipient)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s%s: %s",
+                (phase.name or "").lower(),
+                f" <{recipient}>" if recipient else "",
+                ", ".join(p.name for p in active) or "no plugin to call",
+            )
+        for p in active:
             verdict = await self._call(p, phase, make_call(p))
             if verdict.kind is VerdictKind.ACCEPT:
                 retired_scope.add(p.name)
@@ -356,6 +396,8 @@ class ChainSession:
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
             result.changes = self._ordered_changes(msg)
+            if self._writes_auth_results:
+                result.changes = self._with_auth_results(msg, result.changes)
         self._summary(verdict)
         self._end_message_state()
         return result
@@ -369,6 +411,49 @@ class ChainSession:
                 log.info("plugin %s (observe): would %s", name, _describe_change(change))
                 continue
             out.append(change)
+        return out
+
+    @property
+    def _writes_auth_results(self) -> bool:
+        return bool(Action.AUTH_RESULTS & self.runtime.declared.actions)
+
+    def _with_auth_results(self, msg: Message, mutations: list[Change]) -> list[Change]:
+        """Remove incoming Authentication-Results that claim our authserv-id
+        (RFC 8601 section 5), then put ours at the top of the header block.
+
+        Deletions go highest occurrence first, so no deletion moves the
+        index of one still to come. Our header is inserted at index 0 after
+        every plugin's changes, so it ends up above them all.
+        """
+        authserv_id = (
+            self.conn.internal_rules.authserv_id or self.conn.macro("j") or socket.getfqdn()
+        ).lower()
+        forged: list[int] = []
+        seen = 0
+        for name, value in msg.headers:
+            if name.lower() == "authentication-results":
+                seen += 1
+                if authserv_id_of(value) == authserv_id:
+                    forged.append(seen)
+        if forged:
+            log.info(
+                "removing %d incoming Authentication-Results claiming %s", len(forged), authserv_id
+            )
+        out: list[Change] = [
+            HeaderChange(index, "Authentication-Results", "") for index in reversed(forged)
+        ]
+        out.extend(mutations)
+        observe = {p.name for p in self.plugins if p.observe_only}
+        results = []
+        for published in msg._auth_results:
+            if published.plugin in observe:
+                log.info(
+                    "plugin %s (observe): would publish %s", published.plugin, published.render()
+                )
+            else:
+                results.append(published)
+        values = format_authentication_results(authserv_id, results)
+        out.extend(HeaderInsertion(0, "Authentication-Results", v) for v in reversed(values))
         return out
 
     def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
@@ -398,7 +483,35 @@ class ChainSession:
     def _verdict_of(self, name: str) -> str:
         if name in self._excluded:
             return "not-applied"
-        return self._verdicts.get(name, "continue")
+        verdict = self._verdicts.get(name)
+        if verdict is not None:
+            return verdict
+        if name in self._conn_retired:
+            return "accept"  # at connect or helo, for the whole connection
+        if name in self._called or name in self._conn_called:
+            return "continue"
+        return "not-run"
+
+    def _changes(self, msg: Message, applied: bool) -> dict[str, list[str]]:
+        """Each plugin's changes by short name; ``applied``: the MTA gets
+        them (a refused message's changes are never made)."""
+        observe = {p.name for p in self.plugins if p.observe_only}
+        out: dict[str, list[str]] = {}
+        for name, change in msg._changes:
+            if not applied and name not in observe:
+                continue
+            what = change_name(change)
+            if name in observe:
+                what = "would-" + what
+            kinds = out.setdefault(name, [])
+            if what not in kinds:
+                kinds.append(what)
+        for name, effect, _where in msg._effects:
+            what = ("would-" if self.conn.dry_run else "") + effect
+            kinds = out.setdefault(name, [])
+            if what not in kinds:
+                kinds.append(what)
+        return out
 
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
         msg = self.msg
@@ -408,12 +521,20 @@ class ChainSession:
             self.on_message()
         elapsed = time.monotonic() - self._started
         client = f"{self.conn.hostname}[{self.conn.address or ''}]"
-        plugins = ",".join(f"{p.name}:{self._verdict_of(p.name)}" for p in self.plugins)
+        verdicts = {p.name: self._verdict_of(p.name) for p in self.plugins}
+        plugins = ",".join(f"{name}:{v}" for name, v in verdicts.items())
+        applied = verdict is not None and verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
+        changes = self._changes(msg, applied)
+        effects: dict[str, list[tuple[str, str]]] = {}
+        for name, effect, where in msg._effects:
+            effects.setdefault(name, []).append((effect, where))
         self.history.append(
             MessageRecord(
                 action=verdict.kind.value if verdict is not None else "aborted",
-                plugins={p.name: self._verdict_of(p.name) for p in self.plugins},
+                plugins=verdicts,
                 not_applied=dict(self._excluded),
+                changes=changes,
+                effects=effects,
             )
         )
         stats = metrics.current()
@@ -431,12 +552,14 @@ class ChainSession:
         if verdict is not None and at != "eom":
             action += f" at {at}"
         summary_log.info(
-            "summary client=%s from=<%s> to=%s rejected=%s plugins=%s action=%s time=%.3fs",
+            "summary client=%s from=<%s> to=%s rejected=%s plugins=%s changes=%s action=%s "
+            "time=%.3fs",
             client,
             msg.sender,
             ",".join(f"<{r}>" for r in msg.recipients) or "-",
             ",".join(f"<{r}>" for r in msg.rejected_recipients) or "-",
             plugins or "-",
+            ",".join(f"{name}:{'+'.join(kinds)}" for name, kinds in changes.items()) or "-",
             action,
             elapsed,
         )
@@ -454,6 +577,26 @@ def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Ver
         await p.plugin.on_close(conn)
 
     return call
+
+
+_CHANGE_NAMES = {
+    "HeaderAddition": "add-header",
+    "HeaderInsertion": "add-header",
+    "HeaderChange": "change-header",
+    "RecipientAddition": "add-rcpt",
+    "RecipientDeletion": "delete-rcpt",
+    "SenderChange": "change-from",
+    "BodyReplacement": "replace-body",
+    "Quarantining": "quarantine",
+}
+
+
+def change_name(change: Change) -> str:
+    """The short name of a change, as the summary line and ``stats`` show it."""
+    name = type(change).__name__
+    if isinstance(change, HeaderChange) and not change.value:
+        return "delete-header"
+    return _CHANGE_NAMES.get(name, name.lower())
 
 
 def _describe_change(m: Change) -> str:

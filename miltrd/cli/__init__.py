@@ -1,14 +1,24 @@
-"""The ``miltrd`` command: run, check, replay, stats, version."""
+"""The ``miltrd`` command: run, check, replay, stats, version.
+
+Exit statuses (also in ``miltrd --help``): 0 done (``replay``: accepted),
+1 the configuration has errors or the daemon/milter could not be reached,
+2 a command-line mistake (unknown option, unreadable message file, a
+malformed ``--connect``), 141 the reader of standard output went away
+(``miltrd check | head -1``: 128 + SIGPIPE, as for a C program).
+``replay`` also says its verdict: 4 tempfail, 5 reject, 6 discard.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..config import DEFAULT_PATH
+from .exits import EXIT_PIPE, EXIT_STATUSES, REPLAY_EXIT_STATUSES
 
 __all__ = ["main", "build_parser"]
 
@@ -19,7 +29,10 @@ def _config_default() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="miltrd", description="Configuration-driven mail filter (milter) daemon."
+        prog="miltrd",
+        description="Configuration-driven mail filter (milter) daemon.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -35,20 +48,47 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(run)
     check = sub.add_parser("check", help="validate the config and show what it negotiates")
     config_arg(check)
-    replay = sub.add_parser("replay", help="run one message through the chain (or a milter)")
-    replay.add_argument("message", help="the message file (.eml), or - for standard input")
-    replay.add_argument("--from", dest="sender", default="", help="envelope sender")
-    replay.add_argument(
-        "--rcpt", action="append", default=[], help="envelope recipient (repeatable)"
+    replay = sub.add_parser(
+        "replay",
+        help="run one message through the chain (or a milter)",
+        description="Run one message through the configured chain (or a running milter) "
+        "and print each plugin's verdict and change. Nothing is written, sent or "
+        "archived: plugins that would write files (wiretap archives, defang "
+        "quarantine) say what they would have written and where. The resulting "
+        "message goes only to --output.",
+        epilog=REPLAY_EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    replay.add_argument("--client-ip", default="127.0.0.1")
-    replay.add_argument("--client-name", default=None, help="client host name")
-    replay.add_argument("--helo", default=None)
-    replay.add_argument("--auth", default="", help="SMTP AUTH user name")
+    replay.add_argument("message", help="the message file (.eml), or - for standard input")
+    replay.add_argument(
+        "--from", dest="sender", default="", help="envelope sender (default: <>, a bounce)"
+    )
+    replay.add_argument(
+        "--rcpt",
+        action="append",
+        required=True,
+        help="envelope recipient (required; repeat for several)",
+    )
+    replay.add_argument(
+        "--client-ip",
+        default="127.0.0.1",
+        help="address of the SMTP client that sent the message (default: 127.0.0.1, "
+        "this host, which [internal] networks usually count as internal, so the mail "
+        "is judged as your own users'; give an outside address such as 192.0.2.1 to "
+        "judge it as mail arriving from the internet)",
+    )
+    replay.add_argument(
+        "--client-name",
+        default=None,
+        help="client host name (default: localhost for 127.x, else unknown)",
+    )
+    replay.add_argument("--helo", default=None, help="HELO name (default: the client name)")
+    replay.add_argument("--auth", default="", help="SMTP AUTH user name (default: none)")
     replay.add_argument(
         "--connect",
         default=None,
-        help="talk to this running milter instead (inet:PORT@HOST, unix:/path)",
+        help="talk to this running milter instead, in Sendmail's syntax "
+        "(inet:PORT@HOST, unix:/path)",
     )
     replay.add_argument("--output", default=None, help="write the resulting message here")
     config_arg(replay)
@@ -62,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``miltrd check | head -1``): not an error
+        # to report, and stdout must not be flushed again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "stats":
         from .stats import stats_command

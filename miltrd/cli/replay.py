@@ -8,9 +8,9 @@ import socket
 import sys
 from pathlib import Path
 
-from ..chain import Runtime
+from ..chain import Runtime, build_runtime
 from ..chain.session import MessageRecord
-from ..config import ConfigError
+from ..config import ConfigError, load, parse_listen
 from ..logs import setup_logging
 from ..mta import (
     Envelope,
@@ -25,20 +25,39 @@ from ..mta import (
 )
 from ..protocol import ProtocolError
 from ..server import MilterHandler
-from .check import load_runtime
+from .exits import EXIT_ERROR, EXIT_USAGE, REPLAY_EXITS
 
 __all__ = ["replay_command"]
 
 
+def _default_name(ip: str) -> str:
+    return "localhost" if ip.startswith("127.") or ip == "::1" else "unknown"
+
+
+def _usage(problem: str) -> int:
+    print(f"miltrd replay: {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def replay_command(args: argparse.Namespace, config_path: str) -> int:
-    raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    """Exit status: the verdict (REPLAY_EXITS), EXIT_ERROR or EXIT_USAGE."""
+    if args.connect:
+        spec = "unix:" + args.connect if args.connect.startswith("/") else args.connect
+        try:
+            parse_listen(spec)
+        except ValueError as exc:
+            return _usage(f"--connect {exc}")
+    try:
+        raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    except OSError as exc:
+        return _usage(f"{args.message}: {exc.strerror or exc}")
+    name = args.client_name or _default_name(args.client_ip)
     env = Envelope(
         sender=args.sender,
-        recipients=args.rcpt or ["postmaster@localhost"],
+        recipients=args.rcpt,
         client_ip=args.client_ip,
-        client_name=args.client_name
-        or ("localhost" if args.client_ip.startswith("127.") else "unknown"),
-        helo=args.helo or args.client_name or "localhost",
+        client_name=name,
+        helo=args.helo or name,
         auth=args.auth,
     )
     try:
@@ -46,10 +65,12 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
-    except (OSError, ProtocolError) as exc:
-        print(f"miltrd replay: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
+        where = f"{args.connect}: " if args.connect else ""
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"miltrd replay: {where}{text or type(exc).__name__}", file=sys.stderr)
+        return EXIT_ERROR
     for phase, response in result.steps:
         print(f"{phase}: {describe(response)}")
     for rcpt, response in result.rejected_recipients.items():
@@ -57,12 +78,8 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
     for change in result.changes:
         print(f"change: {describe(change)}")
     if history:
-        last = history[-1]
-        for name, verdict in last.plugins.items():
-            if verdict == "not-applied":
-                print(f"plugin {name}: not applied ({last.not_applied[name]})")
-            else:
-                print(f"plugin {name}: applied, {verdict}")
+        for line in plugin_lines(history[-1]):
+            print(line)
     print(
         f"verdict: {result.action}"
         + (f" (at {result.ended_at})" if result.ended_at != "eom" else "")
@@ -70,8 +87,31 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
     if args.output:
         headers, body = split_message(raw)
         headers, body = apply_changes(headers, body, result.changes)
-        Path(args.output).write_bytes(render(headers, body))
-    return 0
+        try:
+            Path(args.output).write_bytes(render(headers, body))
+        except OSError as exc:
+            return _usage(f"--output {args.output}: {exc.strerror or exc}")
+    return REPLAY_EXITS.get(result.action, EXIT_ERROR)
+
+
+def plugin_lines(record: MessageRecord) -> list[str]:
+    """One line per plugin: what it answered, or why it never ran; what it
+    changed; what it would have written (replay writes nothing)."""
+    lines = []
+    for name, verdict in record.plugins.items():
+        if verdict == "not-applied":
+            line = f"plugin {name}: not applied ({record.not_applied[name]})"
+        elif verdict == "not-run":
+            line = f"plugin {name}: not run (the message was decided before its turn)"
+        else:
+            line = f"plugin {name}: applied, {verdict}"
+        changes = record.changes.get(name, [])
+        if changes:
+            line += f"; changes: {' '.join(changes)}"
+        lines.append(line)
+        for effect, where in record.effects.get(name, []):
+            lines.append(f"plugin {name}: would have {effect}: {where} (replay writes nothing)")
+    return lines
 
 
 async def replay_in_process(
@@ -103,7 +143,7 @@ async def _run(
             return await replay(client, raw, env), []
         finally:
             await client.close()
-    runtime = load_runtime(config_path)
+    runtime = build_runtime(load(config_path), dry_run=True)
     setup_logging(runtime.config.daemon.log_level, "stderr")
     try:
         return await replay_in_process(runtime, raw, env)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
+from .. import __version__
 from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
@@ -26,6 +28,7 @@ def run(path: str) -> int:
             print(problem, file=sys.stderr)
         return 1
     setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
+    log.info("miltrd %s starting: config %s, pid %d", __version__, config.path, os.getpid())
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()

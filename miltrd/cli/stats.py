@@ -6,6 +6,7 @@ import gzip
 import sys
 
 from ..logreport import Stats, parse_lines, report
+from .exits import EXIT_USAGE
 
 __all__ = ["stats_command"]
 
@@ -24,6 +25,6 @@ def stats_command(paths: list[str], top: int) -> int:
                     parse_lines(f, stats)
         except OSError as exc:
             print(f"miltrd stats: {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            return EXIT_USAGE
     sys.stdout.write(report(stats, top))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,10 @@ def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> 
     )
 
 
+# RFC 8601 section 2.5: a host name (a token without ';' or spaces).
+_AUTHSERV_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+
+
 def _internal(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> InternalRules:
     networks = []
     for i, text in enumerate(raw.networks):
@@ -241,7 +246,15 @@ def _internal(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Inte
         except SendmailCfError as exc:
             problems.append(("internal.sendmail_class", f"{cf.path}: {exc}"))
     domains = frozenset(d.lower().rstrip(".") for d in names)
-    return InternalRules(tuple(networks), domains, raw.authenticated)
+    authserv_id = raw.authserv_id.strip()
+    if authserv_id and not _AUTHSERV_ID.match(authserv_id):
+        problems.append(
+            (
+                "internal.authserv_id",
+                f"expected a host name like mx.example.com, got {authserv_id!r}",
+            )
+        )
+    return InternalRules(tuple(networks), domains, raw.authenticated, authserv_id.lower())
 
 
 def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntry | None:

@@ -112,6 +112,7 @@ class InternalSection:
     domains: list[str] = field(default_factory=list)
     authenticated: bool = True
     sendmail_class: str = ""  # also take domains from this sendmail.cf class, e.g. "w"
+    authserv_id: str = ""  # Authentication-Results name (RFC 8601); "" = the MTA's j macro
 
 
 @dataclass(frozen=True)

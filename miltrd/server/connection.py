@@ -178,7 +178,9 @@ class MilterHandler:
         self.cid = cid or next_conn_id()
         daemon = runtime.config.daemon
         self.fc = FilterConnection(max_data_size=MDS_1M, min_packet_limit=daemon.max_packet)
-        self.conn = Connection(id=self.cid, internal_rules=runtime.config.internal)
+        self.conn = Connection(
+            id=self.cid, internal_rules=runtime.config.internal, dry_run=runtime.dry_run
+        )
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
         self.deferred: Verdict | None = None
         self.smtputf8 = False  # the client gave SMTPUTF8 with MAIL FROM
@@ -323,7 +325,11 @@ class MilterHandler:
                 return b""
             case QuitNewConnection():
                 await chain.close()
-                self.conn = Connection(id=self.cid, internal_rules=self.runtime.config.internal)
+                self.conn = Connection(
+                    id=self.cid,
+                    internal_rules=self.runtime.config.internal,
+                    dry_run=self.runtime.dry_run,
+                )
                 self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
                 self.deferred = None
                 return b""

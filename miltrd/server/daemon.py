@@ -70,6 +70,7 @@ class Daemon:
         self.owns_socket_files = True
         self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
+        self.stop_reason = "request"  # what stopped us, for the log
 
     # --- start --------------------------------------------------------------
 
@@ -103,11 +104,18 @@ class Daemon:
             except OSError as exc:
                 raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
         drop_privileges(daemon.user, daemon.group)
+        # asyncio calls listen() again on a socket it is given: pass the
+        # configured backlog, or its default of 100 replaces ours.
+        backlog = daemon.backlog
         for listener in self.listeners:
             if listener.sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(_ConnectionTask(self), sock=listener.sock)
+                server = await asyncio.start_unix_server(
+                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
+                )
             else:
-                server = await asyncio.start_server(_ConnectionTask(self), sock=listener.sock)
+                server = await asyncio.start_server(
+                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
+                )
             self.servers.append(server)
             log.info("listening on %s", listener.name)
         log.info("chain: %s", ", ".join(p.name for p in self.runtime.plugins) or "(no plugins)")
@@ -116,8 +124,8 @@ class Daemon:
 
     def install_signal_handlers(self) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
 
         def remove() -> None:
@@ -126,13 +134,19 @@ class Daemon:
 
         return remove
 
+    def request_stop(self, why: str) -> None:
+        """Stop serving; ``why`` (a signal name, or the reason) is logged."""
+        if not self.stop_event.is_set():
+            self.stop_reason = why
+            self.stop_event.set()
+
     def message_done(self) -> None:
         """Called once per finished message; retires a worker at its limit."""
         self.messages += 1
         limit = self.runtime.config.daemon.max_messages
         if limit and self.messages >= limit and not self.stop_event.is_set():
             log.info("served %d messages (daemon.max_messages): retiring this worker", limit)
-            self.stop_event.set()
+            self.request_stop("daemon.max_messages")
 
     async def run(self, *, notify: bool = True) -> None:
         """Serve until stop_event; reload on reload_event."""
@@ -191,9 +205,16 @@ class Daemon:
         # A connection accepted just before the close gets its task a few
         # loop turns later; give it that time so it is served, not dropped.
         await asyncio.sleep(0.1)
+        drained = cancelled = 0
+        log.info(
+            "stopping on %s: %d session(s) open, waiting up to %.0fs",
+            self.stop_reason,
+            len(self.tasks),
+            timeout,
+        )
         if self.tasks:
-            log.info("waiting up to %.0fs for %d open connection(s)", timeout, len(self.tasks))
-            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            drained, cancelled = len(done), len(pending)
             if pending:
                 log.warning("cancelling %d connection(s) still open", len(pending))
                 for task in pending:
@@ -208,7 +229,7 @@ class Daemon:
         if self.metrics_server is not None and hasattr(self.metrics_server, "shutdown"):
             self.metrics_server.shutdown()
             self.metrics_server = None
-        log.info("stopped")
+        log.info("stopped: %d session(s) drained, %d cancelled", drained, cancelled)
 
 
 class _ConnectionTask:

@@ -39,6 +39,8 @@ ACTION_BITS: dict[Action, ActionFlag] = {
     Action.CHANGE_SENDER: ActionFlag.CHGFROM,
     Action.REPLACE_BODY: ActionFlag.CHGBODY,
     Action.QUARANTINE: ActionFlag.QUARANTINE,
+    # The chain adds its Authentication-Results header and deletes forged ones.
+    Action.AUTH_RESULTS: ActionFlag.ADDHDRS | ActionFlag.CHGHDRS,
 }
 MACRO_STAGES: dict[Phase, MacroStage] = {
     Phase.CONNECT: MacroStage.CONNECT,

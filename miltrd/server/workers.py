@@ -67,7 +67,7 @@ class Supervisor:
                 elif info.si_signo == signal.SIGHUP:
                     self._reload()
                 else:
-                    self._stop()
+                    self._stop(signal.Signals(info.si_signo).name)
         finally:
             for listener in self.listeners:
                 listener.remove_socket_file()
@@ -136,11 +136,12 @@ class Supervisor:
         log.info("reload passed to %d workers", len(self.children))
         systemd.notify("READY=1")
 
-    def _stop(self) -> None:
+    def _stop(self, why: str) -> None:
         if self.stopping:
             return
         self.stopping = True
         systemd.notify("STOPPING=1")
+        log.info("stopping on %s: passing it to %d worker(s)", why, len(self.children))
         for pid in list(self.children):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.runtime.config.daemon.shutdown_timeout + 5

@@ -14,7 +14,7 @@ from miltrd.chain import build_runtime
 from miltrd.cli.replay import replay_in_process
 from miltrd.config import load_text
 from miltrd.mta import Envelope
-from miltrd.protocol import AddHeader
+from miltrd.protocol import AddHeader, InsertHeader
 
 from ..dnsserver import dns_server
 
@@ -25,8 +25,8 @@ EVIL_SENDER = "a\r\nX-Injected: sender@example.org"
 def test_control_characters_from_smtp_input_never_reach_added_headers() -> None:
     with dns_server() as port:
         config = load_text(
-            '[chain]\nplugins = ["spf"]\n[internal]\nnetworks = []\n'
-            f'[plugins.spf]\nnameservers = ["127.0.0.1:{port}"]\nauthserv_id = "mx.example.com"\n'
+            '[chain]\nplugins = ["spf"]\n[internal]\nnetworks = []\nauthserv_id = "mx.example.com"\n'
+            f'[plugins.spf]\nnameservers = ["127.0.0.1:{port}"]\n'
             "dns_timeout = 3.0\n"
         )
         runtime = build_runtime(config)
@@ -40,7 +40,7 @@ def test_control_characters_from_smtp_input_never_reach_added_headers() -> None:
         result, _history = asyncio.run(
             replay_in_process(runtime, b"Subject: x\r\n\r\nbody\r\n", env)
         )
-    added = [c for c in result.changes if isinstance(c, AddHeader)]
+    added = [c for c in result.changes if isinstance(c, AddHeader | InsertHeader)]
     assert {a.name for a in added} == {"Received-SPF", "Authentication-Results"}
     for header in added:
         # The only line breaks are folds (LF then white space): no line of

@@ -34,7 +34,6 @@ plugins = ["zombie", "spf", "bcc", "outtag"]
 [plugins.spf]
 nameservers = ["127.0.0.1:{dns}"]
 dns_timeout = 5.0
-authserv_id = "mta.test.example"
 
 [[plugins.bcc.rules]]
 direction = ["outgoing"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from miltrd.api import HeaderAddition, VerdictKind
+from miltrd.api import HeaderAddition, HeaderInsertion, VerdictKind
 
 from ..dnsserver import dns_server, silent_dns
 from .helpers import run_message, session
@@ -32,7 +32,7 @@ def headers(outcome, name: str) -> list[str]:
     return [
         m.value.replace("\n", "")
         for m in outcome.changes
-        if isinstance(m, HeaderAddition) and m.name == name
+        if isinstance(m, HeaderAddition | HeaderInsertion) and m.name == name
     ]
 
 
@@ -123,7 +123,7 @@ def test_check_helo_as_well(dns_port: int) -> None:
 
 
 def test_authentication_results(dns_port: int) -> None:
-    s = session(spf_config(dns_port, 'authserv_id = "mx.example.com"'), ip="192.0.2.55")
+    s = session(spf_config(dns_port, internal='authserv_id = "mx.example.com"'), ip="192.0.2.55")
     out = run_message(s, "alice@example.org", ["bob@example.com"])
     assert headers(out, "Authentication-Results") == [
         "mx.example.com; spf=pass smtp.mailfrom=alice@example.org"
