@@ -6,18 +6,26 @@ is asserted on what replay prints and on the message it writes.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from .tools import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = Path(__file__).parent / "cases"
 
 
-def replay(tmp: Path, case: str, config: str) -> tuple[str, bytes]:
+def replay(
+    tmp: Path, case: str, config: str, *, status: int = 0, connect: str | None = None
+) -> tuple[str, bytes]:
+    """Run ``miltrd replay`` on a case; ``status`` is the exit status its
+    verdict gives (0 accept, 5 reject); with ``connect``, through that milter."""
     cfg = tmp / "miltrd.toml"
     cfg.write_text(config)
     out = tmp / "out.eml"
@@ -38,6 +46,7 @@ def replay(tmp: Path, case: str, config: str) -> tuple[str, bytes]:
             str(cfg),
             "--output",
             str(out),
+            *(["--connect", connect] if connect else []),
         ],
         capture_output=True,
         text=True,
@@ -45,7 +54,7 @@ def replay(tmp: Path, case: str, config: str) -> tuple[str, bytes]:
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         cwd=REPO,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == status, result.stderr
     return result.stdout, out.read_bytes() if out.exists() else b""
 
 
@@ -80,7 +89,10 @@ def test_case_20_replace_header_is_seven_bit(tmp_path: Path) -> None:
 
 def test_case_20_reject_reply_is_printable_ascii(tmp_path: Path) -> None:
     stdout, _ = replay(
-        tmp_path, "20-8bit-in-added-header-and-reply", defang(tmp_path, 'action = "reject"')
+        tmp_path,
+        "20-8bit-in-added-header-and-reply",
+        defang(tmp_path, 'action = "reject"'),
+        status=5,
     )
     (line,) = [line for line in stdout.splitlines() if line.startswith("eom:")]
     assert (
@@ -89,12 +101,13 @@ def test_case_20_reject_reply_is_printable_ascii(tmp_path: Path) -> None:
     assert "verdict: reject" in stdout
 
 
-def wiretap_chain(tmp: Path, copy: str) -> str:
+def wiretap_chain(tmp: Path, copy: str, listen: str = "") -> str:
     return (
-        '[chain]\nplugins = ["defang", "wiretap"]\n'
-        f'[plugins.defang]\nsave_dir = "{tmp}/q"\n'
-        f'[plugins.wiretap]\nroot = "{tmp}/archive"\ncopy = "{copy}"\n'
-        '[[plugins.wiretap.archive]]\npath = "all"\n'
+        (f'[daemon]\nlisten = ["{listen}"]\n' if listen else "")
+        + '[chain]\nplugins = ["defang", "wiretap"]\n'
+        + f'[plugins.defang]\nsave_dir = "{tmp}/q"\n'
+        + f'[plugins.wiretap]\nroot = "{tmp}/archive"\ncopy = "{copy}"\n'
+        + '[[plugins.wiretap.archive]]\npath = "all"\n'
     )
 
 
@@ -105,11 +118,36 @@ def archived(tmp: Path) -> bytes:
     return message
 
 
-def test_case_21_archive_as_received_is_the_message_received(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def daemon(tmp: Path, copy: str) -> Iterator[str]:
+    """``miltrd run`` with the case-21 chain (replay itself writes nothing:
+    it is a dry run), for ``miltrd replay --connect``."""
+    from .integration.mta import Miltrd
+
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp / "daemon.toml"
+    cfg.write_text(wiretap_chain(tmp, copy, spec))
+    miltrd = Miltrd(cfg, port=port)
+    try:
+        yield spec
+    finally:
+        miltrd.stop()
+
+
+def test_case_21_replay_says_it_would_archive_the_message_as_received(tmp_path: Path) -> None:
     stdout, _ = replay(
         tmp_path, "21-wiretap-copy-after-body-change", wiretap_chain(tmp_path, "received")
     )
     assert "replace body" in stdout  # defang did replace the program
+    assert "archived" in stdout and "as received" in stdout
+    assert not (tmp_path / "archive").exists()  # a dry run
+
+
+def test_case_21_archive_as_received_is_the_message_received(tmp_path: Path) -> None:
+    with daemon(tmp_path, "received") as spec:
+        stdout, _ = replay(tmp_path, "21-wiretap-copy-after-body-change", "", connect=spec)
+    assert "replace body" in stdout
     received = (CASES / "21-wiretap-copy-after-body-change.eml").read_bytes()
     assert archived(tmp_path) == received.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     copy = email.message_from_bytes(archived(tmp_path), policy=email.policy.default)
@@ -118,9 +156,8 @@ def test_case_21_archive_as_received_is_the_message_received(tmp_path: Path) -> 
 
 
 def test_case_21_archive_as_delivered_is_the_message_delivered(tmp_path: Path) -> None:
-    _, delivered = replay(
-        tmp_path, "21-wiretap-copy-after-body-change", wiretap_chain(tmp_path, "delivered")
-    )
+    with daemon(tmp_path, "delivered") as spec:
+        _, delivered = replay(tmp_path, "21-wiretap-copy-after-body-change", "", connect=spec)
     copy = archived(tmp_path)
     assert copy == delivered
     msg = email.message_from_bytes(copy, policy=email.policy.default)
