@@ -1,11 +1,18 @@
 #!/bin/sh
-# The whole test suite, from a fresh machine: installs every dependency,
-# then runs lint, type checks and all tests (unit, property, integration).
+# The whole test suite, from a fresh machine: installs every dependency
+# (Debian packages with apt-get, Python ones into the project's virtual
+# environment .venv), then runs lint, type checks and all tests (unit,
+# property, integration) with that environment's python.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-python3 -m ruff check .
-python3 -m ruff format --check .
-python3 -m mypy
-python3 -m pytest "$@"
+. ./scripts/venv.sh
+ensure_venv "[test]"
+# As if activated: a test that starts "python3" or "miltrd" gets this environment's.
+PATH="$VENV/bin:$PATH"
+VIRTUAL_ENV="$VENV"
+export PATH VIRTUAL_ENV
+"$VENV_PY" -m ruff check .
+"$VENV_PY" -m ruff format --check .
+"$VENV_PY" -m mypy
+exec "$VENV_PY" -m pytest "$@"
