@@ -141,7 +141,7 @@ class Wiretap(Plugin):
                 continue
             for target in sorted(self._targets(rule, msg)):
                 if msg.conn.dry_run:  # miltrd replay: say where, write nothing
-                    msg.record("archived", f"{target} ({rule.format}, as {self.options.copy})")
+                    msg.record("archived", f"{target} ({rule.format})")
                     continue
                 try:
                     await run_blocking(self._write, rule.format, target, msg)

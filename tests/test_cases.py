@@ -135,12 +135,12 @@ def daemon(tmp: Path, copy: str) -> Iterator[str]:
         miltrd.stop()
 
 
-def test_case_21_replay_says_it_would_archive_the_message_as_received(tmp_path: Path) -> None:
+def test_case_21_replay_says_it_would_archive(tmp_path: Path) -> None:
     stdout, _ = replay(
         tmp_path, "21-wiretap-copy-after-body-change", wiretap_chain(tmp_path, "received")
     )
     assert "replace body" in stdout  # defang did replace the program
-    assert "archived" in stdout and "as received" in stdout
+    assert "would have archived" in stdout
     assert not (tmp_path / "archive").exists()  # a dry run
 
 
