@@ -163,6 +163,15 @@ class Body:
         self._file.seek(0)
         return self._file.read()
 
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the body (clipped to its size), without
+        loading the rest: for walking a large spooled body a window at a time."""
+        end = min(end, self.size)
+        if end <= start:
+            return b""
+        self._file.seek(start)
+        return self._file.read(end - start)
+
     def chunks(self, size: int = 65536) -> Iterator[bytes]:
         self._file.seek(0)
         while chunk := self._file.read(size):
@@ -316,6 +325,14 @@ class Message:
             if key.lower() == lname:
                 return value
         return default
+
+    @property
+    def observing(self) -> bool:
+        """True while the calling plugin runs in observe mode: its verdicts
+        and changes are only logged, and it must make no lasting change of
+        its own either (no archive, quarantine copy or saved file)."""
+        caller = self.conn._caller
+        return caller is not None and caller.observe
 
     @property
     def state(self) -> dict[str, Any]:

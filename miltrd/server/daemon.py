@@ -18,17 +18,18 @@ import os
 import pwd
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
 from ..metrics import parse_metrics_listen
-from . import systemd
+from . import systemd, unlinker
 from .connection import MilterHandler, next_conn_id, serve_overloaded
 from .listen import Listener, ListenError, open_listener
+from .preload import preload
 
-__all__ = ["Daemon", "StartupError", "drop_privileges"]
+__all__ = ["Daemon", "StartupError", "drop_privileges", "remove_socket_files"]
 
 log = logging.getLogger("miltrd.server")
 
@@ -37,10 +38,19 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-def drop_privileges(user: str | None, group: str | None) -> None:
-    """Become ``user`` (and ``group``) after binding, when started as root."""
+def drop_privileges(
+    user: str | None, group: str | None, listeners: Sequence[Listener] = ()
+) -> unlinker.Unlinker | None:
+    """Become ``user`` (and ``group``) after binding, when started as root.
+
+    Before the drop, everything serving may import later is loaded (the
+    user may not be able to read the installation), and if that user could
+    not remove the unix socket files of ``listeners`` at shutdown, a helper
+    that keeps root for only that is started: the returned Unlinker, whose
+    ``finish()`` removes them. StartupError for an unknown user or group.
+    """
     if os.geteuid() != 0 or not user:
-        return
+        return None
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
@@ -49,10 +59,28 @@ def drop_privileges(user: str | None, group: str | None) -> None:
         gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
     except KeyError:
         raise StartupError(f"daemon.group: no such group {group!r}") from None
+    preload()
+    remover = unlinker.start(
+        [listener.path for listener in listeners if listener.path],
+        pw.pw_uid,
+        gid,
+        [listener.sock.fileno() for listener in listeners],
+    )
     os.setgroups([])
     os.setgid(gid)
     os.setuid(pw.pw_uid)
     log.info("running as user %s (uid %d, gid %d)", user, pw.pw_uid, gid)
+    return remover
+
+
+def remove_socket_files(listeners: Sequence[Listener], remover: unlinker.Unlinker | None) -> None:
+    """Remove the unix socket files we created, by ourselves or through the
+    helper that kept root for it; a failure is logged, never raised."""
+    for listener in listeners:
+        if remover is None or listener.path not in remover.paths:
+            listener.remove_socket_file()
+    if remover is not None:
+        remover.finish()
 
 
 class Daemon:
@@ -68,6 +96,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.owns_socket_files = True
+        self.unlinker: unlinker.Unlinker | None = None  # removes them after a drop from root
         self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
         self.stop_reason = "request"  # what stopped us, for the log
@@ -103,7 +132,7 @@ class Daemon:
                 self.metrics_server = metrics.enable().serve(host, port)
             except OSError as exc:
                 raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
-        drop_privileges(daemon.user, daemon.group)
+        self.unlinker = drop_privileges(daemon.user, daemon.group, self.listeners)
         # asyncio calls listen() again on a socket it is given: pass the
         # configured backlog, or its default of 100 replaces ours.
         backlog = daemon.backlog
@@ -199,8 +228,7 @@ class Daemon:
         for server in self.servers:
             server.close()
         if self.owns_socket_files:
-            for listener in self.listeners:
-                listener.remove_socket_file()
+            remove_socket_files(self.listeners, self.unlinker)
         timeout = self.runtime.config.daemon.shutdown_timeout
         # A connection accepted just before the close gets its task a few
         # loop turns later; give it that time so it is served, not dropped.

@@ -8,7 +8,6 @@ as a warning, because a milter port should not face the internet.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import logging
 import os
@@ -40,9 +39,15 @@ class Listener:
         return f"fd {self.sock.fileno()} (systemd)"
 
     def remove_socket_file(self) -> None:
+        """Remove the socket file we created; a failure is logged, not raised
+        (shutdown goes on)."""
         if self.path:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot remove %s: %s", self.path, exc.strerror or exc)
 
 
 def _unix(spec: ListenSpec, daemon: DaemonConfig) -> Listener:

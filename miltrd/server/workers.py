@@ -26,7 +26,7 @@ from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load
 from . import systemd
 from .connection import set_conn_prefix
-from .daemon import Daemon, drop_privileges
+from .daemon import Daemon, drop_privileges, remove_socket_files
 from .listen import Listener
 
 __all__ = ["Supervisor"]
@@ -50,7 +50,7 @@ class Supervisor:
 
     def run(self) -> int:
         daemon = self.runtime.config.daemon
-        drop_privileges(daemon.user, daemon.group)
+        remover = drop_privileges(daemon.user, daemon.group, self.listeners)
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             for _ in range(self.workers):
@@ -69,8 +69,7 @@ class Supervisor:
                 else:
                     self._stop(signal.Signals(info.si_signo).name)
         finally:
-            for listener in self.listeners:
-                listener.remove_socket_file()
+            remove_socket_files(self.listeners, remover)
         log.info("stopped")
         return 0
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
-from ..tools import free_port, require
+import pytest
+
+from ..tools import free_port, require, wait_for_port
 from .mta import Miltrd
 from .test_lifecycle import config, send
 
@@ -57,3 +60,173 @@ def test_start_and_stop_are_logged_with_version_config_pid_signal_and_sessions(
     assert "stopping on SIGTERM: 0 session(s) open" in log
     assert "stopped: 0 session(s) drained, 0 cancelled" in log
     assert os.path.exists(cfg)
+
+
+def _started_as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start as root")
+
+
+def _leftover_processes(cfg: Path) -> list[str]:
+    """Processes still running with this config (a helper left behind)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(cfg).encode() in cmdline:
+            found.append(proc.name)
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_started_as_root_it_removes_its_socket_after_the_drop_and_exits_0(
+    tmp_path: Path, workers: int
+) -> None:
+    _started_as_root()
+    tmp_path.chmod(0o755)  # root's: the user miltrd drops to cannot remove files here
+    sock = tmp_path / "miltrd.sock"
+    cfg = config(
+        tmp_path / "m.toml", f"local:{sock}", "x", extra=f'user = "nobody"\nworkers = {workers}'
+    )
+    cfg.chmod(0o644)
+    daemon = Miltrd(cfg, unix_path=str(sock))
+    assert send(f"unix:{sock}") == ["x"]
+    assert daemon.stop() == 0
+    log = daemon.log()
+    assert not sock.exists(), log
+    assert "cannot remove" not in log and "Traceback" not in log
+    assert "stopped" in log
+    assert _leftover_processes(cfg) == []
+
+
+LAUNCHER = """\
+import os
+import sys
+
+
+def refuse_after_the_drop(event, args):
+    # What an installation the dropped user cannot read does to an import.
+    if event == "import" and os.geteuid() != 0:
+        sys.stderr.write(f"IMPORT AFTER PRIVILEGE DROP: {args[0]}\\n")
+        sys.stderr.flush()
+        raise ModuleNotFoundError(f"No module named {args[0]!r}")
+
+
+sys.addaudithook(refuse_after_the_drop)
+import miltrd.cli
+
+sys.stderr.write(f"miltrd from {miltrd.cli.__file__}\\n")
+sys.exit(miltrd.cli.main(sys.argv[1:]))
+"""
+
+
+def test_serving_needs_nothing_the_dropped_user_cannot_read(tmp_path: Path) -> None:
+    """The daemon runs from a copy of miltrd only root can read (0700), with
+    an interpreter that refuses every import once it is not root; real
+    messages go through spf (a real DNS server), defang and wiretap."""
+    _started_as_root()
+    import base64
+    import pwd
+    import shutil
+    import tempfile
+
+    from ..dnsserver import dns_server
+    from .mta import REPO
+
+    install = tmp_path / "install"
+    install.mkdir(mode=0o700)
+    for package in ("miltrd", "plugins"):
+        shutil.copytree(
+            REPO / package, install / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (install / "launch.py").write_text(LAUNCHER)
+    nobody = pwd.getpwnam("nobody")
+    spool = Path(tempfile.mkdtemp(prefix="miltrd-spool-"))
+    os.chown(spool, nobody.pw_uid, nobody.pw_gid)
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    try:
+        with dns_server() as dns_port:
+            cfg = tmp_path / "m.toml"
+            cfg.write_text(
+                f'[daemon]\nlisten = ["{spec}"]\nuser = "nobody"\nshutdown_timeout = 10.0\n'
+                '[internal]\nnetworks = ["10.0.0.0/8"]\ndomains = ["corp.test"]\n'
+                '[chain]\nplugins = ["zombie", "spf", "bcc", "defang", "wiretap"]\n'
+                f'[plugins.spf]\nnameservers = ["127.0.0.1:{dns_port}"]\ndns_timeout = 3.0\n'
+                '[[plugins.bcc.rules]]\ndirection = ["outgoing"]\n'
+                'copy_to = ["sent@corp.test"]\n'
+                f'[plugins.defang]\nsave_dir = "{spool}/quarantine"\n'
+                f'[plugins.wiretap]\nroot = "{spool}/archive"\n'
+                '[[plugins.wiretap.archive]]\npath = "{direction}/{user}"\n'
+            )
+            proc = subprocess.Popen(
+                [sys.executable, str(install / "launch.py"), "run", "-c", str(cfg)],
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / "m.log", "wb"),  # noqa: SIM115
+                env=dict(os.environ, PYTHONPATH=str(install)),
+                cwd="/",
+            )
+            try:
+                wait_for_port(port, timeout=30)
+                _wait_for(tmp_path / "m.log", "listening on", proc)
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                assert f"Uid:\t{nobody.pw_uid}\t" in status
+                exe = base64.encodebytes(b"MZ" + b"\x90" * 58 + b"\x40\0\0\0PE\0\0" + b"\0" * 64)
+                mail = (
+                    "From: =?iso-8859-2?q?Pawe=B3?= <a@corp.test>\nSubject: =?koi8-r?b?8NLJ18XU?=\n"
+                    'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n'
+                    '--b\nContent-Type: text/plain; charset="iso-8859-2"\n'
+                    "Content-Transfer-Encoding: quoted-printable\n\nZa=BF=F3=B3=E6\n"
+                    '--b\nContent-Type: application/octet-stream; name="setup.exe"\n'
+                    "Content-Transfer-Encoding: base64\n\n" + exe.decode() + "--b--\n"
+                ).encode()
+                actions = [
+                    _replay(spec, mail, "192.0.2.55", "a@example.org", "b@corp.test"),
+                    _replay(spec, mail, "10.1.2.3", "a@corp.test", "c@elsewhere.example"),
+                    _replay(spec, mail, "10.1.2.3", "a@corp.test", "d@corp.test"),
+                ]
+            finally:
+                proc.terminate()
+                code = proc.wait(timeout=30)
+    finally:
+        log = (tmp_path / "m.log").read_text(errors="replace")
+        archived = sorted(p.name for p in (spool / "archive").rglob("*") if p.is_dir())
+        shutil.rmtree(spool)
+    assert f"miltrd from {install}/miltrd/cli/__init__.py" in log
+    assert "IMPORT AFTER PRIVILEGE DROP" not in log, log
+    assert actions == ["accept", "accept", "accept"], log
+    assert "spf: mailfrom=a@example.org domain=example.org result=pass" in log
+    assert "defang: setup.exe" in log
+    assert {"incoming", "outgoing", "internal"} <= set(archived), log
+    assert code == 0, log
+
+
+def _replay(spec: str, mail: bytes, ip: str, sender: str, rcpt: str) -> str:
+    import asyncio
+
+    from miltrd.mta import Envelope, MilterClient, open_milter, replay
+
+    async def go() -> str:
+        reader, writer = await open_milter(spec)
+        client = MilterClient(reader, writer)
+        try:
+            env = Envelope(sender=sender, recipients=[rcpt], client_ip=ip, client_name="c.test")
+            return (await replay(client, mail, env)).action
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes]) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
