@@ -342,7 +342,8 @@ class Message:
 
     # --- changes ----------------------------------------------------------
 
-    def _request(self, needed: Action, change: Change) -> None:
+    def _request(self, change: Change) -> None:
+        needed = change.action
         caller = self.conn._caller
         if caller is None or needed not in caller.actions:
             who = caller.name if caller else "?"
@@ -363,36 +364,36 @@ class Message:
             self.body.replace(change.data)
 
     def add_header(self, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, HeaderAddition(name, value))
+        self._request(HeaderAddition(name, value))
 
     def insert_header(self, index: int, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, HeaderInsertion(index, name, value))
+        self._request(HeaderInsertion(index, name, value))
 
     def change_header(self, name: str, value: str, index: int = 1) -> None:
         """Change the index-th (from 1) field of that name."""
-        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, value))
+        self._request(HeaderChange(index, name, value))
 
     def delete_header(self, name: str, index: int = 1) -> None:
-        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, ""))
+        self._request(HeaderChange(index, name, ""))
 
     def add_recipient(self, address: str, esmtp_args: str = "") -> None:
-        self._request(Action.ADD_RECIPIENTS, RecipientAddition(bare_address(address), esmtp_args))
+        self._request(RecipientAddition(bare_address(address), esmtp_args))
 
     def delete_recipient(self, address: str) -> None:
         bare = bare_address(address)
         raw = self._raw_recipients.get(bare.lower(), f"<{bare}>")
-        self._request(Action.DELETE_RECIPIENTS, RecipientDeletion(raw))
+        self._request(RecipientDeletion(raw))
 
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
-        self._request(Action.CHANGE_SENDER, SenderChange(bare_address(address), esmtp_args))
+        self._request(SenderChange(bare_address(address), esmtp_args))
 
     def replace_body(self, data: bytes) -> None:
         """Replace the body; plugins after this one see the new body (with
         this plugin's header changes), ``received_body`` keeps the old one."""
-        self._request(Action.REPLACE_BODY, BodyReplacement(bytes(data)))
+        self._request(BodyReplacement(bytes(data)))
 
     def quarantine(self, reason: str) -> None:
-        self._request(Action.QUARANTINE, Quarantining(reason))
+        self._request(Quarantining(reason))
 
     def record(self, effect: str, where: str = "") -> None:
         """Note a lasting thing the calling plugin did outside the message,
