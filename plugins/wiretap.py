@@ -19,6 +19,11 @@ rules as headers added to mail). Values from the message that go into a path
 never leave ``root``. An archive that cannot be written tempfails the
 message (nothing goes unarchived) unless its rule is ``best_effort``.
 
+Copies are at least once: the copy is durable before the end-of-message
+reply, and the MTA's acceptance after it is never confirmed to a milter,
+so a session cut in between (worker killed, timeout) leaves a copy and
+the sender's retry writes another (README, "Faults").
+
 Tap rules add a copy recipient to all mail to or from listed users.
 """
 
