@@ -18,6 +18,7 @@ from .changes import (
 )
 from .context import (
     Body,
+    Caller,
     Connection,
     InternalRules,
     Message,
@@ -54,6 +55,7 @@ __all__ = [
     "RecipientAddition",
     "AuthResult",
     "Body",
+    "Caller",
     "HeaderChange",
     "SenderChange",
     "Connection",

@@ -22,8 +22,7 @@ from collections.abc import Callable, Sequence
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
-from ..config import ConfigError, load
-from ..metrics import parse_metrics_listen
+from ..config import ConfigError, load, parse_metrics_listen
 from . import systemd, unlinker
 from .connection import MilterHandler, next_conn_id, serve_overloaded
 from .listen import Listener, ListenError, open_listener
@@ -213,13 +212,11 @@ class Daemon:
                 log.error("reload failed: %s", problem)
             log.error("reload failed: still running with the previous configuration")
             systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
-            if (stats := metrics.current()) is not None:
-                stats.reloads.labels("failed").inc()
+            metrics.recorder().reload("failed")
             return False
         old = self.runtime
         self.runtime = runtime
-        if (stats := metrics.current()) is not None:
-            stats.reloads.labels("ok").inc()
+        metrics.recorder().reload("ok")
         if config.daemon.listen != old.config.daemon.listen:
             log.warning("daemon.listen changed: restart miltrd for it to take effect")
         log.info("reloaded: chain %s", ", ".join(p.name for p in runtime.plugins) or "(empty)")
@@ -284,8 +281,7 @@ class _ConnectionTask:
                 "max_connections (%d) reached: answering a new connection with 421",
                 runtime.config.daemon.max_connections,
             )
-            if (stats := metrics.current()) is not None:
-                stats.refused.inc()
+            metrics.recorder().connection_refused()
             await serve_overloaded(reader, writer)
             return
         daemon.tasks.add(task)
