@@ -76,7 +76,7 @@ class Program:
                 if port is not None:
                     wait_for_port(port, timeout=0.2)
                     break
-                if unix_path is not None and unix_path.exists():
+                if unix_path is not None and _unix_answers(unix_path):
                     break
             except OSError:
                 continue
@@ -97,3 +97,15 @@ class Program:
                 self.proc.wait()
         self.logfile.close()
         return self.proc.returncode
+
+
+def _unix_answers(path: Path) -> bool:
+    """The file appears at bind(), before listen(): connected means listening."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
