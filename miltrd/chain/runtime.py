@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
-from ..config import Config, ConfigError, PluginEntry
+from ..config import Config, ConfigError, Mode, OnError, PluginEntry
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
@@ -41,8 +41,8 @@ class LoadedPlugin:
     observes: Phase
     deciding: Phase
     actions: Action
-    timeout: float
-    on_error: str
+    timeout: float  # seconds
+    on_error: OnError
     caller: Caller = field(init=False)  # what the chain sets on the connection around its hooks
     keeps_body: bool = field(init=False)  # declared ``needs = Phase.BODY``: msg.body is kept
 
@@ -56,7 +56,7 @@ class LoadedPlugin:
 
     @property
     def observe_only(self) -> bool:
-        return self.entry.mode == "observe"
+        return self.entry.mode is Mode.OBSERVE
 
 
 @dataclass(frozen=True)
