@@ -240,11 +240,18 @@ def _split_multipart(
                 if variant and variant not in boundaries:
                     boundaries.append(variant)
     ranges: list[tuple[int, int]] = []
-    closed = False
+    closed = True
+    # Clients differ in which Content-Type they take: every boundary that
+    # occurs gives parts, all of them judged.
+    readings = 0
     for b in boundaries:
-        ranges, closed = _split(src, start, end, b.encode("utf-8", "surrogateescape"))
-        if ranges:
-            break
+        found, done = _split(src, start, end, b.encode("utf-8", "surrogateescape"))
+        if found and not set(found) <= set(ranges):
+            readings += 1
+            ranges += [r for r in found if r not in ranges]
+            closed = closed and done
+    if readings > 1:
+        part.defects.append("two boundaries that both split the content")
     if not ranges:
         guess = _guess_boundary(src, start, end)
         if guess is not None:
