@@ -97,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
         "logfiles", nargs="+", help="log files (stderr/journal export or syslog), - for stdin"
     )
     stats.add_argument("--top", type=int, default=10, help="entries per list (default 10)")
+    dkim = sub.add_parser("dkim", help="DKIM tools (genkey)")
+    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="TOOL")
+    genkey = dkim_sub.add_parser(
+        "genkey", help="write a key pair and print the DNS TXT record (like opendkim-genkey)"
+    )
+    genkey.add_argument("domain")
+    genkey.add_argument("selector")
+    genkey.add_argument(
+        "--algorithm",
+        "-a",
+        default="rsa-sha256",
+        choices=["rsa-sha256", "ed25519-sha256", "rsa", "ed25519"],
+    )
+    genkey.add_argument("--bits", "-b", type=int, default=2048, help="RSA key size (default 2048)")
+    genkey.add_argument("--directory", "-D", default=".", help="where to write the files")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -121,6 +136,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from .stats import stats_command
 
         return stats_command(args.logfiles, args.top)
+    if args.command == "dkim":
+        from .dkim import genkey
+
+        return genkey(args.domain, args.selector, args.algorithm, args.bits, args.directory)
     if args.command == "version":
         print(f"miltrd {__version__}")
         return 0
