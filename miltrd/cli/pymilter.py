@@ -17,6 +17,10 @@ import os
 import runpy
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from ..config import LogLevel
 
 __all__ = ["pymilter_main", "USAGE"]
 
@@ -65,7 +69,7 @@ def pymilter_main(argv: Sequence[str]) -> int:
     from ..pymilter import finder, serve
 
     serve.options.config_path = config
-    serve.options.log_level = level
+    serve.options.log_level = cast("LogLevel | None", level)
     serve.options.inline = inline or serve.options.inline
     finder.install()
     try:

@@ -26,6 +26,7 @@ __all__ = [
     "parse_listen",
     "parse_metrics_listen",
     "FileMode",
+    "LogLevel",
     "InternalSection",
     "ChainSection",
     "DaemonConfig",
@@ -55,6 +56,9 @@ class OnError(_Choice):
     CONTINUE = "continue"  # as if the plugin had said nothing
     REJECT = "reject"  # 550 5.7.1
     ACCEPT = "accept"  # as if the plugin had accepted
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Mode(_Choice):
@@ -167,7 +171,7 @@ class DaemonConfig:
     on_error: OnError = OnError.TEMPFAIL
     timeout: float = 30.0  # seconds per hook
     shutdown_timeout: float = 30.0  # seconds to drain at SIGTERM
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     log: Literal["stderr", "syslog"] = "stderr"
     syslog_socket: str = "/dev/log"
     spool_threshold: int = 1024 * 1024  # bytes of body kept in memory

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..api import NoOptions, VerdictKind
 from ..chain import Runtime, build_runtime
-from ..config import ConfigError, PluginEntry, load, load_text, parse_listen
+from ..config import ConfigError, LogLevel, PluginEntry, load, load_text, parse_listen
 from ..logs import setup_logging
 from ..protocol import (
     ActionFlag,
@@ -57,7 +57,7 @@ class ServeOptions:
     """Set by ``miltrd pymilter`` before the program runs."""
 
     config_path: str | None = None
-    log_level: str | None = None
+    log_level: LogLevel | None = None
     inline: bool = False  # callbacks on the event loop (--inline)
 
 
