@@ -770,3 +770,20 @@ def test_uuencode_parts_are_looked_into(tmp_path: Path, ctype: str) -> None:
         b"\n", b"\r\n"
     )
     assert "Windows executable" in removed_or_any(defang(tmp_path, with_part(part)))
+
+
+def test_a_walk_given_up_on_saves_nothing(tmp_path: Path) -> None:
+    import time
+
+    big = b"Content-Type: text/plain\r\n\r\n" + b"some words on a line\r\n" * 400_000
+    raw = (
+        TOP
+        + b"--b1\r\n"
+        + big
+        + b"\r\n--b1\r\n"
+        + (b'Content-Type: application/octet-stream; name="a.exe"\r\n\r\nxx\r\n--b1--\r\n')
+    )
+    out = defang(tmp_path, raw, "timeout = 0.05\n")
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+    time.sleep(3.0)  # the worker thread has long noticed
+    assert not (tmp_path / "saved").exists()
