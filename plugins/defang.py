@@ -632,6 +632,8 @@ class Defang(Plugin):
         written; ``paths`` gets what was (or would have been) saved."""
         if self.options.save == "none" or not findings:
             return {}
+        if isinstance(body, _BodySource) and body.stop.is_set():
+            raise _Stopped  # the message was given up on: nothing lasting
         day = Path(self.options.save_dir) / time.strftime("%Y-%m-%d")
         if not dry_run:
             day.mkdir(mode=0o700, parents=True, exist_ok=True)
