@@ -21,7 +21,7 @@ from miltrd.mta import split_message
 from .helpers import run_message, session
 from .test_defang import PE, config, defang, new_body
 
-CASES = Path("/work/shared/cases")
+CASES = Path(__file__).resolve().parents[1] / "cases"  # copies of the inputs
 PE_B64 = base64.encodebytes(PE).replace(b"\n", b"\r\n")
 TOP = (
     b"From: a@example.org\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
@@ -56,7 +56,7 @@ def parsed(raw: bytes, body: bytes) -> email.message.EmailMessage:
 
 
 def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
-    raw = (CASES / "16-unindented-param-line" / "message.eml").read_bytes()
+    raw = (CASES / "16-unindented-param-line.eml").read_bytes()
     out = defang(tmp_path, raw)
     assert 'removed "invoice.exe"' in removed(out)
     body = new_body(out) or b""
@@ -285,7 +285,7 @@ def _encoded(data: bytes, cte: str) -> bytes:
 
 
 def test_case_17_base64_message_rfc822(tmp_path: Path) -> None:
-    raw = (CASES / "17-base64-message-rfc822" / "message.eml").read_bytes()
+    raw = (CASES / "17-base64-message-rfc822.eml").read_bytes()
     out = defang(tmp_path, raw)
     assert 'removed "setup.exe"' in removed(out)
     msg = parsed(raw, new_body(out) or b"")
@@ -568,7 +568,7 @@ def test_cases_through_miltrd_replay(tmp_path: Path, case: str, name: str, insid
     cfg.write_text(config(tmp_path))
     out = tmp_path / "out.eml"
     result = miltrd(
-        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "replay", str(CASES / f"{case}.eml"), "--from", "a@example.org",
         "--rcpt", "b@example.com", "--client-ip", "192.0.2.10", "-c", str(cfg),
         "--output", str(out),
     )  # fmt: skip
@@ -584,7 +584,7 @@ def test_cases_through_miltrd_replay(tmp_path: Path, case: str, name: str, insid
     out = tmp_path / "reject.eml"
     cfg.write_text(config(tmp_path, 'action = "reject"\n'))
     result = miltrd(
-        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "replay", str(CASES / f"{case}.eml"), "--from", "a@example.org",
         "--rcpt", "b@example.com", "-c", str(cfg),
     )  # fmt: skip
     assert "verdict: reject" in result.stdout and name in result.stdout
