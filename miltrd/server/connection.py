@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import metrics
-from ..api import Connection, Phase, Verdict, VerdictKind
+from ..api import Connection, Phase, Verdict
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
 from ..chain.timebound import start
 from ..logs import conn_id, queue_id
@@ -50,10 +50,10 @@ from ..protocol import (
     RcptTo,
     RemoteProtocolError,
     ReplyCode,
-    Skip,
     Unknown,
 )
 from .translate import (
+    body_reply,
     eom_responses,
     family_name,
     no_reply_phases,
@@ -276,15 +276,12 @@ class MilterHandler:
     async def _body(self, event: BodyChunk) -> bytes:
         verdict = await self.chain.body(event.data)
         negotiated = self.fc.negotiated
-        if (
-            self.fc.reply_owed
-            and verdict.kind is VerdictKind.CONTINUE
-            and negotiated is not None
-            and ProtocolFlag.SKIP in negotiated.protocol
-            and not self.chain.wants(Phase.BODY)
-        ):
-            return self.fc.send(Skip())
-        return self._answer(verdict)
+        if not self.fc.reply_owed or negotiated is None:
+            return self._answer(verdict)
+        wanted = self.chain.wants(Phase.BODY)
+        return self.fc.send(
+            body_reply(verdict, negotiated.protocol, wanted, smtputf8=self.smtputf8)
+        )
 
     def _negotiate(self) -> bytes:
         req = request_for(self.runtime.declared)
