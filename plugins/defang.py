@@ -53,7 +53,7 @@ from miltrd.api import (
 
 from ._archives import COMPRESSED, UNREADABLE, kind_of, single_file, tar_names
 from ._decode import IDENTITY, Decoded, Source, chunks, decode_range, encode, spool
-from ._mimewalk import Limits, Part, parse_tree
+from ._mimewalk import Limits, Part, parse_tree, strict_reading
 from ._names import extension, param_values, readings, shown
 from ._nonmime import Block, binhex_decode, find_blocks
 from ._render import Edits
@@ -76,6 +76,12 @@ DEFAULT_TYPES = [
     "application/hta",
 ]
 _counter = itertools.count()
+_BLOCK_TYPES = frozenset(
+    {
+        "application/x-uuencode", "application/uuencode", "application/x-uue",
+        "application/uue", "text/x-uuencode", "application/x-yenc", "text/x-yenc",
+    }
+)  # fmt: skip
 _HEAD = 64 * 1024  # decoded bytes enough to recognise an executable or an archive
 
 Policy = Literal["ban", "allow", "tempfail"]
@@ -314,6 +320,19 @@ class Defang(Plugin):
             findings = self._judge_content_of(part, cte, label, problems)
             if findings:
                 return findings, problems
+        if part.strict_start is not None and not part.children:
+            # A strict parser ends the headers early and shows the rest as
+            # content: judge that reading too; a finding removes the part.
+            strict = strict_reading(part)
+            found, trouble = self._judge_part(strict)
+            problems += trouble
+            for f in found:
+                if f.text is not None:
+                    f.text.close()
+                if f.block is not None:
+                    f.block.content.close()
+            if found:
+                return [Finding(part, found[0].name, found[0].why)], problems
         return [], problems
 
     def _judge_content_of(
@@ -321,8 +340,9 @@ class Defang(Plugin):
     ) -> list[Finding]:
         """Judge the content of ``part`` decoded by ``cte``."""
         types = part.content_types
-        # Clients show a text part, and a multipart they cannot split, as text.
-        is_text = any(t.startswith(("text/", "multipart/")) for t in types)
+        # Clients show a text part, and a multipart they cannot split, as
+        # text; uuencode and yEnc parts hold their blocks the same way.
+        is_text = any(t.startswith(("text/", "multipart/")) or t in _BLOCK_TYPES for t in types)
         binhex = "application/mac-binhex40" in types
         limit = self.options.max_decoded_size
         full = is_text or binhex
@@ -418,6 +438,19 @@ class Defang(Plugin):
                 findings.append(
                     Finding(node, node.names[0] if node.names else "(malformed part)", banned)
                 )
+                return None
+            if trouble:
+                problems.append(trouble)
+        unseen = list(node.unseen)
+        if "message/partial" in node.content_types:
+            unseen.append("a message/partial fragment (the whole cannot be checked)")
+        if unseen:
+            banned, trouble = self._policy(self.options.on_limit, "; ".join(unseen))
+            label = node.names[0] if node.names else f"(unnamed {node.content_type} part)"
+            if banned and node.children:
+                return banned
+            if banned:
+                findings.append(Finding(node, label, banned))
                 return None
             if trouble:
                 problems.append(trouble)

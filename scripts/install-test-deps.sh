@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
 # opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
 # with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
+# python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
+PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
       debhelper dh-python pybuild-plugin-pyproject python3-all rpm
       opendkim opendkim-tools opendmarc publicsuffix"
 missing=""

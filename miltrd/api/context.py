@@ -246,6 +246,8 @@ class Message:
     body: Body
     sender: str = ""
     sender_args: tuple[str, ...] = ()
+    # ESMTP parameters of the RCPT TO being checked (set for on_rcpt).
+    rcpt_args: tuple[str, ...] = ()
     recipients: list[str] = field(default_factory=list)
     rejected_recipients: list[str] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)

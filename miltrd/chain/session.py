@@ -154,8 +154,10 @@ class ChainSession:
         a plugin that only hooks on_body sees each chunk without a copy."""
         return any(p.keeps_body and p.name not in self._retired for p in self.plugins)
 
-    def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg.changes():
+    def _all_accepted(self, phase: Phase = Phase.NONE) -> bool:
+        # Before end of message an ACCEPT would lose the pending changes; at
+        # end of message they are sent ahead of it.
+        if phase is not Phase.EOM and self.msg is not None and self.msg.changes():
             return False
         # Forged Authentication-Results are removed at end of message.
         if self._writes_auth_results:
@@ -250,7 +252,7 @@ class ChainSession:
             if verdict.kind is not VerdictKind.CONTINUE:
                 self._decider = p.name
                 return verdict
-        if self._all_accepted():
+        if self._all_accepted(phase):
             return ACCEPT
         return CONTINUE
 
@@ -287,6 +289,7 @@ class ChainSession:
             return self._final
         msg = self.msg or self._new_message()
         bare = bare_address(recipient)
+        msg.rcpt_args = args
         self._refresh_qid()
         verdict = await self._run(
             Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare), recipient=bare

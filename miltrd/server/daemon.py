@@ -163,6 +163,10 @@ class Daemon:
 
         return remove
 
+    def make_handler(self, runtime: Runtime) -> MilterHandler:
+        """The handler of one new connection (a subclass may serve another kind)."""
+        return MilterHandler(runtime, next_conn_id(), on_message=self.message_done)
+
     def request_stop(self, why: str) -> None:
         """Stop serving; ``why`` (a signal name, or the reason) is logged."""
         if not self.stop_event.is_set():
@@ -290,9 +294,9 @@ class _ConnectionTask:
         try:
             if runtime.config.daemon.serial:
                 async with daemon.serial_lock:
-                    await _handler(daemon, runtime).serve(reader, writer)
+                    await daemon.make_handler(runtime).serve(reader, writer)
             else:
-                await _handler(daemon, runtime).serve(reader, writer)
+                await daemon.make_handler(runtime).serve(reader, writer)
         except asyncio.CancelledError:
             if not daemon.cancelling:
                 raise
@@ -307,7 +311,3 @@ class _ConnectionTask:
                 retired = daemon._retired.pop(key, None)
                 if retired is not None:
                     await retired.close()
-
-
-def _handler(daemon: Daemon, runtime: Runtime) -> MilterHandler:
-    return MilterHandler(runtime, next_conn_id(), on_message=daemon.message_done)

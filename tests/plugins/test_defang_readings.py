@@ -734,3 +734,39 @@ def test_archives_that_cannot_be_opened_go_through_on_limit(tmp_path: Path, magi
     assert defang(tmp_path, _attach(data, "files.bin"), 'other_archives = "allow"\n').changes == []
     out = defang(tmp_path, _attach(data, "files.bin"), 'on_limit = "tempfail"\n')
     assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+
+
+def test_headers_as_a_strict_parser_ends_them_are_a_reading_too(tmp_path: Path) -> None:
+    # A lenient client reads the encoding after the stray line and sees
+    # base64 noise; a strict one ends the headers at the stray line and
+    # shows the text with a uuencoded program in it.
+    block = uuencoded(b"tool.exe", b"x").replace(b"\n", b"\r\n")
+    part = (
+        b"Content-Type: text/plain\r\nthis line is no header\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nHello\r\n" + block
+    )
+    out = defang(tmp_path, with_part(part))
+    assert 'removed "tool.exe"' in removed_or_any(out)
+    body = new_body(out) or b""
+    assert b"begin 644" not in body and b"Hello." in body
+
+
+def test_what_a_bound_kept_from_being_read_goes_through_on_limit(tmp_path: Path) -> None:
+    # A header block past the bound: a name could stand after it.
+    long_head = b"X-Filler: " + b"a" * 300_000 + b"\r\n"
+    part = long_head + b'Content-Type: application/octet-stream; name="a.exe"\r\n\r\nxx\r\n'
+    out = defang(tmp_path, with_part(part))
+    assert "header block longer" in removed_or_any(out)
+    # A message/partial fragment: the whole it belongs to is never seen here.
+    partial = b'Content-Type: message/partial; id="x@y"; number=1; total=2\r\n\r\nFrom: a@b\r\n'
+    assert "message/partial" in removed_or_any(defang(tmp_path, with_part(partial)))
+    allow = 'on_limit = "allow"\n'
+    assert defang(tmp_path, with_part(partial), allow).changes == []
+
+
+@pytest.mark.parametrize("ctype", ["application/x-uuencode", "text/x-uuencode", "application/uue"])
+def test_uuencode_parts_are_looked_into(tmp_path: Path, ctype: str) -> None:
+    part = f"Content-Type: {ctype}\r\n\r\n".encode() + uuencoded(b"data.bin", PE).replace(
+        b"\n", b"\r\n"
+    )
+    assert "Windows executable" in removed_or_any(defang(tmp_path, with_part(part)))
