@@ -40,11 +40,9 @@ def with_auth_results(
     authserv_id = (conn.internal_rules.authserv_id or conn.macro("j") or socket.getfqdn()).lower()
     # A deletion's index counts the fields as the MTA has them: as received,
     # not as earlier plugins' changes will leave them.
-    received = getattr(msg, "received_headers", None)
-    headers: list[tuple[str, str]] = received if received is not None else msg.headers
     forged: list[int] = []
     seen = 0
-    for name, value in headers:
+    for name, value in msg.received_headers:
         if name.lower() == "authentication-results":
             seen += 1
             if authserv_id_of(value) == authserv_id:
