@@ -76,7 +76,7 @@ class SpfOptions:
     authserv_id: str = ""  # moved to [internal] authserv_id; an error here
     add_received_spf: bool = True
     receiver: str = ""  # host name in the headers (default: the MTA's j macro)
-    dns_timeout: float = 10.0  # total seconds for all lookups of one check
+    dns_timeout: float = 3.0  # total seconds for all lookups of one check (below daemon.timeout)
     nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
     max_dns_lookups: int = 10  # RFC 7208 section 4.6.4
 

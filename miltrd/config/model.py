@@ -89,7 +89,7 @@ class DaemonSection:
     group: str | None = None
     max_connections: int = 512
     on_error: OnError = "tempfail"
-    timeout: float = 30.0
+    timeout: float = 4.0  # two plugins on one step stay below Sendmail's R:10s
     shutdown_timeout: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log: Literal["stderr", "syslog"] = "stderr"
@@ -155,6 +155,7 @@ class PluginEntry:
     timeout: float | None = None
     use: str | None = None
     when: When | None = None
+    observe_why: str = ""  # why enforce was turned into observe (a placeholder)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Config:
     internal: InternalRules
     plugins: tuple[PluginEntry, ...]
     lines: Any = field(default=None, compare=False, repr=False)  # LineIndex of the text
+    warnings: tuple[Problem, ...] = ()  # what check and run warn about (config.advice)
 
     def problem(self, path: str, message: str) -> Problem:
         """A Problem located in this config's file."""

@@ -209,6 +209,8 @@ class Daemon:
             if (stats := metrics.current()) is not None:
                 stats.reloads.labels("failed").inc()
             return False
+        for warning in config.warnings:
+            log.warning("%s", warning)
         old = self.runtime
         self.runtime = runtime
         if (stats := metrics.current()) is not None:
