@@ -1,57 +1,105 @@
-"""Byte-exact MIME structure, for changing one part and keeping the rest.
+"""Byte-exact MIME structure, read the way the most lenient client reads it.
 
-Python's email package parses well but writes a message back with its own
-folding and line breaks. The defang plugin must keep every part it does
-not remove byte for byte, so this module finds where each part starts and
-ends in the raw body (RFC 2046 boundaries), and uses the email package
-only to read each part's headers and decode its content.
+The defang plugin keeps every part it does not remove byte for byte, so
+this module finds where each part starts and ends in the raw body (RFC
+2046 boundaries) and reads each part's header fields itself. Where mail
+programs read a structure differently, it takes the reading that exposes
+the most content, so that every part some client would show is judged:
 
+- a header line that is neither a field nor indented continues the field
+  before it (clients read ``name="x.exe"`` on an unindented line after
+  ``;``); Python's parser would stop the header there;
+- every Content-Type and Content-Transfer-Encoding field counts, not only
+  the first;
+- a multipart whose boundary is missing or never occurs is split at the
+  first line starting ``--``, as lenient clients do;
+- a ``message/rfc822`` part or a multipart sent in base64, quoted-printable
+  or uuencode (RFC 2046 §5.2.1 and RFC 2045 §6.4 forbid it; clients decode
+  it anyway) is decoded and walked.
+
+The body is read through a ``Source`` a window at a time, never whole.
 Nothing here raises on malformed input: problems are recorded as
-``defects`` on the tree and the walk goes on with what it can read.
+``defects`` and the walk goes on with what it can read.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import email.policy
-import email.utils
-import quopri
 import re
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 
-__all__ = ["Part", "Limits", "parse_tree", "decode_payload", "header_block_end"]
+from ._decode import CHUNK, IDENTITY, Decoded, Source, decode_range, normal_cte
+from ._names import names_in_fields, param_values
 
-_PARSER = BytesHeaderParser(policy=email.policy.default)
+__all__ = ["Part", "Limits", "parse_fields", "parse_tree", "MAX_HEADER"]
+
+MAX_HEADER = 256 * 1024
+_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")
+_CONTAINERS = ("message/rfc822", "message/global", "message/news")
 
 
 @dataclass(frozen=True)
 class Limits:
     max_depth: int = 10
     max_parts: int = 500
+    max_decoded_size: int = 50 * 1024 * 1024
 
 
 @dataclass
 class Part:
-    """A MIME entity: [start, end) of the whole entity in the body bytes,
-    its headers (parsed), and where its content begins."""
+    """A MIME entity: [start, end) of the whole entity in ``source``, its
+    header fields (lenient reading) and where its content begins.
 
+    ``inner`` is the decoded content of a container sent in a transfer
+    encoding; its children's offsets are into ``inner``."""
+
+    source: Source
     start: int
     end: int
     content_start: int
-    headers: EmailMessage
+    fields: list[tuple[str, str]]
     depth: int
+    default_type: str = "text/plain"
     children: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    inner: Decoded | None = None
+    parent: Part | None = None
+
+    def values(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self.fields if k.lower() == lname]
+
+    @property
+    def content_types(self) -> list[str]:
+        """Every declared type (lower case, no parameters); the default
+        (RFC 2045 §5.2, RFC 2046 §5.1.5) when none is usable."""
+        out = []
+        for value in self.values("content-type"):
+            m = re.match(r"\s*([!#-'*+.0-9A-Z^-~-]+)\s*/\s*([!#-'*+.0-9A-Z^-~-]+)", value, re.I)
+            if m:
+                out.append(f"{m.group(1)}/{m.group(2)}".lower())
+        return out or [self.default_type]
 
     @property
     def content_type(self) -> str:
-        try:
-            return self.headers.get_content_type()
-        except Exception:
-            return "application/octet-stream"
+        return self.content_types[0]
+
+    @property
+    def ctes(self) -> list[str]:
+        """Every declared transfer encoding, normalised; ["7bit"] when none."""
+        out: list[str] = []
+        for v in self.values("content-transfer-encoding"):
+            cte = normal_cte(v)
+            if cte not in out:
+                out.append(cte)
+        return out or ["7bit"]
+
+    @property
+    def cte(self) -> str:
+        return self.ctes[0]
+
+    @property
+    def names(self) -> list[str]:
+        return names_in_fields(self.fields)
 
     def walk(self) -> list[Part]:
         return [self, *(p for child in self.children for p in child.walk())]
@@ -61,32 +109,52 @@ class Part:
             return [self]
         return [leaf for child in self.children for leaf in child.leaves()]
 
-
-def header_block_end(data: bytes, start: int, end: int) -> int:
-    """Offset of the first byte after the blank line ending the headers
-    (``start`` when the entity begins with a blank line: no headers)."""
-    if data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
-        return start + (2 if data.startswith(b"\r\n", start) else 1)
-    m = re.compile(rb"\r?\n\r?\n").search(data, start, end)
-    return m.end() if m else end
+    def close(self) -> None:
+        for p in self.walk():
+            if p.inner is not None:
+                p.inner.close()
 
 
-def _headers(raw: bytes) -> tuple[EmailMessage, list[str]]:
-    try:
-        parsed = _PARSER.parsebytes(raw)
-        return parsed, [type(d).__name__ for d in parsed.defects]
-    except Exception as exc:  # the parser is lenient, but never trust it fully
-        return EmailMessage(policy=email.policy.default), [f"header parse error: {exc!r}"]
+def parse_fields(raw: bytes) -> tuple[list[tuple[str, str]], list[str]]:
+    """Header fields of one entity, read leniently, and the defects seen.
+
+    A line that is neither a field nor indented continues the previous
+    field (clients read it so); a line without a colon before any field
+    is kept as a defect only."""
+    fields: list[list[str]] = []
+    defects: list[str] = []
+    for line in re.split(rb"\r?\n", raw):
+        if not line:
+            continue
+        text = line.decode("utf-8", "surrogateescape")
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1][1] += " " + text.strip()
+            continue
+        m = _FIELD.match(line)
+        if m:
+            fields.append([m.group(1).decode("ascii"), text[m.end() :].strip()])
+        elif fields:
+            defects.append("header line without a field name")
+            fields[-1][1] += " " + text.strip()
+        else:
+            defects.append("header line without a field name")
+    return [(k, v) for k, v in fields], defects
 
 
-def _boundary(headers: EmailMessage) -> str | None:
-    try:
-        value = headers.get_param("boundary")
-    except Exception:
-        return None
-    if isinstance(value, tuple):  # RFC 2231 encoded
-        value = email.utils.collapse_rfc2231_value(value)
-    return str(value) if value else None
+def _header_end(src: Source, start: int, end: int) -> tuple[int, bool]:
+    """Offset just past the blank line ending the header block, and whether
+    one was found within MAX_HEADER."""
+    first = src.read(start, start + 2)
+    if first.startswith(b"\n"):
+        return start + 1, True
+    if first == b"\r\n":
+        return start + 2, True
+    window = src.read(start, min(end, start + MAX_HEADER))
+    m = re.search(rb"\r?\n\r?\n", window)
+    if m:
+        return start + m.end(), True
+    return min(end, start + len(window)), False
 
 
 class _Counter:
@@ -94,108 +162,166 @@ class _Counter:
         self.parts = 0
 
 
-def parse_tree(headers: EmailMessage, body: bytes, limits: Limits) -> tuple[Part, list[str]]:
-    """The tree of the message whose headers are given and whose body is
-    ``body``; offsets are into ``body``. Returns (root, limit problems)."""
-    root = Part(0, len(body), 0, headers, 0)
+def _entity(
+    src: Source, start: int, end: int, depth: int, default_type: str, parent: Part | None
+) -> Part:
+    hend, found = _header_end(src, start, end)
+    fields, defects = parse_fields(src.read(start, hend))
+    if not found and hend < end:
+        defects.append(f"header block longer than {MAX_HEADER} bytes")
+    part = Part(src, start, end, hend, fields, depth, default_type, parent=parent)
+    part.defects += defects
+    return part
+
+
+def parse_tree(
+    src: Source, fields: list[tuple[str, str]], limits: Limits
+) -> tuple[Part, list[str]]:
+    """The tree of the message whose header fields are given and whose body
+    is ``src``; offsets are into ``src`` (or a container's ``inner``).
+    Returns (root, problems that hit a limit)."""
+    root = Part(src, 0, src.size, 0, list(fields), 0)
     problems: list[str] = []
-    _expand(root, body, limits, _Counter(), problems)
+    _expand(root, limits, _Counter(), problems)
     return root, problems
 
 
-def _expand(
-    part: Part, data: bytes, limits: Limits, counter: _Counter, problems: list[str]
-) -> None:
+def _expand(part: Part, limits: Limits, counter: _Counter, problems: list[str]) -> None:
     counter.parts += 1
     if counter.parts > limits.max_parts:
-        if not problems or "parts" not in problems[-1]:
+        if f"more than {limits.max_parts} MIME parts" not in problems:
             problems.append(f"more than {limits.max_parts} MIME parts")
         return
-    ctype = part.content_type
-    if ctype.startswith("multipart/"):
-        if part.depth >= limits.max_depth:
-            problems.append(f"MIME nesting deeper than {limits.max_depth}")
+    types = part.content_types
+    multipart = [t for t in types if t.startswith("multipart/")]
+    container = [t for t in types if t in _CONTAINERS]
+    if not multipart and not container:
+        return
+    if part.depth >= limits.max_depth:
+        problems.append(f"MIME nesting deeper than {limits.max_depth}")
+        return
+    if len(set(types)) > 1:
+        part.defects.append("Content-Type given twice, differently: " + ", ".join(types))
+    src, start, end = part.source, part.content_start, part.end
+    encoded = [c for c in part.ctes if c not in IDENTITY]
+    if encoded:
+        part.defects.append(f"{types[0]} sent in {encoded[0]} (RFC 2045 §6.4)")
+        inner = decode_range(src, start, end, encoded[0], limits.max_decoded_size)
+        if inner.truncated:
+            inner.close()
+            problems.append(f"encoded {types[0]} part above {limits.max_decoded_size} bytes")
             return
-        boundary = _boundary(part.headers)
-        if not boundary:
-            part.defects.append("multipart without boundary")
-            return
-        for start, end in _split(data, part.content_start, part.end, boundary, part):
-            hend = header_block_end(data, start, end)
-            headers, defects = _headers(data[start:hend])
-            child = Part(start, end, hend, headers, part.depth + 1, defects=defects)
-            part.children.append(child)
-            _expand(child, data, limits, counter, problems)
-    elif ctype == "message/rfc822":
-        if part.depth >= limits.max_depth:
-            problems.append(f"MIME nesting deeper than {limits.max_depth}")
-            return
-        cte = str(part.headers.get("content-transfer-encoding", "7bit")).strip().lower()
-        if cte not in ("7bit", "8bit", "binary", ""):
-            return  # an encoded message/rfc822 is treated as an opaque leaf
-        start = part.content_start
-        hend = header_block_end(data, start, part.end)
-        headers, defects = _headers(data[start:hend])
-        child = Part(start, part.end, hend, headers, part.depth + 1, defects=defects)
+        part.inner = inner
+        src, start, end = inner, 0, inner.size
+    if multipart:
+        _split_multipart(part, src, start, end, limits, counter, problems)
+    else:
+        child = _entity(src, start, end, part.depth + 1, "text/plain", part)
         part.children.append(child)
-        _expand(child, data, limits, counter, problems)
+        _expand(child, limits, counter, problems)
 
 
-def _split(data: bytes, start: int, end: int, boundary: str, part: Part) -> list[tuple[int, int]]:
-    """The [start, end) ranges of the body parts between the delimiters."""
-    delim = re.compile(
-        rb"(?:\r?\n|^)--"
-        + re.escape(boundary.encode("utf-8", "replace"))
-        + rb"(--)?[ \t]*(?:\r?\n|$)",
-        re.MULTILINE,
-    )
+def _split_multipart(
+    part: Part,
+    src: Source,
+    start: int,
+    end: int,
+    limits: Limits,
+    counter: _Counter,
+    problems: list[str],
+) -> None:
+    boundaries: list[str] = []
+    for value in part.values("content-type"):
+        for b in param_values(value, "boundary"):
+            for variant in (b, b.strip(), b.strip().strip("\"'")):
+                if variant and variant not in boundaries:
+                    boundaries.append(variant)
     ranges: list[tuple[int, int]] = []
-    pos = start
-    current: int | None = None
     closed = False
-    while True:
-        m = delim.search(data, pos, end)
-        if m is None:
+    for b in boundaries:
+        ranges, closed = _split(src, start, end, b.encode("utf-8", "surrogateescape"))
+        if ranges:
             break
-        # A delimiter at the very start of the content has no preceding CRLF.
-        if m.start() == start or data[m.start() : m.start() + 1] in (b"\r", b"\n"):
-            if current is not None:
-                ranges.append((current, m.start()))
-            if m.group(1):
-                closed = True
-                break
-            current = m.end()
-            pos = m.end()
-        else:
-            pos = m.end()
-    if current is not None and not closed:
-        part.defects.append("missing closing boundary")
-        ranges.append((current, end))
+    if not ranges:
+        guess = _guess_boundary(src, start, end)
+        if guess is not None:
+            ranges, closed = _split(src, start, end, guess)
+            part.defects.append(
+                "multipart without boundary" if not boundaries else "boundary never occurs"
+            )
     if not ranges:
         part.defects.append("no body parts found")
-    return ranges
+        return  # judged as a leaf: its whole content is looked at
+    if not closed:
+        part.defects.append("missing closing boundary")
+    default = "message/rfc822" if part.content_types[0] == "multipart/digest" else "text/plain"
+    for s, e in ranges:
+        child = _entity(src, s, e, part.depth + 1, default, part)
+        part.children.append(child)
+        _expand(child, limits, counter, problems)
+        if counter.parts > limits.max_parts:
+            return
 
 
-def decode_payload(data: bytes, part: Part, limit: int) -> tuple[bytes, str | None]:
-    """The decoded content of a leaf (at most ``limit`` bytes are produced),
-    and a problem description or None."""
-    raw = data[part.content_start : part.end]
-    cte = str(part.headers.get("content-transfer-encoding", "7bit")).strip().lower()
-    try:
-        if cte == "base64":
-            if len(raw) * 3 // 4 > limit:
-                return b"", f"decoded size above {limit} bytes"
-            cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", raw)
-            cleaned += b"=" * (-len(cleaned) % 4)
-            try:
-                return base64.b64decode(cleaned, validate=False), None
-            except (binascii.Error, ValueError) as exc:
-                return base64.b64decode(
-                    cleaned[: len(cleaned) // 4 * 4] or b""
-                ), f"bad base64: {exc}"
-        decoded = quopri.decodestring(raw) if cte == "quoted-printable" else raw
-    except Exception as exc:
-        return b"", f"cannot decode {cte}: {exc!r}"
-    if len(decoded) > limit:
-        return decoded[:limit], f"decoded size above {limit} bytes"
-    return decoded, None
+def _lines_starting(src: Source, start: int, end: int, prefix: bytes) -> list[int]:
+    """Offsets of the lines in [start, end) that begin with ``prefix``."""
+    found = []
+    if src.read(start, start + len(prefix)) == prefix:
+        found.append(start)
+    needle = b"\n" + prefix
+    pos = start
+    while pos < end:
+        stop = min(end, pos + CHUNK)
+        window = src.read(pos, min(end, stop + len(needle)))
+        at = 0
+        while (j := window.find(needle, at)) >= 0 and pos + j < stop:
+            found.append(pos + j + 1)
+            at = j + 1
+        pos = stop
+    return found
+
+
+def _line(src: Source, offset: int, end: int) -> bytes:
+    data = src.read(offset, min(end, offset + 4096))
+    nl = data.find(b"\n")
+    return data if nl < 0 else data[: nl + 1]
+
+
+def _split(
+    src: Source, start: int, end: int, boundary: bytes
+) -> tuple[list[tuple[int, int]], bool]:
+    """The [start, end) ranges of the body parts between the delimiter lines
+    of ``boundary`` (RFC 2046 §5.1.1: the CRLF before a delimiter belongs
+    to it), and whether the closing delimiter was seen."""
+    delim = re.compile(rb"--" + re.escape(boundary) + rb"(--)?[ \t]*\r?\n?\Z")
+    ranges: list[tuple[int, int]] = []
+    current: int | None = None
+    for offset in _lines_starting(src, start, end, b"--" + boundary):
+        line = _line(src, offset, end)
+        m = delim.match(line)
+        if not m:
+            continue
+        if current is not None:
+            cut = offset
+            if cut > current and src.read(cut - 1, cut) == b"\n":
+                cut -= 1
+                if cut > current and src.read(cut - 1, cut) == b"\r":
+                    cut -= 1
+            ranges.append((current, max(cut, current)))
+        if m.group(1):
+            return ranges, True
+        current = offset + len(line)
+    if current is not None:
+        ranges.append((current, end))
+    return ranges, False
+
+
+def _guess_boundary(src: Source, start: int, end: int) -> bytes | None:
+    """The boundary a lenient client takes: the first line starting ``--``."""
+    for offset in _lines_starting(src, start, end, b"--")[:1]:
+        line = _line(src, offset, end).rstrip(b"\r\n \t")
+        if line.endswith(b"--") and len(line) > 4:
+            line = line[:-2]
+        if len(line) > 2:
+            return line[2:]
+    return None

@@ -1,10 +1,13 @@
 """defang: remove banned attachments, and optionally scripts from HTML.
 
-At end of message the MIME tree is walked (nested multiparts,
-message/rfc822 parts, zip archives listed from their central directory)
-and each part is judged by its file name's extension (after undoing RFC
-2231 and encoded-word encodings, trailing dots and spaces, bidi tricks),
-its declared MIME type, and its content (executable magic: PE "MZ", ELF).
+At end of message the MIME tree is walked (nested multiparts, attached
+messages, containers sent in a transfer encoding, zip archives listed from
+their central directory, uuencode, BinHex and yEnc files inside text parts)
+and each part is judged by every file name a program could read in its
+headers, its declared MIME types, and its content (executable magic: PE
+"MZ", ELF). Where readings differ (two names, two types, two encodings, a
+header a lenient client reads on), every reading is judged and the
+strictest wins.
 
 Actions: ``replace`` puts a short text/plain notice in place of each
 banned part and keeps every other part's bytes exactly as they were;
@@ -12,31 +15,30 @@ banned part and keeps every other part's bytes exactly as they were;
 asks the MTA to hold it. A header records what was done. What was removed
 is saved first under ``save_dir`` with a name the plugin makes itself;
 if it cannot be saved the message is tempfailed. A message with nothing to
-remove is left exactly as it was.
+remove is left exactly as it was. The walk runs in a worker thread and
+reads the spooled body a window at a time.
 """
 
 from __future__ import annotations
 
-import base64
-import email.policy
-import io
 import itertools
 import os
 import quopri
 import re
 import secrets
+import shutil
 import time
-import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from miltrd.api import (
     CONTINUE,
     Action,
+    Body,
     Message,
     OptionError,
     Phase,
@@ -47,7 +49,11 @@ from miltrd.api import (
     tempfail,
 )
 
-from ._mimewalk import Limits, Part, decode_payload, parse_tree
+from ._decode import IDENTITY, Decoded, Source, chunks, decode_range, encode, spool
+from ._mimewalk import Limits, Part, parse_tree
+from ._names import extension, param_values, readings, shown
+from ._nonmime import Block, binhex_decode, find_blocks
+from ._render import Edits
 
 DEFAULT_EXTENSIONS = [
     "ade", "adp", "app", "application", "appref-ms", "appx", "appxbundle", "bas", "bat",
@@ -66,11 +72,8 @@ DEFAULT_TYPES = [
     "application/x-ms-installer",
     "application/hta",
 ]
-_BIDI = dict.fromkeys(
-    map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-)
 _counter = itertools.count()
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
+_HEAD = 64 * 1024  # decoded bytes enough to recognise an executable or an archive
 
 Policy = Literal["ban", "allow", "tempfail"]
 
@@ -85,7 +88,7 @@ class DefangOptions:
     scan_zip: bool = True
     zip_depth: int = 2
     max_zip_members: int = 1000
-    encrypted_zip: Policy = "allow"
+    encrypted_zip: Policy | None = None  # None: as on_limit
     corrupt_zip: Policy = "ban"
     max_depth: int = 10
     max_parts: int = 500
@@ -102,24 +105,37 @@ class DefangOptions:
 @dataclass
 class Finding:
     part: Part
-    name: str  # the file name as decoded, for people
+    name: str  # the file name as given, for people
     why: str
+    block: Block | None = None  # a file inside a text part, not a MIME part
+    text: Decoded | None = None  # the decoded text part holding ``block``
+    cte: str = "7bit"  # the transfer encoding ``text`` was decoded by
+
+
+@dataclass
+class Outcome:
+    """What the worker thread decided; applied to the message on the loop."""
+
+    refuse: str | None = None  # a message-level reason to refuse
+    tempfail: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    body: IO[bytes] | None = None  # the new body
+    saved: list[str] = field(default_factory=list)  # paths written (or, dry run, not)
+    root_replaced: bool = False
+    summary: str = ""
 
 
 def clean_filename(name: str) -> str:
-    """What Windows would see: bidi controls, trailing dots and spaces gone."""
-    name = unicodedata.normalize("NFC", name).translate(_BIDI)
-    name = re.split(r"[\\/]", name)[-1]
-    name = "".join(c for c in name if c.isprintable())
-    return name.rstrip(". \t")
+    """The name as Windows stores it (the first of its readings' forms)."""
+    return shown(name)
 
 
 def extension_of(name: str) -> str:
-    name = clean_filename(name).lower()
-    return name.rsplit(".", 1)[1] if "." in name else ""
+    return extension(shown(name))
 
 
 def is_executable(data: bytes) -> str | None:
+    """What executable format ``data`` starts with, or None."""
     if data[:4] == b"\x7fELF":
         return "ELF executable"
     if data[:2] == b"MZ" and len(data) >= 64:
@@ -129,10 +145,24 @@ def is_executable(data: bytes) -> str | None:
     return None
 
 
-def _shown(name: str) -> str:
-    """A file name safe to put in a notice, a header or a reply line."""
-    text = "".join(c if c.isprintable() else "?" for c in clean_filename(name) or name)
-    return text[:120] or "(unnamed)"
+class _BodySource:
+    """The message body as a Source, read a window at a time."""
+
+    def __init__(self, body: Body) -> None:
+        self.body = body
+        self.size = body.size
+
+    def read(self, start: int, end: int) -> bytes:
+        return self.body.read_range(start, end)
+
+
+def _head(content: Decoded) -> bytes:
+    head = content.head(4096)
+    if head[:2] == b"MZ" and len(head) >= 64:
+        offset = int.from_bytes(head[60:64], "little")
+        if offset + 4 > len(head):
+            return head + content.read(len(head), offset + 4)[-(offset + 4 - len(head)) :]
+    return head
 
 
 class Defang(Plugin):
@@ -150,20 +180,23 @@ class Defang(Plugin):
             raise OptionError("save_dir", "must be an absolute path")
         if not re.fullmatch(r"[!-9;-~]+", options.header):
             raise OptionError("header", "not a header field name")
-        self.limits = Limits(options.max_depth, options.max_parts)
+        self.limits = Limits(options.max_depth, options.max_parts, options.max_decoded_size)
+        self.encrypted_zip: Policy = options.encrypted_zip or options.on_limit
 
     # --- judging ------------------------------------------------------------
 
     def _judge_name(self, name: str) -> str | None:
-        ext = extension_of(name)
-        if ext in self.banned_ext:
-            return f"file type .{ext} is not allowed"
+        """Why ``name`` is banned under its strictest reading, or None."""
+        for reading in sorted(readings(name)):
+            ext = extension(reading)
+            if ext in self.banned_ext:
+                return f"file type .{ext} is not allowed"
         return None
 
-    def _judge_zip(self, data: bytes, depth: int) -> tuple[str | None, str | None]:
+    def _judge_zip(self, data: IO[bytes], depth: int) -> tuple[str | None, str | None]:
         """(why banned, why a limit or policy applies) for a zip archive."""
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(data)
             members = archive.infolist()
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
             return self._policy(self.options.corrupt_zip, f"corrupt zip archive ({exc})")
@@ -175,22 +208,31 @@ class Defang(Plugin):
         for info in members:
             why = self._judge_name(info.filename)
             if why:
-                return f"zip archive contains {_shown(info.filename)}: {why}", None
+                return f"zip archive contains {shown(info.filename)}: {why}", None
             if info.flag_bits & 0x1:
-                banned, problem = self._policy(self.options.encrypted_zip, "encrypted zip archive")
+                # Its names are judged above; its content cannot be looked into.
+                banned, problem = self._policy(
+                    self.encrypted_zip, "encrypted zip archive (content cannot be checked)"
+                )
                 if banned or problem:
                     return banned, problem
+                self.log.info("encrypted zip member %s let through", shown(info.filename))
                 continue
-            if extension_of(info.filename) == "zip":
+            if extension(info.filename) == "zip":
                 if depth >= self.options.zip_depth:
                     return self._policy(self.options.on_limit, "zip archives nested too deep")
                 if info.file_size > self.options.max_decoded_size:
                     return self._policy(self.options.on_limit, "nested zip archive too large")
+                inner = spool()
                 try:
-                    inner = archive.read(info)
+                    with archive.open(info) as member:
+                        shutil.copyfileobj(member, inner)
+                    inner.seek(0)
+                    banned, problem = self._judge_zip(inner, depth + 1)
                 except Exception as exc:
                     return self._policy(self.options.corrupt_zip, f"corrupt zip archive ({exc!r})")
-                banned, problem = self._judge_zip(inner, depth + 1)
+                finally:
+                    inner.close()
                 if banned or problem:
                     return banned, problem
         return None, None
@@ -203,36 +245,149 @@ class Defang(Plugin):
             return None, what
         return None, None
 
-    def judge(self, part: Part, data: bytes) -> tuple[Finding | None, str | None]:
-        """A finding for a banned leaf, and/or a problem that tempfails."""
-        name = ""
+    def _judge_content(self, content: Decoded, name: str) -> tuple[str | None, str | None]:
+        """Executable magic and zip members of decoded content."""
+        head = _head(content)
+        if self.options.sniff_executables:
+            kind = is_executable(head)
+            if kind:
+                return f"{kind} content is not allowed", None
+        if self.options.scan_zip and (head[:4] == b"PK\x03\x04" or extension(name) == "zip"):
+            content.file.seek(0)
+            return self._judge_zip(content.file, 1)
+        return None, None
+
+    def _judge_part(self, part: Part) -> tuple[list[Finding], list[str]]:
+        """Findings for one part judged as a leaf, and problems that tempfail."""
+        names = part.names
+        label = names[0] if names else f"(unnamed {part.content_type} part)"
+        for name in names:
+            why = self._judge_name(name)
+            if why:
+                return [Finding(part, name, why)], []
+        for ctype in part.content_types:
+            if ctype in self.banned_types:
+                return [Finding(part, label, f"type {ctype} is not allowed")], []
+        if part.children and all(_is_container(t) for t in part.content_types):
+            return [], []  # its content is judged part by part
+        problems: list[str] = []
+        for cte in part.ctes:
+            findings = self._judge_content_of(part, cte, label, problems)
+            if findings:
+                return findings, problems
+        return [], problems
+
+    def _judge_content_of(
+        self, part: Part, cte: str, label: str, problems: list[str]
+    ) -> list[Finding]:
+        """Judge the content of ``part`` decoded by ``cte``."""
+        types = part.content_types
+        # Clients show a text part, and a multipart they cannot split, as text.
+        is_text = any(t.startswith(("text/", "multipart/")) for t in types)
+        binhex = "application/mac-binhex40" in types
+        limit = self.options.max_decoded_size
+        full = is_text or binhex
+        content = decode_range(
+            part.source, part.content_start, part.end, cte, limit if full else _HEAD
+        )
+        if (
+            not full
+            and self.options.scan_zip
+            and (content.head(4)[:4] == b"PK\x03\x04" or extension(label) == "zip")
+        ):
+            content.close()
+            content = decode_range(part.source, part.content_start, part.end, cte, limit)
+            full = True
+        owned = False
         try:
-            name = part.headers.get_filename() or ""
-        except Exception:
-            part.defects.append("unreadable file name")
-        ctype = part.content_type
-        why = self._judge_name(name) if name else None
-        if why is None and ctype in self.banned_types:
-            why = f"type {ctype} is not allowed"
-        problem = None
-        if why is None and (self.options.sniff_executables or self.options.scan_zip):
-            payload, trouble = decode_payload(data, part, self.options.max_decoded_size)
-            if trouble:
-                if "size" in trouble:
-                    banned, problem = self._policy(self.options.on_limit, trouble)
+            if full and content.truncated:
+                banned, trouble = self._policy(
+                    self.options.on_limit, f"decoded size above {limit} bytes"
+                )
+                problems += [trouble] if trouble else []
+                if banned:
+                    return [Finding(part, label, banned)]
+            if binhex:
+                block = self._binhex_part(content)
+                try:
+                    why = self._judge_block(block, problems) if block else None
+                finally:
+                    if block:
+                        block.content.close()
+                if why and block:
+                    return [Finding(part, block.name or label, why)]
+            if self.options.sniff_executables or self.options.scan_zip:
+                why, trouble = self._judge_content(content, label)
+                problems += [trouble] if trouble else []
+                if why:
+                    return [Finding(part, label, why)]
+            if not is_text:
+                return []
+            findings = []
+            for block in find_blocks(content, limit):
+                why = self._judge_block(block, problems)
+                if why:
+                    findings.append(
+                        Finding(part, block.name or "(unnamed file)", why, block, content, cte)
+                    )
                 else:
-                    banned, problem = self._policy(self.options.on_malformed, trouble)
-                why = banned
-            if why is None and self.options.sniff_executables:
-                kind = is_executable(payload)
-                if kind:
-                    why = f"{kind} content is not allowed"
-            is_zip = payload[:4] == b"PK\x03\x04" or extension_of(name) == "zip"
-            if why is None and self.options.scan_zip and is_zip:
-                why, problem = self._judge_zip(payload, 1)
+                    block.content.close()
+            owned = bool(findings)  # the findings keep the text for the rewrite
+            return findings
+        finally:
+            if not owned:
+                content.close()
+
+    @staticmethod
+    def _binhex_part(content: Decoded) -> Block | None:
+        data = content.read(0, content.size)
+        start = data.find(b":")
+        if start < 0:
+            return None
+        stop = data.find(b":", start + 1)
+        name, fork = binhex_decode(data[start + 1 : stop if stop > 0 else None], 1 << 30)
+        return Block("binhex", 0, content.size, name, fork)
+
+    def _judge_block(self, block: Block, problems: list[str]) -> str | None:
+        why = self._judge_name(block.name) if block.name else None
         if why:
-            return Finding(part, name or f"(unnamed {ctype} part)", why), problem
-        return None, problem
+            return why
+        if block.content.truncated:
+            banned, trouble = self._policy(
+                self.options.on_limit, f"{block.kind} file above the decoded size bound"
+            )
+            problems += [trouble] if trouble else []
+            if banned:
+                return banned
+        why, trouble = self._judge_content(block.content, block.name)
+        problems += [trouble] if trouble else []
+        return why
+
+    def _judge_tree(self, node: Part, findings: list[Finding], problems: list[str]) -> str | None:
+        """Judge ``node`` and below; returns a reason to refuse the whole
+        message (a container that cannot be read part by part)."""
+        if node.defects:
+            text = "; ".join(node.defects)
+            banned, trouble = self._policy(self.options.on_malformed, text)
+            if banned and node.children:
+                return f"malformed MIME ({banned})"
+            if banned:
+                findings.append(
+                    Finding(node, node.names[0] if node.names else "(malformed part)", banned)
+                )
+                return None
+            if trouble:
+                problems.append(trouble)
+        found, trouble_list = self._judge_part(node)
+        problems += trouble_list
+        if found:
+            findings += found
+            return None
+        for child in node.children:
+            why = self._judge_tree(child, findings, problems)
+            if why:
+                return why
+        return None
 
     # --- the hook -------------------------------------------------------------
 
@@ -243,63 +398,112 @@ class Defang(Plugin):
                 return tempfail("Message too large to scan now", code=451, xcode="4.3.0")
             if banned and self.options.action != "replace":
                 return self._refuse(msg, [], banned)
-            return None
-        body = msg.body.read()
-        headers = _HEADER_PARSER.parsebytes(_header_bytes(msg))
-        root, limit_problems = parse_tree(headers, body, self.limits)
-        findings: list[Finding] = []
-        problems: list[str] = []
-        for problem in limit_problems:
-            banned, trouble = self._policy(self.options.on_limit, problem)
             if banned:
-                return self._refuse(msg, [], banned)
-            if trouble:
-                problems.append(trouble)
-        for node in root.walk():
-            if node.children and node.defects:  # a broken container: judge the message
-                banned, trouble = self._policy(self.options.on_malformed, "; ".join(node.defects))
-                if banned:
-                    return self._refuse(msg, [], f"malformed MIME ({banned})")
-                if trouble:
-                    problems.append(trouble)
-        for leaf in root.leaves():
-            if leaf.defects:
-                banned, trouble = self._policy(self.options.on_malformed, "; ".join(leaf.defects))
-                if banned:
-                    findings.append(Finding(leaf, "(malformed part)", banned))
-                    continue
-                if trouble:
-                    problems.append(trouble)
-            finding, trouble = self.judge(leaf, body)
-            if finding:
-                findings.append(finding)
-            elif trouble:
-                problems.append(trouble)
-        if problems and not findings:
-            self.log.warning("%s: tempfail", "; ".join(problems))
-            return tempfail(
-                "Message could not be checked, try again later", code=451, xcode="4.3.0"
-            )
-        cleaned = self._clean_html(root, body) if self.options.clean_html else []
-        if not findings and not cleaned:
+                self.log.warning("message too large to scan (%d bytes)", msg.body.size)
             return None
-        for f in findings:
-            self.log.warning("%s: %s", _shown(f.name), f.why)
+        # The walk is CPU-heavy for big messages: a worker thread keeps
+        # other connections served meanwhile.
         try:
-            saved = await run_blocking(self._save, msg, body, findings)
+            outcome = await run_blocking(
+                self._work,
+                list(msg.headers),
+                _BodySource(msg.body),
+                msg.queue_id,
+                msg.observing,
+                msg.conn.dry_run,
+            )
         except OSError as exc:
             self.log.error("cannot save what was removed: %s: tempfail", exc)
             return tempfail(
                 "Message could not be processed, try again later", code=451, xcode="4.3.0"
             )
+        if outcome.tempfail:
+            self.log.warning("%s: tempfail", outcome.tempfail)
+            return tempfail(
+                "Message could not be checked, try again later", code=451, xcode="4.3.0"
+            )
+        if outcome.refuse is not None:
+            return self._refuse(msg, [], outcome.refuse)
+        for path in outcome.saved:
+            msg.record("saved", path)
+        findings = outcome.findings
+        for f in findings:
+            self.log.warning("%s: %s", shown(f.name), f.why)
         if findings and self.options.action == "reject":
             return self._refuse(msg, findings, "")
         if findings and self.options.action == "quarantine":
-            msg.quarantine("defang: " + "; ".join(f"{_shown(f.name)}: {f.why}" for f in findings))
+            msg.quarantine("defang: " + "; ".join(f"{shown(f.name)}: {f.why}" for f in findings))
             msg.add_header(self.options.header, self._summary(findings, "held in quarantine"))
             return None
-        self._replace(msg, root, body, findings, saved, cleaned)
+        if outcome.body is None:
+            return None
+        try:
+            if outcome.root_replaced:
+                msg.change_header("Content-Type", "text/plain; charset=utf-8")
+                msg.change_header("Content-Transfer-Encoding", "quoted-printable")
+                if msg.header("Content-Disposition") is not None:
+                    msg.delete_header("Content-Disposition")
+            msg.replace_body(outcome.body.read())
+        finally:
+            outcome.body.close()
+        msg.add_header(self.options.header, outcome.summary)
         return None
+
+    def _work(
+        self,
+        headers: list[tuple[str, str]],
+        body: Source,
+        queue_id: str,
+        observing: bool,
+        dry_run: bool,
+    ) -> Outcome:
+        root, limit_problems = parse_tree(body, headers, self.limits)
+        try:
+            return self._decide(root, limit_problems, headers, body, queue_id, observing, dry_run)
+        finally:
+            root.close()
+
+    def _decide(
+        self,
+        root: Part,
+        limit_problems: list[str],
+        headers: list[tuple[str, str]],
+        body: Source,
+        queue_id: str,
+        observing: bool,
+        dry_run: bool,
+    ) -> Outcome:
+        problems: list[str] = []
+        for problem in limit_problems:
+            banned, trouble = self._policy(self.options.on_limit, problem)
+            if banned:
+                return Outcome(refuse=banned)
+            if trouble:
+                problems.append(trouble)
+        findings: list[Finding] = []
+        refuse = self._judge_tree(root, findings, problems)
+        try:
+            if refuse:
+                return Outcome(refuse=refuse)
+            if problems and not findings:
+                return Outcome(tempfail="; ".join(problems))
+            cleaned = self._clean_html(root) if self.options.clean_html else []
+            if not findings and not cleaned:
+                return Outcome()
+            outcome = Outcome(findings=findings)
+            if observing:
+                saved: dict[int, str] = {}  # observe mode: no lasting change
+            else:
+                saved = self._save(headers, body, queue_id, findings, dry_run, outcome.saved)
+            if self.options.action == "replace":
+                self._rewrite(outcome, root, body, findings, saved, cleaned)
+            return outcome
+        finally:
+            for f in findings:
+                if f.block is not None:
+                    f.block.content.close()
+                if f.text is not None:
+                    f.text.close()
 
     def _refuse(self, msg: Message, findings: list[Finding], why: str) -> Verdict:
         if self.options.action == "quarantine":
@@ -307,58 +511,84 @@ class Defang(Plugin):
             return CONTINUE
         if findings:
             first = findings[0]
-            text = f'Attachment "{_shown(first.name)}" refused: {first.why}'
+            text = f'Attachment "{shown(first.name)}" refused: {first.why}'
         else:
             text = f"Message refused: {why}"
         return reject(text, code=550, xcode="5.7.1", reason="defang")
 
     @staticmethod
     def _summary(findings: list[Finding], done: str) -> str:
-        return "; ".join(f'{done} "{_shown(f.name)}" ({f.why})' for f in findings)
+        return "; ".join(f'{done} "{shown(f.name)}" ({f.why})' for f in findings)
 
     # --- saving ---------------------------------------------------------------
 
-    def _save(self, msg: Message, body: bytes, findings: list[Finding]) -> dict[int, str]:
+    def _save(
+        self,
+        headers: list[tuple[str, str]],
+        body: Source,
+        queue_id: str,
+        findings: list[Finding],
+        dry_run: bool,
+        paths: list[str],
+    ) -> dict[int, str]:
+        """Save what is removed; the file name per finding. Under ``miltrd
+        replay`` (dry run) the names are made as usual and nothing is
+        written; ``paths`` gets what was (or would have been) saved."""
         if self.options.save == "none" or not findings:
             return {}
-        # Under miltrd replay (dry run) nothing is written: the names are
-        # made as usual and recorded as what would have been saved.
-        dry_run = msg.conn.dry_run
         day = Path(self.options.save_dir) / time.strftime("%Y-%m-%d")
         if not dry_run:
             day.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(day, 0o700)
-        base = re.sub(r"[^A-Za-z0-9]", "", msg.queue_id) or secrets.token_hex(6)
+
+        def write(path: Path, pieces: Iterator[bytes]) -> None:
+            if not dry_run:
+                _write_private(path, pieces)
+
+        base = re.sub(r"[^A-Za-z0-9]", "", queue_id) or secrets.token_hex(6)
         stamp = time.strftime("%H%M%S")
         saved: dict[int, str] = {}
-
-        def write(path: Path, data: bytes) -> None:
-            if not dry_run:
-                _write_private(path, data)
-
         if self.options.save == "message":
             name = f"{stamp}-{base}-{next(_counter)}.eml"
-            write(day / name, _header_bytes(msg) + b"\r\n" + body)
-            msg.record("saved", str(day / name))
+            head = _header_bytes(headers) + b"\r\n"
+            write(day / name, itertools.chain([head], chunks(body, 0, body.size)))
+            paths.append(str(day / name))
             for f in findings:
-                saved[id(f.part)] = name
+                saved[id(f)] = name
             return saved
         for f in findings:
             name = f"{stamp}-{base}-{next(_counter)}.bin"
-            payload, _ = decode_payload(body, f.part, self.options.max_decoded_size)
-            write(day / name, payload)
-            info = f"original name: {_shown(f.name)}\nreason: {f.why}\nqueue id: {msg.queue_id}\n"
-            write(day / (name + ".info"), info.encode())
-            msg.record("saved", str(day / name))
-            saved[id(f.part)] = name
+            if f.block is not None:
+                write(day / name, chunks(f.block.content, 0, f.block.content.size))
+            else:
+                part = f.part
+                payload = decode_range(
+                    part.source,
+                    part.content_start,
+                    part.end,
+                    part.cte,
+                    self.options.max_decoded_size,
+                )
+                try:
+                    write(day / name, chunks(payload, 0, payload.size))
+                finally:
+                    payload.close()
+            info = f"original name: {shown(f.name)}\nreason: {f.why}\nqueue id: {queue_id}\n"
+            write(day / (name + ".info"), iter([info.encode()]))
+            paths.append(str(day / name))
+            saved[id(f)] = name
         return saved
 
     # --- rewriting --------------------------------------------------------------
 
-    def _notice(self, f: Finding, saved: str | None) -> bytes:
-        text = f'The attachment "{_shown(f.name)}" was removed by the mail filter: {f.why}.\n' + (
+    @staticmethod
+    def _notice_text(f: Finding, saved: str | None) -> str:
+        return f'The attachment "{shown(f.name)}" was removed by the mail filter: {f.why}.\n' + (
             f"The administrators kept a copy ({saved}).\n" if saved else ""
         )
+
+    def _notice(self, f: Finding, saved: str | None) -> bytes:
+        text = self._notice_text(f, saved)
         encoded = quopri.encodestring(text.replace("\n", "\r\n").encode("utf-8"))
         return (
             b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -367,90 +597,115 @@ class Defang(Plugin):
             b"\r\n" + encoded
         )
 
-    def _replace(
+    def _rewrite(
         self,
-        msg: Message,
+        outcome: Outcome,
         root: Part,
-        body: bytes,
+        body: Source,
         findings: list[Finding],
         saved: dict[int, str],
         cleaned: list[tuple[Part, bytes]],
     ) -> None:
-        edits = [
-            (f.part.start, f.part.end, self._notice(f, saved.get(id(f.part)))) for f in findings
-        ]
-        edits += [(p.content_start, p.end, new) for p, new in cleaned]
-        if any(f.part is root for f in findings):
-            # The whole message is the banned part: new top-level headers too.
-            notice = self._notice(findings[0], saved.get(id(root)))
-            _head, _, text = notice.partition(b"\r\n\r\n")
-            msg.change_header("Content-Type", "text/plain; charset=utf-8")
-            msg.change_header("Content-Transfer-Encoding", "quoted-printable")
-            if msg.header("Content-Disposition") is not None:
-                msg.delete_header("Content-Disposition")
-            new_body = text
-        else:
-            new_body = _splice(body, edits)
-        msg.replace_body(new_body)
+        edits = Edits(body)
+        for p in root.walk():
+            if p.inner is not None:
+                edits.layer(
+                    p.inner, p.depth, (p.source, p.content_start, p.end, _encoding(p), "file")
+                )
+        for f in findings:
+            if f.block is not None and f.text is not None:
+                part = f.part
+                owner = (part.source, part.content_start, part.end, f.cte, "file")
+                edits.layer(f.text, part.depth + 0.5, owner)
+                line = "[" + self._notice_text(f, saved.get(id(f))).replace("\n", " ").strip() + "]"
+                edits.add(f.text, f.block.start, f.block.end, line.encode("ascii") + b"\r\n")
+            elif f.part is root:
+                outcome.root_replaced = True
+                notice = self._notice(f, saved.get(id(f)))
+                outcome.body = spool()
+                outcome.body.write(notice.partition(b"\r\n\r\n")[2])
+                outcome.body.seek(0)
+            else:
+                edits.add(
+                    f.part.source, f.part.start, f.part.end, self._notice(f, saved.get(id(f)))
+                )
+        for p, new in cleaned:
+            edits.add(p.source, p.content_start, p.end, new)
+        if outcome.body is None:
+            outcome.body = edits.render()
         what = []
         if findings:
             what.append(self._summary(findings, "removed"))
         if cleaned:
             what.append(f"scripts removed from {len(cleaned)} HTML part(s)")
-        msg.add_header(self.options.header, "; ".join(what))
+        outcome.summary = "; ".join(what)
 
-    def _clean_html(self, root: Part, body: bytes) -> list[tuple[Part, bytes]]:
+    def _clean_html(self, root: Part) -> list[tuple[Part, bytes]]:
         out = []
         for leaf in root.leaves():
-            if leaf.content_type != "text/html":
+            if leaf.content_type != "text/html" or len(leaf.ctes) > 1:
                 continue
-            cte = str(leaf.headers.get("content-transfer-encoding", "7bit")).strip().lower()
-            payload, trouble = decode_payload(body, leaf, self.options.max_decoded_size)
-            if trouble:
-                continue
-            charset = leaf.headers.get_content_charset() or "utf-8"
+            cte = leaf.cte
+            payload = decode_range(
+                leaf.source, leaf.content_start, leaf.end, cte, self.options.max_decoded_size
+            )
             try:
-                text = payload.decode(charset, "surrogateescape")
+                if payload.truncated:
+                    continue
+                data = payload.read(0, payload.size)
+            finally:
+                payload.close()
+            charset = _charset(leaf) or "utf-8"
+            try:
+                text = data.decode(charset, "surrogateescape")
             except LookupError:
                 charset = "utf-8"
-                text = payload.decode(charset, "surrogateescape")
+                text = data.decode(charset, "surrogateescape")
             cleaner = _ScriptStripper()
             cleaner.feed(text)
             cleaner.close()
             if not cleaner.changed:
                 continue
-            data = cleaner.result().encode(charset, "surrogateescape")
-            if cte == "base64":
-                encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
-            elif cte == "quoted-printable":
-                encoded = quopri.encodestring(data.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
-            else:
-                encoded = data
-            out.append((leaf, encoded))
+            new = Decoded()
+            new.write(cleaner.result().encode(charset, "surrogateescape"))
+            sink = spool()
+            encode(new, cte if cte in ("base64", "quoted-printable") else "7bit", sink)
+            new.close()
+            sink.seek(0)
+            out.append((leaf, sink.read()))
+            sink.close()
         return out
 
 
-def _header_bytes(msg: Message) -> bytes:
-    lines = [f"{n}: {v}".replace("\r\n", "\n").replace("\n", "\r\n") for n, v in msg.headers]
+def _is_container(ctype: str) -> bool:
+    return ctype.startswith("multipart/") or ctype in (
+        "message/rfc822",
+        "message/global",
+        "message/news",
+    )
+
+
+def _encoding(part: Part) -> str:
+    return next((c for c in part.ctes if c not in IDENTITY), "7bit")
+
+
+def _charset(part: Part) -> str | None:
+    for value in part.values("content-type"):
+        for cs in param_values(value, "charset"):
+            return cs.strip().lower() or None
+    return None
+
+
+def _header_bytes(headers: list[tuple[str, str]]) -> bytes:
+    lines = [f"{n}: {v}".replace("\r\n", "\n").replace("\n", "\r\n") for n, v in headers]
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
-def _splice(body: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
-    out = []
-    pos = 0
-    for start, end, new in sorted(edits):
-        if start < pos:
-            continue  # inside a part already replaced
-        out += [body[pos:start], new]
-        pos = end
-    out.append(body[pos:])
-    return b"".join(out)
-
-
-def _write_private(path: Path, data: bytes) -> None:
+def _write_private(path: Path, pieces: Iterator[bytes]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        for piece in pieces:
+            f.write(piece)
         f.flush()
         os.fsync(f.fileno())
 

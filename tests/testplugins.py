@@ -228,3 +228,28 @@ class ReadResults(Plugin):
         seen = ", ".join(f"{r.plugin}:{r.method}={r.result}" for r in msg.auth_results)
         msg.add_header("X-Earlier-Results", seen or "none")
         return None
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    fail_at_header: bool = False
+
+
+class HeaderWatcher(Plugin):
+    """Watches headers without deciding there (so headers get no reply);
+    records its end-of-message calls."""
+
+    Options = WatchOptions
+    decides = Phase.EOM
+    actions = Action.ADD_HEADERS
+    eom_calls = 0
+
+    async def on_header(self, msg: Message, name: str, value: str) -> Verdict | None:
+        if self.options.fail_at_header:
+            raise RuntimeError("plugin bug at header")
+        return None
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        HeaderWatcher.eom_calls += 1
+        msg.add_header("X-Watched", "yes")
+        return None

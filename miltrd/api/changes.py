@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
+
+from .phases import Action
 
 __all__ = [
     "Change",
@@ -44,6 +47,8 @@ def _set(obj: object, attr: str, value: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class HeaderAddition:
+    action: ClassVar[Action] = Action.ADD_HEADERS  # what the plugin must declare
+
     name: str
     value: str
 
@@ -54,6 +59,8 @@ class HeaderAddition:
 
 @dataclass(frozen=True, slots=True)
 class HeaderInsertion:
+    action: ClassVar[Action] = Action.ADD_HEADERS  # what the plugin must declare
+
     index: int
     name: str
     value: str
@@ -69,6 +76,8 @@ class HeaderInsertion:
 class HeaderChange:
     """Change the index-th (from 1) field called name; "" deletes it."""
 
+    action: ClassVar[Action] = Action.CHANGE_HEADERS  # what the plugin must declare
+
     index: int
     name: str
     value: str
@@ -82,6 +91,8 @@ class HeaderChange:
 
 @dataclass(frozen=True, slots=True)
 class RecipientAddition:
+    action: ClassVar[Action] = Action.ADD_RECIPIENTS  # what the plugin must declare
+
     address: str
     esmtp_args: str = ""
 
@@ -96,11 +107,15 @@ class RecipientAddition:
 class RecipientDeletion:
     """The recipient exactly as the MTA gave it in RCPT (with <>)."""
 
+    action: ClassVar[Action] = Action.DELETE_RECIPIENTS  # what the plugin must declare
+
     address: str
 
 
 @dataclass(frozen=True, slots=True)
 class SenderChange:
+    action: ClassVar[Action] = Action.CHANGE_SENDER  # what the plugin must declare
+
     address: str
     esmtp_args: str | None = None
 
@@ -114,11 +129,15 @@ class SenderChange:
 
 @dataclass(frozen=True, slots=True)
 class BodyReplacement:
+    action: ClassVar[Action] = Action.REPLACE_BODY  # what the plugin must declare
+
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Quarantining:
+    action: ClassVar[Action] = Action.QUARANTINE  # what the plugin must declare
+
     reason: str
 
     def __post_init__(self) -> None:

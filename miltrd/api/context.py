@@ -130,6 +130,15 @@ class Body:
         self._file.seek(0)
         return self._file.read()
 
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the body (clipped to its size), without
+        loading the rest: for walking a large spooled body a window at a time."""
+        end = min(end, self.size)
+        if end <= start:
+            return b""
+        self._file.seek(start)
+        return self._file.read(end - start)
+
     def chunks(self, size: int = 65536) -> Iterator[bytes]:
         self._file.seek(0)
         while chunk := self._file.read(size):
@@ -249,6 +258,14 @@ class Message:
         return default
 
     @property
+    def observing(self) -> bool:
+        """True while the calling plugin runs in observe mode: its verdicts
+        and changes are only logged, and it must make no lasting change of
+        its own either (no archive, quarantine copy or saved file)."""
+        caller = self.conn._caller
+        return caller is not None and caller.observe
+
+    @property
     def state(self) -> dict[str, Any]:
         """Scratch space of the calling plugin for this message."""
         caller = self.conn._caller.name if self.conn._caller else ""
@@ -256,7 +273,8 @@ class Message:
 
     # --- changes ----------------------------------------------------------
 
-    def _request(self, needed: Action, change: Change) -> None:
+    def _request(self, change: Change) -> None:
+        needed = change.action
         caller = self.conn._caller
         if caller is None or needed not in caller.actions:
             who = caller.name if caller else "?"
@@ -271,35 +289,35 @@ class Message:
             self.body.replace(change.data)
 
     def add_header(self, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, HeaderAddition(name, value))
+        self._request(HeaderAddition(name, value))
 
     def insert_header(self, index: int, name: str, value: str) -> None:
-        self._request(Action.ADD_HEADERS, HeaderInsertion(index, name, value))
+        self._request(HeaderInsertion(index, name, value))
 
     def change_header(self, name: str, value: str, index: int = 1) -> None:
         """Change the index-th (from 1) field of that name."""
-        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, value))
+        self._request(HeaderChange(index, name, value))
 
     def delete_header(self, name: str, index: int = 1) -> None:
-        self._request(Action.CHANGE_HEADERS, HeaderChange(index, name, ""))
+        self._request(HeaderChange(index, name, ""))
 
     def add_recipient(self, address: str, esmtp_args: str = "") -> None:
-        self._request(Action.ADD_RECIPIENTS, RecipientAddition(bare_address(address), esmtp_args))
+        self._request(RecipientAddition(bare_address(address), esmtp_args))
 
     def delete_recipient(self, address: str) -> None:
         bare = bare_address(address)
         raw = self._raw_recipients.get(bare.lower(), f"<{bare}>")
-        self._request(Action.DELETE_RECIPIENTS, RecipientDeletion(raw))
+        self._request(RecipientDeletion(raw))
 
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
-        self._request(Action.CHANGE_SENDER, SenderChange(bare_address(address), esmtp_args))
+        self._request(SenderChange(bare_address(address), esmtp_args))
 
     def replace_body(self, data: bytes) -> None:
         """Replace the body; plugins after this one see the new body."""
-        self._request(Action.REPLACE_BODY, BodyReplacement(bytes(data)))
+        self._request(BodyReplacement(bytes(data)))
 
     def quarantine(self, reason: str) -> None:
-        self._request(Action.QUARANTINE, Quarantining(reason))
+        self._request(Quarantining(reason))
 
     def record(self, effect: str, where: str = "") -> None:
         """Note a lasting thing the calling plugin did outside the message,

@@ -129,11 +129,16 @@ class ChainSession:
         self._called: set[str] = set()  # plugins called for this message
         self._conn_called: set[str] = set()  # ...or at connect/helo
         self._started = 0.0
+        # Phases the MTA does not wait on (negotiated SMFIP_NR_*): a verdict
+        # there cannot be sent, so the chain holds it (see ``_settle``).
+        self.no_reply = Phase.NONE
+        self._final: Verdict | None = None
 
     # --- helpers ------------------------------------------------------------
 
     def _new_message(self) -> Message:
         self._end_message_state()
+        self._final = None
         body = Body(self.runtime.config.daemon.spool_threshold)
         self.msg = Message(conn=self.conn, body=body)
         self._retired = set(self._conn_retired)
@@ -323,12 +328,23 @@ class ChainSession:
 
     # --- phases ---------------------------------------------------------------
 
+    # Every phase returns what to answer the MTA. Once a verdict has ended
+    # the message (``_final``), later events of that message get the same
+    # answer without calling any plugin: that is how a verdict reached in a
+    # phase without a reply is sent at the next reply the MTA waits for.
+
     async def connect(self) -> Verdict:
-        return await self._run(Phase.CONNECT, lambda p: lambda: p.plugin.on_connect(self.conn))
+        if self._final is not None:
+            return self._final
+        verdict = await self._run(Phase.CONNECT, lambda p: lambda: p.plugin.on_connect(self.conn))
+        return self._settle(verdict, Phase.CONNECT)
 
     async def helo(self, name: str) -> Verdict:
         self.conn.helo = name
-        return await self._run(Phase.HELO, lambda p: lambda: p.plugin.on_helo(self.conn, name))
+        if self._final is not None:
+            return self._final
+        verdict = await self._run(Phase.HELO, lambda p: lambda: p.plugin.on_helo(self.conn, name))
+        return self._settle(verdict, Phase.HELO)
 
     async def mail(self, sender: str, args: tuple[str, ...]) -> Verdict:
         msg = self._new_message()
@@ -336,9 +352,11 @@ class ChainSession:
         msg.sender_args = args
         self._refresh_qid()
         verdict = await self._run(Phase.MAIL, lambda p: lambda: p.plugin.on_mail(msg, msg.sender))
-        return self.end_if_final(verdict, "mail")
+        return self._settle(verdict, Phase.MAIL)
 
     async def rcpt(self, recipient: str, args: tuple[str, ...]) -> Verdict:
+        if self._final is not None:
+            return self._final
         msg = self.msg or self._new_message()
         bare = bare_address(recipient)
         self._refresh_qid()
@@ -348,47 +366,59 @@ class ChainSession:
         if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
             msg.rejected_recipients.append(bare)
             log.info("recipient <%s> refused by %s: %s", bare, self._decider, verdict.describe())
+            if Phase.RCPT & self.no_reply:
+                # No reply to refuse this recipient alone: it ends the message.
+                return self._settle(verdict, Phase.RCPT)
             return verdict
         msg.recipients.append(bare)
         msg._raw_recipients[bare.lower()] = recipient
-        return self.end_if_final(verdict, "rcpt")
+        return self._settle(verdict, Phase.RCPT)
 
     async def data(self) -> Verdict:
+        if self._final is not None:
+            return self._final
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = await self._run(Phase.DATA, lambda p: lambda: p.plugin.on_data(msg))
-        return self.end_if_final(verdict, "data")
+        return self._settle(verdict, Phase.DATA)
 
     async def header(self, name: str, value: str) -> Verdict:
+        if self._final is not None:
+            return self._final
         msg = self.msg or self._new_message()
         msg.headers.append((name, value))
         verdict = await self._run(
             Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
         )
-        return self.end_if_final(verdict, "header")
+        return self._settle(verdict, Phase.HEADER)
 
     async def eoh(self) -> Verdict:
+        if self._final is not None:
+            return self._final
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = await self._run(Phase.EOH, lambda p: lambda: p.plugin.on_eoh(msg))
-        return self.end_if_final(verdict, "eoh")
+        return self._settle(verdict, Phase.EOH)
 
     async def body(self, chunk: bytes) -> Verdict:
+        if self._final is not None:
+            return self._final
         msg = self.msg or self._new_message()
         if self._keeps_body():
             msg.body.append(chunk)
         verdict = await self._run(Phase.BODY, lambda p: lambda: p.plugin.on_body(msg, chunk))
-        return self.end_if_final(verdict, "body")
+        return self._settle(verdict, Phase.BODY)
 
-    async def eom(self, deferred: Verdict | None = None) -> EomResult:
-        """Run end of message; ``deferred`` is an earlier verdict that could
-        not be sent (its phase was negotiated as no-reply) and now wins."""
+    async def eom(self) -> EomResult:
+        """Run end of message: the final verdict, and the changes to send
+        before it (none unless the verdict is continue or accept). A verdict
+        that ended the message earlier is the answer, with no changes."""
+        final, self._final = self._final, None
+        if final is not None:
+            return EomResult(final)
         msg = self.msg or self._new_message()
         self._refresh_qid()
-        if deferred is not None and deferred.kind is not VerdictKind.CONTINUE:
-            verdict = deferred
-        else:
-            verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
+        verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
             result.changes = self._ordered_changes(msg)
@@ -452,14 +482,32 @@ class ChainSession:
         out.extend(HeaderInsertion(0, "Authentication-Results", v) for v in reversed(values))
         return out
 
-    def end_if_final(self, verdict: Verdict, phase: str) -> Verdict:
-        """Log the summary and drop the message if ``verdict`` ends it."""
-        if verdict.ends_message or verdict.kind is VerdictKind.ACCEPT:
-            self._summary(verdict, at=phase)
+    def _settle(self, verdict: Verdict, phase: Phase) -> Verdict:
+        """Return ``verdict``; if it ends the message (reject, tempfail,
+        discard, or everyone accepted), log the summary, drop the message
+        and keep the verdict as the answer to the rest of it. At CONNECT and
+        HELO it is kept only where that phase has no reply."""
+        if not (verdict.ends_message or verdict.kind is VerdictKind.ACCEPT):
+            return verdict
+        if phase & MESSAGE_PHASES:
+            self._summary(verdict, at=(phase.name or "").lower())
             self._end_message_state()
+            self._final = verdict
+        elif phase & self.no_reply:
+            self._final = verdict
         return verdict
 
+    def hold(self, verdict: Verdict) -> None:
+        """End the message with ``verdict`` (the daemon's on_error after an
+        internal error in a phase without a reply); it answers the next
+        event the MTA waits on, as a plugin failure there would."""
+        if self._final is None:
+            self._summary(verdict, at="internal error")
+            self._end_message_state()
+            self._final = verdict
+
     async def abort(self) -> None:
+        self._final = None
         msg = self.msg
         if msg is None:
             return

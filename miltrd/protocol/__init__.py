@@ -54,6 +54,7 @@ from ._framing import frame
 from ._mta import MtaConnection
 from ._negotiation import Negotiated, build_reply, check_reply
 from ._responses import (
+    ACTION_NEEDED,
     Accept,
     AddHeader,
     AddRecipient,
@@ -81,6 +82,7 @@ from ._responses import (
 from ._state import State
 
 __all__ = [
+    "ACTION_NEEDED",
     "Abort",
     "Accept",
     "ActionFlag",

@@ -14,12 +14,11 @@ import contextlib
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from .. import metrics
-from ..api import Connection, Phase, SmtpReply, Verdict, VerdictKind
-from ..api import changes as m
+from ..api import Connection, Phase, Verdict, VerdictKind
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
 from ..chain.timebound import start
 from ..logs import conn_id, queue_id
@@ -27,47 +26,32 @@ from ..protocol import (
     MDS_1M,
     NEED_DATA,
     Abort,
-    Accept,
     ActionFlag,
-    AddHeader,
-    AddRecipient,
-    AddRecipientPar,
     BodyChunk,
-    ChangeHeader,
-    ChangeSender,
-    Command,
     Connect,
     ConnectionClosed,
     Continue,
     Data,
     DefineMacros,
-    DeleteRecipient,
-    Discard,
     EndOfHeaders,
     EndOfMessage,
-    Family,
     FilterConnection,
-    FilterResponse,
     Header,
     Helo,
-    InsertHeader,
     MailFrom,
     OptionNegotiation,
+    Progress,
     ProtocolError,
     ProtocolFlag,
-    Quarantine,
     Quit,
     QuitNewConnection,
     RcptTo,
-    Reject,
     RemoteProtocolError,
-    ReplaceBody,
     ReplyCode,
     Skip,
-    TempFail,
     Unknown,
 )
-from .translate import request_for
+from .translate import eom_responses, family_name, no_reply_phases, reply_of, request_for
 
 __all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
 
@@ -75,23 +59,6 @@ log = logging.getLogger("miltrd.server")
 READ_SIZE = 256 * 1024
 PROGRESS_INTERVAL = 10.0  # seconds between SMFIR_PROGRESS during a slow end of message
 _ids = itertools.count(1)
-
-_FAMILIES = {
-    Family.INET: "inet",
-    Family.INET6: "inet6",
-    Family.UNIX: "unix",
-    Family.UNKNOWN: "unknown",
-}
-_NEEDED: dict[type, ActionFlag] = {
-    m.HeaderAddition: ActionFlag.ADDHDRS,
-    m.HeaderInsertion: ActionFlag.ADDHDRS,
-    m.HeaderChange: ActionFlag.CHGHDRS,
-    m.RecipientAddition: ActionFlag.ADDRCPT,
-    m.RecipientDeletion: ActionFlag.DELRCPT,
-    m.SenderChange: ActionFlag.CHGFROM,
-    m.BodyReplacement: ActionFlag.CHGBODY,
-    m.Quarantining: ActionFlag.QUARANTINE,
-}
 
 
 _prefix = ""
@@ -105,61 +72,6 @@ def set_conn_prefix(prefix: str) -> None:
 
 def next_conn_id() -> str:
     return f"{_prefix}c{next(_ids)}"
-
-
-def reply_of(verdict: Verdict) -> FilterResponse:
-    """The protocol response for a chain verdict."""
-    kind = verdict.kind
-    if kind is VerdictKind.CONTINUE:
-        return Continue()
-    if kind is VerdictKind.ACCEPT:
-        return Accept()
-    if kind is VerdictKind.DISCARD:
-        return Discard()
-    if verdict.reply is not None:
-        return _reply_code(verdict.reply)
-    return Reject() if kind is VerdictKind.REJECT else TempFail()
-
-
-def _reply_code(reply: SmtpReply) -> ReplyCode:
-    return ReplyCode(reply.code, reply.lines, reply.xcode)
-
-
-def _change_responses(changes: list[m.Change], actions: ActionFlag) -> list[FilterResponse]:
-    out: list[FilterResponse] = []
-    for mut in changes:
-        needed = _NEEDED[type(mut)]
-        if isinstance(mut, m.RecipientAddition) and mut.esmtp_args:
-            needed = ActionFlag.ADDRCPT_PAR
-        if needed not in actions:
-            log.error("the MTA did not allow %s; dropped %s", needed.name, mut)
-            continue
-        match mut:
-            case m.HeaderAddition():
-                out.append(AddHeader(mut.name, mut.value))
-            case m.HeaderInsertion():
-                out.append(InsertHeader(mut.index, mut.name, mut.value))
-            case m.HeaderChange():
-                out.append(ChangeHeader(mut.index, mut.name, mut.value))
-            case m.RecipientAddition():
-                if mut.esmtp_args:
-                    out.append(AddRecipientPar(f"<{mut.address}>", mut.esmtp_args))
-                else:
-                    out.append(AddRecipient(f"<{mut.address}>"))
-            case m.RecipientDeletion():
-                out.append(DeleteRecipient(mut.address))
-            case m.SenderChange():
-                out.append(ChangeSender(f"<{mut.address}>", mut.esmtp_args))
-            case m.BodyReplacement():
-                out.append(ReplaceBody(mut.data))
-            case m.Quarantining():
-                out.append(Quarantine(mut.reason))
-    # The replacement body must be one contiguous run (Postfix); keep the
-    # chain order otherwise, and put the body pieces together at the end.
-    bodies = [r for r in out if isinstance(r, ReplaceBody)]
-    if len(bodies) > 1:
-        bodies = bodies[-1:]  # a later plugin's body replaces an earlier one
-    return [r for r in out if not isinstance(r, ReplaceBody)] + bodies
 
 
 class MilterHandler:
@@ -181,7 +93,6 @@ class MilterHandler:
             id=self.cid, internal_rules=runtime.config.internal, dry_run=runtime.dry_run
         )
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
-        self.deferred: Verdict | None = None
         self.idle_timeout = daemon.idle_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._last_read = 0.0
@@ -261,29 +172,22 @@ class MilterHandler:
                     await writer.drain()
 
     def _fail_safe(self) -> bytes:
-        """Answer an owed reply after an internal error with on_error."""
-        if not self.fc.reply_owed:
-            return b""
+        """After an internal error: answer an owed reply with the daemon's
+        on_error verdict; with no reply owed, the chain holds that verdict
+        for the next reply, as it does for a plugin failure."""
         verdict = on_error_verdict(self.runtime.config.daemon.on_error)
-        return self._respond(verdict)
+        if self.fc.reply_owed:
+            return self._answer(verdict)
+        self.chain.hold(verdict)
+        return b""
 
-    def _respond(self, verdict: Verdict) -> bytes:
+    def _answer(self, verdict: Verdict) -> bytes:
+        """The bytes that answer the current command with ``verdict``;
+        nothing where the phase was negotiated without a reply (the chain
+        then holds any verdict that ends the message for the next reply)."""
         if not self.fc.reply_owed:
-            if verdict.kind not in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
-                # The phase was negotiated as no-reply: say it at the next chance.
-                self.deferred = self.deferred or verdict
             return b""
-        response = reply_of(verdict)
-        if isinstance(response, Discard) and self.fc.awaiting in (Command.CONNECT, Command.HELO):
-            response = TempFail()
-        return self.fc.send(response)
-
-    async def _phase(self, run: Callable[[], Awaitable[Verdict]]) -> bytes:
-        if self.deferred is not None and self.fc.reply_owed:
-            deferred, self.deferred = self.deferred, None
-            self.chain.end_if_final(deferred, "deferred")
-            return self._respond(deferred)
-        return self._respond(await run())
+        return self.fc.send(reply_of(verdict, self.fc.awaiting))
 
     async def _dispatch(self, event: object) -> bytes:
         chain = self.chain
@@ -295,29 +199,27 @@ class MilterHandler:
                 return b""
             case Connect():
                 self.conn.hostname = event.hostname
-                self.conn.family = _FAMILIES[event.family]
+                self.conn.family = family_name(event.family)
                 self.conn.address = event.address
                 self.conn.port = event.port
-                return await self._phase(chain.connect)
+                return self._answer(await chain.connect())
             case Helo():
-                return await self._phase(lambda: chain.helo(event.name))
+                return self._answer(await chain.helo(event.name))
             case MailFrom():
-                self.deferred = None
-                return await self._phase(lambda: chain.mail(event.sender, event.args))
+                return self._answer(await chain.mail(event.sender, event.args))
             case RcptTo():
-                return await self._phase(lambda: chain.rcpt(event.recipient, event.args))
+                return self._answer(await chain.rcpt(event.recipient, event.args))
             case Data():
-                return await self._phase(chain.data)
+                return self._answer(await chain.data())
             case Header():
-                return await self._phase(lambda: chain.header(event.name, event.value))
+                return self._answer(await chain.header(event.name, event.value))
             case EndOfHeaders():
-                return await self._phase(chain.eoh)
+                return self._answer(await chain.eoh())
             case BodyChunk():
                 return await self._body(event)
             case EndOfMessage():
                 return await self._end_of_message(event)
             case Abort():
-                self.deferred = None
                 await chain.abort()
                 return b""
             case QuitNewConnection():
@@ -328,15 +230,13 @@ class MilterHandler:
                     dry_run=self.runtime.dry_run,
                 )
                 self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
-                self.deferred = None
+                self.chain.no_reply = chain.no_reply
                 return b""
             case Unknown():
                 return self.fc.send(Continue()) if self.fc.reply_owed else b""
         return b""
 
     async def _body(self, event: BodyChunk) -> bytes:
-        if self.deferred is not None:
-            return await self._phase(lambda: self.chain.body(event.data))
         verdict = await self.chain.body(event.data)
         negotiated = self.fc.negotiated
         if (
@@ -347,13 +247,14 @@ class MilterHandler:
             and not self.chain.wants(Phase.BODY)
         ):
             return self.fc.send(Skip())
-        return self._respond(verdict)
+        return self._answer(verdict)
 
     def _negotiate(self) -> bytes:
         req = request_for(self.runtime.declared)
         out = self.fc.negotiate(actions=req.actions, protocol=req.protocol, macros=req.macros)
         agreed = self.fc.negotiated
         assert agreed is not None
+        self.chain.no_reply = no_reply_phases(agreed.protocol)
         missing = req.actions & ~agreed.actions & ~ActionFlag.ADDRCPT_PAR
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
@@ -371,8 +272,7 @@ class MilterHandler:
     async def _end_of_message(self, event: EndOfMessage) -> bytes:
         if event.data:
             await self.chain.body(event.data)
-        deferred, self.deferred = self.deferred, None
-        finished, value = start(self.chain.eom(deferred))
+        finished, value = start(self.chain.eom())
         if finished:
             result: EomResult = value  # the common case: no plugin had to wait
         else:
@@ -383,11 +283,10 @@ class MilterHandler:
                     break
                 # Keep the MTA's content timeout from firing during slow work.
                 if self._writer is not None:
-                    self._writer.write(b"\x00\x00\x00\x01p")
+                    self._writer.write(self.fc.send(Progress()))
             result = task.result()
         assert self.fc.negotiated is not None
-        responses = _change_responses(result.changes, self.fc.negotiated.actions)
-        responses.append(reply_of(result.verdict))
+        responses = eom_responses(result.verdict, result.changes, self.fc.negotiated.actions)
         return self.fc.send_all(responses)
 
 

@@ -1,26 +1,88 @@
-"""From what the chain needs to what miltrd asks the MTA for (pure).
+"""The one translator between the chain's words and the milter wire (pure).
 
-- a phase no plugin observes is switched off (SMFIP_NO*);
-- a phase observed but decided by no plugin is made reply-less (SMFIP_NR_*),
-  which saves a round trip per event;
-- SKIP is asked for when someone reads the body, so the rest of the body
-  can be skipped once nobody wants it;
-- UNKNOWN commands are never asked for;
-- actions are the union of the plugins' declared actions;
-- macro lists are the chain's own plus every plugin's.
+Everything that turns the plugin API's vocabulary into protocol terms, or
+back, lives here and nowhere else:
+
+- declarations -> negotiation (``request_for``): a phase no plugin observes
+  is switched off (SMFIP_NO*); a phase observed but decided by no plugin is
+  made reply-less (SMFIP_NR_*), which saves a round trip per event; SKIP is
+  asked for when someone decides on the body; UNKNOWN commands are never
+  asked for; actions are the union of the declared ``api.Action`` flags;
+  macro lists are the chain's own plus every plugin's;
+- negotiation -> phases without a reply (``no_reply_phases``), which the
+  chain needs to hold a verdict it cannot send yet;
+- verdict -> reply (``reply_of``), including "DISCARD is not an answer to
+  CONNECT or HELO" (libmilter turns it into a tempfail there too);
+- change -> response (``change_response``) and the end-of-message answer
+  (``eom_responses``); which action flag a response needs is the protocol's
+  own fact (``ACTION_NEEDED``), not restated here;
+- the client's address family (``family_name``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..api import Action, Phase
+from ..api import (
+    Action,
+    BodyReplacement,
+    Change,
+    HeaderAddition,
+    HeaderChange,
+    HeaderInsertion,
+    Phase,
+    Quarantining,
+    RecipientAddition,
+    RecipientDeletion,
+    SenderChange,
+    SmtpReply,
+    Verdict,
+    VerdictKind,
+)
 from ..chain import Declared
-from ..protocol import ActionFlag, MacroStage, ProtocolFlag
+from ..protocol import (
+    ACTION_NEEDED,
+    Accept,
+    ActionFlag,
+    AddHeader,
+    AddRecipient,
+    AddRecipientPar,
+    ChangeHeader,
+    ChangeSender,
+    Command,
+    Continue,
+    DeleteRecipient,
+    Discard,
+    Family,
+    FilterResponse,
+    InsertHeader,
+    MacroStage,
+    ProtocolFlag,
+    Quarantine,
+    Reject,
+    ReplaceBody,
+    ReplyCode,
+    TempFail,
+)
 
-__all__ = ["Request", "request_for", "ACTION_BITS", "STEP_FLAGS"]
+__all__ = [
+    "ACTION_BITS",
+    "MACRO_STAGES",
+    "STEP_FLAGS",
+    "Request",
+    "change_response",
+    "eom_responses",
+    "family_name",
+    "no_reply_phases",
+    "reply_of",
+    "request_for",
+]
 
+log = logging.getLogger("miltrd.server")
+
+# Phase -> (flag that switches the step off, flag that makes it reply-less).
 STEP_FLAGS: dict[Phase, tuple[ProtocolFlag, ProtocolFlag]] = {
     Phase.CONNECT: (ProtocolFlag.NOCONNECT, ProtocolFlag.NR_CONN),
     Phase.HELO: (ProtocolFlag.NOHELO, ProtocolFlag.NR_HELO),
@@ -31,6 +93,8 @@ STEP_FLAGS: dict[Phase, tuple[ProtocolFlag, ProtocolFlag]] = {
     Phase.EOH: (ProtocolFlag.NOEOH, ProtocolFlag.NR_EOH),
     Phase.BODY: (ProtocolFlag.NOBODY, ProtocolFlag.NR_BODY),
 }
+# A plugin's declared Action -> the action flags negotiated for it. Adding
+# recipients asks for both forms: with ESMTP arguments (ADDRCPT_PAR) or not.
 ACTION_BITS: dict[Action, ActionFlag] = {
     Action.ADD_HEADERS: ActionFlag.ADDHDRS,
     Action.CHANGE_HEADERS: ActionFlag.CHGHDRS,
@@ -51,16 +115,25 @@ MACRO_STAGES: dict[Phase, MacroStage] = {
     Phase.EOH: MacroStage.EOH,
     Phase.EOM: MacroStage.EOM,
 }
+_FAMILIES = {
+    Family.INET: "inet",
+    Family.INET6: "inet6",
+    Family.UNIX: "unix",
+    Family.UNKNOWN: "unknown",
+}
 
 
 @dataclass(frozen=True)
 class Request:
+    """What to ask of the MTA in option negotiation (SMFIC_OPTNEG's reply)."""
+
     actions: ActionFlag
     protocol: ProtocolFlag
     macros: Mapping[MacroStage, tuple[str, ...]]
 
 
 def request_for(declared: Declared) -> Request:
+    """The negotiation request for a chain's joined declarations."""
     protocol = ProtocolFlag.NOUNKNOWN | ProtocolFlag.NR_UNKN
     for phase, (off, no_reply) in STEP_FLAGS.items():
         if not phase & declared.observes:
@@ -71,8 +144,8 @@ def request_for(declared: Declared) -> Request:
     if Phase.BODY & declared.observes and Phase.BODY & declared.decides:
         protocol |= ProtocolFlag.SKIP
     actions = ActionFlag.NONE
-    for api_action, bits in ACTION_BITS.items():
-        if api_action & declared.actions:
+    for action, bits in ACTION_BITS.items():
+        if action & declared.actions:
             actions |= bits
     macros = {
         MACRO_STAGES[phase]: tuple(sorted(names))
@@ -80,3 +153,96 @@ def request_for(declared: Declared) -> Request:
         if phase in MACRO_STAGES and names
     }
     return Request(actions, protocol, dict(sorted(macros.items())))
+
+
+def no_reply_phases(protocol: ProtocolFlag) -> Phase:
+    """The phases whose events the MTA sends without waiting for a reply,
+    given the negotiated protocol flags."""
+    phases = Phase.NONE
+    for phase, (_off, no_reply) in STEP_FLAGS.items():
+        if no_reply & protocol:
+            phases |= phase
+    return phases
+
+
+def family_name(family: Family) -> str:
+    """``Connection.family`` for a protocol address family."""
+    return _FAMILIES[family]
+
+
+def reply_of(verdict: Verdict, command: Command | None = None) -> FilterResponse:
+    """The protocol response for a chain verdict, in reply to ``command``.
+
+    A REJECT or TEMPFAIL with an SMTP reply becomes SMFIR_REPLYCODE. DISCARD
+    is not a valid answer to CONNECT or HELO, so it becomes a tempfail there.
+    """
+    kind = verdict.kind
+    if kind is VerdictKind.CONTINUE:
+        return Continue()
+    if kind is VerdictKind.ACCEPT:
+        return Accept()
+    if kind is VerdictKind.DISCARD:
+        return TempFail() if command in (Command.CONNECT, Command.HELO) else Discard()
+    if verdict.reply is not None:
+        return _reply_code(verdict.reply)
+    return Reject() if kind is VerdictKind.REJECT else TempFail()
+
+
+def _reply_code(reply: SmtpReply) -> ReplyCode:
+    return ReplyCode(reply.code, reply.lines, reply.xcode)
+
+
+def change_response(change: Change) -> FilterResponse:
+    """The modification response (SMFIR_ADDHEADER etc.) for a plugin's change.
+
+    Recipients and senders go out in angle brackets, as the MTA expects
+    them; a recipient deletion carries the address as the MTA gave it.
+    """
+    match change:
+        case HeaderAddition():
+            return AddHeader(change.name, change.value)
+        case HeaderInsertion():
+            return InsertHeader(change.index, change.name, change.value)
+        case HeaderChange():
+            return ChangeHeader(change.index, change.name, change.value)
+        case RecipientAddition():
+            if change.esmtp_args:
+                return AddRecipientPar(f"<{change.address}>", change.esmtp_args)
+            return AddRecipient(f"<{change.address}>")
+        case RecipientDeletion():
+            return DeleteRecipient(change.address)
+        case SenderChange():
+            return ChangeSender(f"<{change.address}>", change.esmtp_args)
+        case BodyReplacement():
+            return ReplaceBody(change.data)
+        case Quarantining():
+            return Quarantine(change.reason)
+    raise TypeError(f"not a change: {change!r}")
+
+
+def eom_responses(
+    verdict: Verdict, changes: Iterable[Change], actions: ActionFlag
+) -> list[FilterResponse]:
+    """Everything sent in reply to end of message: the changes in chain
+    order, then the final reply.
+
+    A change whose action the MTA did not grant is logged and dropped. The
+    replacement body goes last, and only the last plugin's (Postfix wants
+    one contiguous run, and a later replacement supersedes an earlier one).
+    """
+    out: list[FilterResponse] = []
+    body: ReplaceBody | None = None
+    for change in changes:
+        response = change_response(change)
+        needed = ACTION_NEEDED[type(response)]
+        if needed not in actions:
+            log.error("the MTA did not allow %s; dropped %s", needed.name, change)
+            continue
+        if isinstance(response, ReplaceBody):
+            body = response
+        else:
+            out.append(response)
+    if body is not None:
+        out.append(body)
+    out.append(reply_of(verdict, Command.BODYEOB))
+    return out

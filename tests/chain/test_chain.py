@@ -86,6 +86,9 @@ class Scripted(Plugin):
             msg.replace_body(self.options.answers["replace"].encode())
         return await self._answer("eom")
 
+    async def on_abort(self, msg: Message) -> None:
+        LOG.append(f"{self.name}:abort from=<{msg.sender}>")
+
 
 def make_session(*plugins: tuple[str, dict], extra: str = "") -> ChainSession:
     lines = ["[chain]", f"plugins = {[name for name, _ in plugins]!r}".replace("'", '"')]
@@ -333,12 +336,42 @@ def test_abort_calls_on_abort_and_starts_clean() -> None:
     s = make_session(("a", {}))
 
     async def go():
-        await s.mail("<s@y>", ())
+        await s.mail("<first@y>", ())
+        await s.rcpt("<a@x>", ())
         await s.abort()
         assert s.msg is None
         return await _message(s)
 
-    run(go())
+    verdicts, result = run(go())
+    assert LOG[:3] == ["a:mail", "a:rcpt a@x", "a:abort from=<first@y>"]
+    assert [v.kind for v in verdicts] == [VerdictKind.CONTINUE] * 4
+    assert result.verdict.kind is VerdictKind.CONTINUE
+    assert "a:abort from=<s@y>" not in LOG  # the next message did not inherit it
+
+
+def test_a_verdict_where_no_reply_is_owed_answers_the_rest_of_the_message() -> None:
+    s = make_session(("a", {"answers": {"header": "tempfail"}}), ("b", {}))
+    s.no_reply = Phase.HEADER  # negotiated SMFIP_NR_HDR: the MTA does not wait
+
+    verdicts, result = run(_message(s))
+    kinds = [v.kind for v in verdicts]
+    assert kinds == [VerdictKind.CONTINUE] * 2 + [VerdictKind.TEMPFAIL] * 2
+    assert result.verdict.kind is VerdictKind.TEMPFAIL and result.changes == []
+    assert not any(e.startswith(("a:body", "b:body", "b:header")) for e in LOG)
+    LOG.clear()
+    verdicts, result = run(_message(s, rcpts=("c@x",)))  # the next message starts clean
+    assert result.verdict.kind is VerdictKind.TEMPFAIL  # a answers tempfail at header again
+    assert LOG[:2] == ["a:mail", "b:mail"]
+
+
+def test_a_recipient_refused_where_no_reply_is_owed_ends_the_message() -> None:
+    s = make_session(("a", {"answers": {"rcpt bad@x": "reject"}}), ("b", {}))
+    s.no_reply = Phase.RCPT  # no reply to refuse just that recipient
+
+    verdicts, result = run(_message(s, rcpts=("bad@x", "good@x")))
+    assert [v.kind for v in verdicts[1:]] == [VerdictKind.REJECT] * 4
+    assert "a:rcpt good@x" not in LOG and "b:rcpt good@x" not in LOG
+    assert result.verdict.kind is VerdictKind.REJECT and result.changes == []
 
 
 def test_large_body_is_spooled_to_disk() -> None:

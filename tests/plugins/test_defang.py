@@ -177,9 +177,17 @@ def test_zip_archives(tmp_path: Path) -> None:
 
 def test_zip_policies_encrypted_corrupt_and_member_count(tmp_path: Path) -> None:
     encrypted = zipped(("secret.txt", b"x"), encrypt=True)
-    assert defang(tmp_path, mail((encrypted, "application/zip", "e.zip"))).changes == []
-    out = defang(tmp_path, mail((encrypted, "application/zip", "e.zip")), 'encrypted_zip = "ban"\n')
-    assert new_body(out)
+    # Its content cannot be looked into: on_limit ("ban") decides by default.
+    out = defang(tmp_path, mail((encrypted, "application/zip", "e.zip")))
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
+    assert "encrypted zip archive" in header.value
+    allow = 'encrypted_zip = "allow"\n'
+    assert defang(tmp_path, mail((encrypted, "application/zip", "e.zip")), allow).changes == []
+    # Its member names are still judged when it is let through.
+    bad = zipped(("run.exe", b"x"), encrypt=True)
+    assert new_body(defang(tmp_path, mail((bad, "application/zip", "e.zip")), allow))
+    out = defang(tmp_path, mail((encrypted, "application/zip", "e.zip")), 'on_limit = "tempfail"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
     corrupt = b"PK\x03\x04" + b"garbage" * 20
     assert new_body(defang(tmp_path, mail((corrupt, "application/zip", "c.zip"))))
     many = zipped(*((f"f{i}.txt", b"") for i in range(3000)))

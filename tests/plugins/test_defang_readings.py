@@ -1,0 +1,525 @@
+"""defang where programs read a message differently: every reading is
+judged and the strictest wins (issue 15, cases 16 and 17 and their kinds)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.policy
+import quopri
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from miltrd.api import BodyReplacement, HeaderAddition, VerdictKind
+from miltrd.mta import split_message
+
+from .helpers import run_message, session
+from .test_defang import PE, config, defang, new_body
+
+CASES = Path("/work/shared/cases")
+PE_B64 = base64.encodebytes(PE).replace(b"\n", b"\r\n")
+TOP = (
+    b"From: a@example.org\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+    b"--b1\r\nContent-Type: text/plain\r\n\r\nHello.\r\n\r\n"
+)
+
+
+def with_part(part: bytes) -> bytes:
+    """A two-part message whose second part is ``part`` (headers and content)."""
+    return TOP + b"--b1\r\n" + part + b"\r\n--b1--\r\n"
+
+
+def removed(out) -> str:
+    """The X-Miltrd-Defang value; fails when nothing was removed."""
+    body = new_body(out)
+    assert body is not None, "nothing was removed"
+    assert PE not in body and PE_B64[:40] not in body
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
+    return header.value
+
+
+def parsed(raw: bytes, body: bytes) -> email.message.EmailMessage:
+    headers, _ = split_message(raw)
+    head = "".join(f"{n}: {v}\r\n" for n, v in headers).encode()
+    msg = email.message_from_bytes(head + b"\r\n" + body, policy=email.policy.default)
+    assert isinstance(msg, email.message.EmailMessage)
+    return msg
+
+
+# --- case 16 and its kind: headers a lenient client still reads -------------
+
+
+def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
+    raw = (CASES / "16-unindented-param-line" / "message.eml").read_bytes()
+    out = defang(tmp_path, raw)
+    assert 'removed "invoice.exe"' in removed(out)
+    body = new_body(out) or b""
+    assert b"TVqQ" not in body and b"Please find the invoice attached." in body
+    out = defang(tmp_path, raw, 'action = "reject"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.REJECT
+    assert out.final.reply is not None and "invoice.exe" in out.final.reply.lines[0]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # name= on an unindented line after ";" (case 16)
+        b'Content-Type: application/octet-stream; x-unix-mode=0600;\r\nname="report.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        # filename= the same way, on Content-Disposition
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment;\r\nfilename="report.exe"\r\n',
+        # the unindented line is the only place the encoding is named
+        b'Content-Type: application/octet-stream;\r\nname="report.pdf"; x=1;\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        # a name split over two unindented lines by RFC 2231 continuations
+        b'Content-Type: application/octet-stream;\r\nname*0="rep";\r\nname*1="ort.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+    ],
+)
+def test_unindented_parameter_lines_are_read(tmp_path: Path, head: bytes) -> None:
+    removed(defang(tmp_path, with_part(head + b"\r\n" + PE_B64)))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # two Content-Types: one harmless, one banned (either order)
+        b"Content-Type: text/plain\r\nContent-Type: application/x-msdownload\r\n",
+        b"Content-Type: application/x-msdownload\r\nContent-Type: text/plain\r\n",
+        # two Content-Transfer-Encodings: a reader that takes base64 sees the program
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: 7bit\r\n"
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Transfer-Encoding: 7bit\r\n",
+        # an encoding named with junk after it
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: Base64; x\r\n",
+        # a name on Content-Type and another on Content-Disposition (either one banned)
+        b'Content-Type: application/octet-stream; name="photo.jpg"\r\n'
+        b'Content-Disposition: attachment; filename="photo.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        b'Content-Type: application/octet-stream; name="photo.exe"\r\n'
+        b'Content-Disposition: attachment; filename="photo.jpg"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        # one parameter given twice
+        b'Content-Type: application/octet-stream; name="a.jpg"; name="a.scr"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        b'Content-Disposition: attachment; filename="a.vbs"; filename="a.txt"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        # two Content-Disposition fields
+        b'Content-Disposition: inline; filename="a.txt"\r\n'
+        b'Content-Disposition: attachment; filename="a.bat"\r\n',
+    ],
+)
+def test_duplicate_headers_and_parameters_strictest_wins(tmp_path: Path, head: bytes) -> None:
+    out = defang(tmp_path, with_part(head + b"\r\n" + PE_B64))
+    assert new_body(out) is not None, head
+
+
+def test_duplicate_cte_sniffs_every_decoding(tmp_path: Path) -> None:
+    # Harmless name and type: only decoding by the second encoding shows the program.
+    head = (
+        b'Content-Type: image/jpeg; name="cat.jpg"\r\nContent-Transfer-Encoding: 7bit\r\n'
+        b"Content-Transfer-Encoding: base64\r\n"
+    )
+    value = removed(defang(tmp_path, with_part(head + b"\r\n" + PE_B64)))
+    assert "Windows executable" in value
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        b"Content-Type: multipart/mixed\r\n",  # no boundary at all
+        b'Content-Type: multipart/mixed; boundary="wrong"\r\n',  # one that never occurs
+        b'Content-Type: multipart/mixed; boundary="zz\r\n',  # an unclosed quote
+    ],
+)
+def test_missing_or_wrong_boundary_is_guessed_like_clients_do(tmp_path: Path, ctype: bytes) -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n" + ctype + b"\r\n"
+        b"--zz\r\nContent-Type: text/plain\r\n\r\nHello.\r\n"
+        b'--zz\r\nContent-Type: application/octet-stream; name="x.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + PE_B64 + b"--zz--\r\n"
+    )
+    out = defang(tmp_path, raw)
+    assert 'removed "x.exe"' in removed(out)
+    assert b"Hello." in (new_body(out) or b"")
+    # With on_malformed = "tempfail" the broken structure itself is reason enough.
+    strict = defang(tmp_path, raw, 'on_malformed = "tempfail"\n')
+    assert strict.final is not None
+
+
+def test_text_after_a_broken_multipart_is_still_judged(tmp_path: Path) -> None:
+    # No boundary and no "--" line: the content is judged as one leaf.
+    raw = (
+        b"From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed\r\n\r\n"
+        b"begin 644 run.exe\r\n"
+        + binascii.b2a_uu(PE[:45]).replace(b"\n", b"\r\n")
+        + b"`\r\nend\r\n"
+    )
+    assert "run.exe" in removed(defang(tmp_path, raw))
+
+
+# --- file names as other programs read them ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "photo.exe\x00.jpg",  # a C string ends at the NUL
+        "photo.exe\x01.jpg",  # another control character
+        "photo.exe\r\n.jpg",
+        "report.exe...",  # Windows drops trailing dots and spaces
+        "report.exe \u3000",
+        "report.\u0435\u0445\u0435",  # Cyrillic look-alikes of "exe"
+        "report\uff0e\uff45\uff58\uff45",  # full-width ".exe"
+        "report\u2024exe",  # ONE DOT LEADER looks like a dot
+        "report.e\u200bxe",  # a zero-width space inside the extension
+        "report.e\u00adxe",  # a soft hyphen, not drawn
+        "invoice\u202efdp.exe",  # right-to-left override
+        "invoice\u2066.pdf\u2069.exe",
+        "run.exe:Zone.Identifier",  # an NTFS stream of run.exe
+        "C:\\temp\\run.bat",
+        "run%2Eexe",
+    ],
+)
+def test_file_name_readings(tmp_path: Path, name: str) -> None:
+    for header in (
+        "Content-Type: application/octet-stream; name",
+        "Content-Disposition: attachment; filename*",
+    ):
+        if "\r" in name and not header.endswith("*"):
+            continue  # a raw line break cannot stand in a quoted string
+        if header.endswith("*"):
+            value = "utf-8''" + "".join(
+                c if c.isalnum() and c.isascii() else "".join(f"%{b:02X}" for b in c.encode())
+                for c in name
+            )
+        else:
+            value = '"' + name.replace("\\", "\\\\").replace("\r\n", "") + '"'
+        raw = with_part(header.encode() + b"=" + value.encode() + b"\r\n\r\nharmless bytes\r\n")
+        out = defang(tmp_path, raw)
+        assert new_body(out) is not None, (header, name)
+        value_shown = next(m for m in out.changes if isinstance(m, HeaderAddition)).value
+        assert value_shown.isascii() and value_shown.isprintable()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    stem=st.text(st.characters(min_codepoint=0x61, max_codepoint=0x7A), min_size=1, max_size=8),
+    ext=st.sampled_from(["exe", "scr", "js", "vbs", "bat", "lnk", "hta"]),
+    upper=st.booleans(),
+    decoration=st.sampled_from(
+        ["", ".", " .", "\x00.pdf", "\x00", "\u200b", "\u202e", ":x", "\ufeff"]
+    ),
+    split=st.integers(min_value=0, max_value=3),
+    invisible=st.sampled_from(["", "\u200b", "\u200d", "\u2060", "\u00ad", "\ufe0f"]),
+)
+def test_any_decorated_banned_name_is_caught(
+    tmp_path: Path, stem: str, ext: str, upper: bool, decoration: str, split: int, invisible: str
+) -> None:
+    ext = ext.upper() if upper else ext
+    cut = min(split, len(ext))
+    name = f"{stem}.{ext[:cut]}{invisible}{ext[cut:]}{decoration}"
+    header = b'Content-Type: application/octet-stream; name="' + name.encode() + b'"\r\n'
+    out = defang(tmp_path, with_part(header + b"\r\nplain words\r\n"))
+    assert new_body(out) is not None, repr(name)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    stem=st.text(st.characters(min_codepoint=0x61, max_codepoint=0x7A), min_size=1, max_size=10),
+    ext=st.sampled_from(["pdf", "jpg", "docx", "txt", "png", "csv"]),
+)
+def test_harmless_names_stay(tmp_path: Path, stem: str, ext: str) -> None:
+    header = f'Content-Disposition: attachment; filename="{stem}.{ext}"\r\n'.encode()
+    assert defang(tmp_path, with_part(header + b"\r\nplain words\r\n")).changes == []
+
+
+# --- case 17 and its kind: containers in forbidden encodings ----------------
+
+
+def _inner_message() -> bytes:
+    return (
+        b"From: c@example.net\r\nSubject: tool\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="in1"\r\n\r\n'
+        b"--in1\r\nContent-Type: text/plain\r\n\r\nHere is the tool.\r\n\r\n"
+        b'--in1\r\nContent-Type: application/octet-stream; name="setup.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + PE_B64 + b"\r\n--in1--\r\n"
+    )
+
+
+def _encoded(data: bytes, cte: str) -> bytes:
+    if cte == "base64":
+        return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    if cte == "quoted-printable":
+        return quopri.encodestring(data.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
+    return data
+
+
+def test_case_17_base64_message_rfc822(tmp_path: Path) -> None:
+    raw = (CASES / "17-base64-message-rfc822" / "message.eml").read_bytes()
+    out = defang(tmp_path, raw)
+    assert 'removed "setup.exe"' in removed(out)
+    msg = parsed(raw, new_body(out) or b"")
+    forwarded = [p for p in msg.walk() if p.get_content_type() == "message/rfc822"]
+    assert len(forwarded) == 1
+    # The forwarded message is still there, still base64, without the program.
+    body = new_body(out) or b""
+    marker = b'filename="tool.eml"\r\n\r\n'
+    start = body.index(marker) + len(marker)
+    inner = base64.b64decode(body[start : body.index(b"--out1--")])
+    assert b"Here is the tool." in inner and b"TVqQ" not in inner
+    assert b"was removed by the mail filter" in inner.replace(b"=\r\n", b"")
+    out = defang(tmp_path, raw, 'action = "reject"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.REJECT
+
+
+@pytest.mark.parametrize("cte", ["base64", "quoted-printable", "x-uuencode"])
+def test_encoded_attached_message_is_walked(tmp_path: Path, cte: str) -> None:
+    inner = _inner_message()
+    if cte == "x-uuencode":
+        content = (
+            b"begin 644 fwd.eml\r\n"
+            + b"".join(
+                binascii.b2a_uu(inner[i : i + 45]).replace(b"\n", b"\r\n")
+                for i in range(0, len(inner), 45)
+            )
+            + b"`\r\nend\r\n"
+        )
+    else:
+        content = _encoded(inner, cte)
+    part = (
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: "
+        + cte.encode()
+        + b"\r\n\r\n"
+        + content
+    )
+    out = defang(tmp_path, with_part(part))
+    assert 'removed "setup.exe"' in removed(out)
+    body = new_body(out) or b""
+    assert b"Hello." in body
+
+
+@pytest.mark.parametrize("cte", ["base64", "quoted-printable"])
+def test_encoded_multipart_is_walked(tmp_path: Path, cte: str) -> None:
+    inner = (
+        b"--in1\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b'--in1\r\nContent-Type: application/octet-stream; name="a.js"\r\n\r\nalert(1)\r\n--in1--\r\n'
+    )
+    part = (
+        b'Content-Type: multipart/mixed; boundary="in1"\r\nContent-Transfer-Encoding: '
+        + cte.encode()
+        + b"\r\n\r\n"
+        + _encoded(inner, cte)
+    )
+    assert 'removed "a.js"' in removed_or_any(defang(tmp_path, with_part(part)))
+
+
+def removed_or_any(out) -> str:
+    (header,) = [m for m in out.changes if isinstance(m, HeaderAddition)]
+    return header.value
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    layers=st.lists(
+        st.tuples(
+            st.sampled_from(["message", "multipart"]),
+            st.sampled_from(["7bit", "base64", "quoted-printable"]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_nested_encoded_containers_to_the_configured_depth(tmp_path: Path, layers) -> None:
+    entity = (
+        b'Content-Type: application/octet-stream; name="deep.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + PE_B64
+    )
+    for i, (kind, cte) in enumerate(layers):
+        if kind == "message":
+            content = b"From: x@example.net\r\nSubject: s\r\n" + entity
+            head = b"Content-Type: message/rfc822\r\n"
+        else:
+            b = f"L{i}".encode()
+            content = b"--" + b + b"\r\n" + entity + b"\r\n--" + b + b"--\r\n"
+            head = b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n'
+        entity = (
+            head
+            + b"Content-Transfer-Encoding: "
+            + cte.encode()
+            + b"\r\n\r\n"
+            + _encoded(content, cte)
+        )
+    out = defang(tmp_path, with_part(entity))
+    body = new_body(out)
+    assert body is not None
+    assert "deep.exe" in removed_or_any(out)
+    # What is left still parses, and nowhere in it is the program.
+    for part in parsed(with_part(entity), body).walk():
+        payload = part.get_payload(decode=True) if not part.is_multipart() else b""
+        assert PE not in (payload or b"")
+
+
+def test_encoded_container_past_the_size_bound_goes_through_on_limit(tmp_path: Path) -> None:
+    part = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" + _encoded(
+        _inner_message(), "base64"
+    )
+    out = defang(tmp_path, with_part(part), "max_decoded_size = 100\n")
+    assert out.final is not None and out.final.kind is VerdictKind.REJECT
+    out = defang(tmp_path, with_part(part), 'max_decoded_size = 100\non_limit = "tempfail"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+
+
+def test_container_past_the_depth_bound_goes_through_on_limit(tmp_path: Path) -> None:
+    entity = b"Content-Type: text/plain\r\n\r\nx\r\n"
+    for _ in range(4):
+        content = b"From: x@example.net\r\n" + entity
+        entity = (
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + _encoded(content, "base64")
+        )
+    assert defang(tmp_path, with_part(entity)).changes == []
+    out = defang(tmp_path, with_part(entity), "max_depth = 3\n")
+    assert out.final is not None and out.final.kind is VerdictKind.REJECT
+    out = defang(tmp_path, with_part(entity), 'max_depth = 3\non_limit = "allow"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
+
+
+# --- attachments outside MIME --------------------------------------------------
+
+
+def uuencoded(name: bytes, data: bytes) -> bytes:
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    return b"begin 644 " + name + b"\n" + lines + b"`\nend\n"
+
+
+def yencoded(name: bytes, data: bytes) -> bytes:
+    out = bytearray()
+    for byte in data:
+        c = (byte + 42) & 0xFF
+        if c in (0x00, 0x0A, 0x0D, 0x3D):
+            out += b"=" + bytes([(c + 64) & 0xFF])
+        else:
+            out.append(c)
+    lines = b"\n".join(bytes(out[i : i + 128]) for i in range(0, len(out), 128))
+    return (
+        b"=ybegin line=128 size="
+        + str(len(data)).encode()
+        + b" name="
+        + name
+        + b"\n"
+        + lines
+        + b"\n=yend size="
+        + str(len(data)).encode()
+        + b"\n"
+    )
+
+
+_HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+
+
+def binhexed(name: bytes, data: bytes) -> bytes:
+    """BinHex 4.0 without run-length coding (0x90 escaped) and zero CRCs."""
+    header = (
+        bytes([len(name)])
+        + name
+        + b"\x00"
+        + b"APPL"
+        + b"????"
+        + b"\x00\x00"
+        + len(data).to_bytes(4, "big")
+        + (0).to_bytes(4, "big")
+        + b"\x00\x00"
+    )
+    stream = (header + data + b"\x00\x00" + b"\x00\x00").replace(b"\x90", b"\x90\x00")
+    bits, nbits, out = 0, 0, bytearray()
+    for byte in stream:
+        bits = (bits << 8) | byte
+        nbits += 8
+        while nbits >= 6:
+            nbits -= 6
+            out.append(_HQX[(bits >> nbits) & 63])
+    if nbits:
+        out.append(_HQX[(bits << (6 - nbits)) & 63])
+    lines = b"\n".join(bytes(out[i : i + 64]) for i in range(0, len(out), 64))
+    return b"(This file must be converted with BinHex 4.0)\n:" + lines + b":\n"
+
+
+def text_message(text: bytes, cte: str = "7bit") -> bytes:
+    text = text.replace(b"\n", b"\r\n")
+    return (
+        b"From: a@example.org\r\nSubject: old school\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: "
+        + cte.encode()
+        + b"\r\n\r\n"
+        + _encoded(text, cte)
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "name"),
+    [
+        (uuencoded(b"tool.exe", b"anything at all"), "tool.exe"),
+        (uuencoded(b"notes.txt", PE), "notes.txt"),  # the content is the program
+        (b"begin-base64 644 run.scr\n" + base64.encodebytes(b"x" * 10) + b"====\n", "run.scr"),
+        (yencoded(b"tool.exe", b"anything"), "tool.exe"),
+        (yencoded(b"notes.bin", PE), "notes.bin"),
+        (binhexed(b"tool.exe", b"anything"), "tool.exe"),
+        (binhexed(b"Notes", PE), "Notes"),
+        (b"> " + uuencoded(b"quoted.exe", b"x").replace(b"\n", b"\n> "), "quoted.exe"),
+    ],
+)
+@pytest.mark.parametrize("cte", ["7bit", "quoted-printable", "base64"])
+def test_files_outside_mime_in_text_parts(
+    tmp_path: Path, block: bytes, name: str, cte: str
+) -> None:
+    raw = text_message(b"Hi,\n\nthe file:\n\n" + block + b"\nBye.\n", cte)
+    out = defang(tmp_path, raw)
+    value = removed_or_any(out)
+    assert f'removed "{name}"' in value
+    # The text around the file is kept; the file is gone; the encoding is the same.
+    text = parsed(raw, new_body(out) or b"").get_content()
+    assert "Hi," in text and "Bye." in text and "was removed by the mail filter" in text
+    assert "begin 644" not in text and "=ybegin" not in text and "BinHex" not in text
+    saved = list((tmp_path / "saved").rglob("*.bin"))
+    assert saved
+
+
+def test_harmless_text_that_looks_like_a_block_stays(tmp_path: Path) -> None:
+    raw = text_message(
+        b"Let us begin the meeting.\nbegin 644 notes.txt\n" + uuencoded(b"notes.txt", b"hello")[19:]
+    )
+    assert defang(tmp_path, raw).changes == []
+
+
+def test_mime_binhex_part_is_judged_by_its_inner_name(tmp_path: Path) -> None:
+    part = b'Content-Type: application/mac-binhex40; name="doc.hqx"\r\n\r\n' + binhexed(
+        b"doc.exe", b"x"
+    ).replace(b"\n", b"\r\n")
+    assert "doc.exe" in removed_or_any(defang(tmp_path, with_part(part)))
+
+
+# --- observe mode ---------------------------------------------------------------
+
+
+def test_observe_mode_saves_nothing(tmp_path: Path) -> None:
+    raw = with_part(b'Content-Type: application/octet-stream; name="a.exe"\r\n\r\nxx\r\n')
+    cfg = config(tmp_path, 'mode = "observe"\n')
+    out = run_message(session(cfg), "a@example.org", ["b@example.com"], raw)
+    assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
+    assert not [m for m in out.changes if isinstance(m, BodyReplacement)]
+    assert not (tmp_path / "saved").exists()
