@@ -206,8 +206,10 @@ class Miltrd:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"miltrd did not start:\n{self.log()}") from None
         elif unix_path is not None:
+            # The file appears at bind(), a moment before listen(): wait
+            # until a connection is accepted.
             deadline = time.monotonic() + 20
-            while not os.path.exists(unix_path):
+            while not _accepts(unix_path):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError(f"miltrd did not start:\n{self.log()}")
                 time.sleep(0.05)
@@ -239,6 +241,17 @@ class Miltrd:
                 self.proc.wait()
         self.logfile.close()
         return self.proc.returncode
+
+
+def _accepts(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
