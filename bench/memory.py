@@ -95,4 +95,7 @@ def memory_report(tmp: Path) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    from .bigmail import defang_memory
+
+    defang_memory(tmp)
     return 0

@@ -5,6 +5,7 @@
     python3 -m bench.run --endless       # the older table: endless connections, no macros
     python3 -m bench.run --postfix       # also end to end through real Postfix
     python3 -m bench.run --memory        # idle-connection and large-message memory
+    python3 -m bench.run --stall         # small-message latency beside 50 MiB defangs
 
 Every filter does the same work: observe every phase, add one header at end
 of message. The default table is like for like: the generator behaves like
@@ -294,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="4096,262144")
     parser.add_argument("--postfix", action="store_true", help="also run through real Postfix")
     parser.add_argument("--memory", action="store_true", help="memory measurements only")
+    parser.add_argument(
+        "--stall", action="store_true", help="small-message latency beside 50 MiB defangs"
+    )
+    parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
+    parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
+    parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.sizes = 1.0, "4096"
@@ -302,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if args.stall:
+        from .bigmail import stall_report
+
+        return stall_report(tmp, args.repo, args.python, max(args.seconds, 20.0), args.small_conns)
     if not args.endless:
         args.filters = args.filters or LIKE_FILTERS
         like_for_like(tmp, args)

@@ -443,7 +443,7 @@ class Defang(Plugin):
                 msg.change_header("Content-Transfer-Encoding", "quoted-printable")
                 if msg.header("Content-Disposition") is not None:
                     msg.delete_header("Content-Disposition")
-            msg.replace_body(outcome.body.read())
+            msg.replace_body(outcome.body)
         finally:
             outcome.body.close()
         msg.add_header(self.options.header, outcome.summary)

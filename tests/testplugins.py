@@ -119,6 +119,24 @@ class UpperBody(Plugin):
         return None
 
 
+class ReversedLinesFromFile(Plugin):
+    """Replaces the body with its lines reversed, given as a file (the
+    streamed form of a replacement body)."""
+
+    actions = Action.REPLACE_BODY
+    needs = Phase.BODY
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            for line in reversed(msg.body.read().split(b"\r\n")):
+                f.write(line + b"\r\n")
+            f.seek(0)
+            msg.replace_body(f)
+        return None
+
+
 class BodyLength(Plugin):
     """Records the body length it sees at end of message in a header."""
 

@@ -9,8 +9,10 @@ into a header can never inject a header line of its own.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import ClassVar
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, ClassVar
 
 from .phases import Action
 
@@ -129,9 +131,45 @@ class SenderChange:
 
 @dataclass(frozen=True, slots=True)
 class BodyReplacement:
+    """The new body (CRLF line ends).
+
+    A small body is ``data``. A large one is ``file``, a seekable binary
+    file holding ``size`` bytes from offset 0, so that it is never held in
+    memory whole; ``chunks()`` reads either form a piece at a time and
+    ``read()`` returns all of it (for tests and small bodies).
+    """
+
     action: ClassVar[Action] = Action.REPLACE_BODY  # what the plugin must declare
 
-    data: bytes
+    data: bytes = b""
+    file: IO[bytes] | None = field(default=None, compare=False, repr=False)
+    size: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.file is None:
+            _set(self, "size", len(self.data))
+        elif self.size < 0:
+            raise ValueError("a body given as a file needs its size")
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The body in pieces of at most ``size`` bytes."""
+        if self.file is None:
+            for i in range(0, len(self.data), size):
+                yield self.data[i : i + size]
+            return
+        pos = 0
+        while pos < self.size:
+            with self._lock:
+                self.file.seek(pos)
+                piece = self.file.read(min(size, self.size - pos))
+            if not piece:
+                return
+            pos += len(piece)
+            yield piece
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,11 @@ at end of message, in chain order. Per-plugin scratch space lives in
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from .authresults import AuthResult, make_result
 from .changes import (
@@ -41,6 +42,7 @@ __all__ = [
     "IPNetwork",
 ]
 
+_SPOOL_REPLACEMENT = 1 << 20  # a replacement body above this goes to disk
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -119,11 +121,14 @@ class Body:
         self._file.write(data)
         self.size += len(data)
 
-    def replace(self, data: bytes) -> None:
+    def replace(self, data: bytes | Iterable[bytes]) -> None:
+        """Make ``data`` (bytes, or pieces of bytes) the body."""
         self._file.seek(0)
         self._file.truncate()
-        self._file.write(data)
-        self.size = len(data)
+        self.size = 0
+        for piece in (data,) if isinstance(data, bytes) else data:
+            self._file.write(piece)
+            self.size += len(piece)
 
     def read(self) -> bytes:
         """The whole body as bytes."""
@@ -286,7 +291,7 @@ class Message:
         # An observing plugin's body change is only logged: later plugins
         # must see the body the MTA will deliver.
         if isinstance(change, BodyReplacement) and not caller.observe:
-            self.body.replace(change.data)
+            self.body.replace(change.chunks())
 
     def add_header(self, name: str, value: str) -> None:
         self._request(HeaderAddition(name, value))
@@ -312,9 +317,20 @@ class Message:
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
         self._request(SenderChange(bare_address(address), esmtp_args))
 
-    def replace_body(self, data: bytes) -> None:
-        """Replace the body; plugins after this one see the new body."""
-        self._request(BodyReplacement(bytes(data)))
+    def replace_body(self, data: bytes | IO[bytes]) -> None:
+        """Replace the body; plugins after this one see the new body.
+
+        ``data`` is bytes, or a readable binary file that is read from its
+        current position to its end a piece at a time (copied to a spool,
+        so a large body is never held in memory whole; the caller keeps
+        and closes its own file)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            change = BodyReplacement(bytes(data))
+        else:
+            copy: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_REPLACEMENT)  # noqa: SIM115
+            shutil.copyfileobj(data, copy, _SPOOL_REPLACEMENT)
+            change = BodyReplacement(file=copy, size=copy.tell())
+        self._request(change)
 
     def quarantine(self, reason: str) -> None:
         self._request(Quarantining(reason))

@@ -286,8 +286,18 @@ class MilterHandler:
                     self._writer.write(self.fc.send(Progress()))
             result = task.result()
         assert self.fc.negotiated is not None
-        responses = eom_responses(result.verdict, result.changes, self.fc.negotiated.actions)
-        return self.fc.send_all(responses)
+        out = bytearray()
+        for response in eom_responses(result.verdict, result.changes, self.fc.negotiated.actions):
+            out += self.fc.send(response)
+            # A large replacement body is written out as it is read.
+            if len(out) >= _WRITE_AT and self._writer is not None:
+                self._writer.write(bytes(out))
+                out.clear()
+                await self._writer.drain()
+        return bytes(out)
+
+
+_WRITE_AT = 1 << 20
 
 
 async def _await(awaitable: Any) -> Any:

@@ -22,7 +22,7 @@ back, lives here and nowhere else:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..api import (
@@ -214,35 +214,39 @@ def change_response(change: Change) -> FilterResponse:
         case SenderChange():
             return ChangeSender(f"<{change.address}>", change.esmtp_args)
         case BodyReplacement():
-            return ReplaceBody(change.data)
+            return ReplaceBody(change.read())
         case Quarantining():
             return Quarantine(change.reason)
     raise TypeError(f"not a change: {change!r}")
 
 
 def eom_responses(
-    verdict: Verdict, changes: Iterable[Change], actions: ActionFlag
-) -> list[FilterResponse]:
+    verdict: Verdict, changes: Iterable[Change], actions: ActionFlag, piece: int = 65535
+) -> Iterator[FilterResponse]:
     """Everything sent in reply to end of message: the changes in chain
     order, then the final reply.
 
     A change whose action the MTA did not grant is logged and dropped. The
     replacement body goes last, and only the last plugin's (Postfix wants
-    one contiguous run, and a later replacement supersedes an earlier one).
+    one contiguous run, and a later replacement supersedes an earlier one);
+    it is read a ``piece`` of bytes at a time as the responses are taken,
+    so a large one is never held in memory whole.
     """
-    out: list[FilterResponse] = []
-    body: ReplaceBody | None = None
+    body: BodyReplacement | None = None
     for change in changes:
-        response = change_response(change)
-        needed = ACTION_NEEDED[type(response)]
+        # The body's response is made later, a piece at a time.
+        response = None if isinstance(change, BodyReplacement) else change_response(change)
+        needed = ACTION_NEEDED[ReplaceBody if response is None else type(response)]
         if needed not in actions:
             log.error("the MTA did not allow %s; dropped %s", needed.name, change)
             continue
-        if isinstance(response, ReplaceBody):
-            body = response
-        else:
-            out.append(response)
+        if isinstance(change, BodyReplacement):
+            body = change
+        elif response is not None:
+            yield response
     if body is not None:
-        out.append(body)
-    out.append(reply_of(verdict, Command.BODYEOB))
-    return out
+        if body.size == 0:
+            yield ReplaceBody(b"")
+        for data in body.chunks(piece):
+            yield ReplaceBody(data)
+    yield reply_of(verdict, Command.BODYEOB)

@@ -59,7 +59,7 @@ def defang(tmp: Path, raw: bytes, extra: str = ""):
 
 
 def new_body(out) -> bytes | None:
-    pieces = [m.data for m in out.changes if isinstance(m, BodyReplacement)]
+    pieces = [m.read() for m in out.changes if isinstance(m, BodyReplacement)]
     return b"".join(pieces) if pieces else None
 
 

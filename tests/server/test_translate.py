@@ -185,7 +185,7 @@ def test_end_of_message_sends_changes_in_order_the_last_body_last_then_the_reply
         BodyReplacement(b"second"),
         HeaderChange(1, "Subject", "s"),
     ]
-    out = eom_responses(CONTINUE, changes, ALL_ACTIONS)
+    out = list(eom_responses(CONTINUE, changes, ALL_ACTIONS))
     assert out == [
         AddHeader("X-A", "1"),
         Quarantine("q"),
@@ -195,7 +195,7 @@ def test_end_of_message_sends_changes_in_order_the_last_body_last_then_the_reply
     ]
     granted = ALL_ACTIONS & ~ActionFlag.QUARANTINE
     with caplog.at_level(logging.ERROR, logger="miltrd.server"):
-        out = eom_responses(ACCEPT, changes, granted)
+        out = list(eom_responses(ACCEPT, changes, granted))
     assert Quarantine("q") not in out and out[-1] == Accept()
     assert "the MTA did not allow QUARANTINE" in caplog.text
 
