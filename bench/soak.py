@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .loadgen import run_load
@@ -30,6 +31,25 @@ def rss_kib(pid: int) -> int:
 
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settled_fds(pid: int, quiet: float = 0.3, limit: float = 5.0) -> int:
+    """Open fds once the daemon has closed the slice's connections.
+
+    The load generator's sockets are closed when it returns; the daemon
+    sees the EOFs a moment later (longer on a busy machine), so an
+    immediate count includes connections that are already over.
+    """
+    deadline = time.monotonic() + limit
+    last, since = fds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = fds(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
 
 
 def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, int, int]]:
@@ -68,7 +88,7 @@ def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, i
                 raise RuntimeError(f"{result.errors} connection errors")
             done += result.messages
             rate = max(100.0, result.messages / wall)
-            samples.append((done, rss_kib(proc.pid), fds(proc.pid)))
+            samples.append((done, rss_kib(proc.pid), settled_fds(proc.pid)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

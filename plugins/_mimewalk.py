@@ -33,7 +33,10 @@ from ._names import names_in_fields, param_values
 __all__ = ["Part", "Limits", "parse_fields", "parse_tree", "MAX_HEADER"]
 
 MAX_HEADER = 256 * 1024
-_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")
+# A field name as mail actually uses them: RFC 5322 allows any printable
+# but ":", yet a line like `name="a:b.exe"` after a ";" is a parameter to
+# every client, so "=", quotes and ";" do not make a field name here.
+_FIELD = re.compile(rb"([A-Za-z0-9!#$%&'*+.^_`|~-]+)[ \t]*:")
 _CONTAINERS = ("message/rfc822", "message/global", "message/news")
 
 

@@ -29,6 +29,7 @@ _LOOKALIKES = str.maketrans(
     "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u0501\u04bb\u04cf\u051b\u051d\u0432\u043a\u043c\u043d\u0442\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0405\u0406\u0408\u03b1\u03b5\u03bf\u03c1\u03c4\u03c5\u03c7\u03bd\u03b9\u03ba\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a7\u03a5\u0131\u2113\u2170\u2174\u2179\u217c\u217d\u217e\u217f\u2024\u3002\uff61\u0701\u0702\ua4f8\u2e31\u00b7\u2219\u22c5",
     "aeopcyxsijdhlqwbkmhtabekmhopctxsijaeoptuxvikabezhikmnoptxyilivxlcdm..........",
 )
+_LOOSE = re.compile(r"""(?i)(?:^|[\s;])(?:file)?name\s*=\s*(?:"([^"]*)"?|([^\s;"]+))""")
 _SEPARATORS = re.compile(r"[\\/]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -180,6 +181,11 @@ def names_in_fields(fields: list[tuple[str, str]]) -> list[str]:
             names += param_values(value, "name")  # some clients take this too
         elif lkey == "content-description" and re.fullmatch(r"[^\s/\\]+\.[A-Za-z0-9]{1,12}", value):
             names.append(value)  # clients show it as the name when no other is given
+    for key, value in fields:
+        if key.lower() in ("content-type", "content-disposition"):
+            # Some clients find the parameter without the ";" before it.
+            for m in _LOOSE.finditer(value):
+                names.append(m.group(1) if m.group(1) is not None else m.group(2))
     out = []
     for n in names:
         n = n.strip()

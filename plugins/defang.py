@@ -396,10 +396,9 @@ class Defang(Plugin):
             banned, problem = self._policy(self.options.on_limit, "message too large to scan")
             if problem:
                 return tempfail("Message too large to scan now", code=451, xcode="4.3.0")
-            if banned and self.options.action != "replace":
+            if banned:  # nothing in it can be replaced unseen: the whole message goes
                 return self._refuse(msg, [], banned)
-            if banned:
-                self.log.warning("message too large to scan (%d bytes)", msg.body.size)
+            self.log.warning("message too large to scan (%d bytes): let through", msg.body.size)
             return None
         # The walk is CPU-heavy for big messages: a worker thread keeps
         # other connections served meanwhile.

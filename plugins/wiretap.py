@@ -16,6 +16,11 @@ headers carrying the sender, each recipient, the client and the queue id
 never leave ``root``. An archive that cannot be written tempfails the
 message (nothing goes unarchived) unless its rule is ``best_effort``.
 
+Copies are at least once: the copy is durable before the end-of-message
+reply, and the MTA's acceptance after it is never confirmed to a milter,
+so a session cut in between (worker killed, timeout) leaves a copy and
+the sender's retry writes another (README, "Faults").
+
 Tap rules add a copy recipient to all mail to or from listed users.
 """
 

@@ -8,6 +8,7 @@ domains NXDOMAIN, and nothing is forwarded anywhere.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,17 @@ txt-record=loopback.example.net,"v=spf1 ip4:127.0.0.0/8 -all"
 def dns_server(extra: str = "") -> Iterator[int]:
     """Run dnsmasq on 127.0.0.1:PORT with ZONE and ``extra`` (more dnsmasq
     lines, e.g. DKIM keys); yields PORT."""
+    with dns_process(extra) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def dns_process(extra: str = "") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """dnsmasq as dns_server runs it; yields (PORT, the process).
+
+    The process is there to be stopped (SIGSTOP: a DNS server that
+    receives queries and never answers) and continued.
+    """
     require("/usr/sbin/dnsmasq")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,8 +76,9 @@ def dns_server(extra: str = "") -> Iterator[int]:
         )
         try:
             _wait_ready(port, proc)
-            yield port
+            yield port, proc
         finally:
+            proc.send_signal(signal.SIGCONT)
             proc.terminate()
             proc.wait(timeout=10)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from .. import __version__
@@ -12,7 +13,7 @@ from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
 from ..server import Daemon, StartupError
-from ..server.workers import Supervisor
+from ..server.workers import Supervisor, block_signals
 from .check import timeout_warnings
 
 __all__ = ["run"]
@@ -21,6 +22,17 @@ log = logging.getLogger("miltrd")
 
 
 def run(path: str) -> int:
+    """Serve until SIGTERM; 0 after a clean stop, 1 when it cannot start."""
+    # Until a handler is ready for them, SIGHUP and SIGTERM wait (pending)
+    # instead of killing the process: from here to the first served
+    # connection, and in every worker the supervisor forks.
+    # They stay blocked after the daemon stopped: one arriving on the way
+    # out must not turn a clean exit into a death by signal.
+    previous = block_signals()
+    return _run(path, previous)
+
+
+def _run(path: str, previous: set[int | signal.Signals]) -> int:
     try:
         config = load(path)
         runtime = build_runtime(config)
@@ -49,9 +61,11 @@ def run(path: str) -> int:
 
     async def main() -> None:
         remove = daemon.install_signal_handlers()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         try:
             await daemon.run()
         finally:
+            block_signals()  # a late signal must not turn a clean exit into a kill
             remove()
 
     try:

@@ -28,6 +28,7 @@ from ..protocol import (
     Abort,
     ActionFlag,
     BodyChunk,
+    Command,
     Connect,
     ConnectionClosed,
     Continue,
@@ -126,6 +127,9 @@ class MilterHandler:
                 stats.protocol_errors.inc()
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", exc)
+        except asyncio.CancelledError:
+            self._cancelled(writer)
+            raise
         finally:
             if stats is not None:
                 stats.connections_open.dec()
@@ -135,6 +139,26 @@ class MilterHandler:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _cancelled(self, writer: asyncio.StreamWriter) -> None:
+        """The daemon gave up on this session (shutdown_timeout passed).
+
+        One line, carrying the queue id (the task's contextvar), then a
+        tempfail for a reply the MTA is waiting for: closing the socket
+        alone would leave the outcome to milter_default_action, which a
+        site may have set to accept.
+        """
+        owed = self.fc.awaiting
+        if owed is None:
+            phase = "between commands"
+        elif owed is Command.BODYEOB:
+            phase = "end of message"
+        else:
+            phase = owed.name.lower()
+        log.warning("session cancelled at shutdown (shutdown_timeout passed), in %s", phase)
+        if self.fc.reply_owed:
+            with contextlib.suppress(Exception):
+                writer.write(self.fc.send(_SHUTTING_DOWN))
 
     async def _watch_idle(self, writer: asyncio.StreamWriter) -> None:
         """Close a connection the MTA left idle past idle_timeout.
@@ -277,13 +301,17 @@ class MilterHandler:
             result: EomResult = value  # the common case: no plugin had to wait
         else:
             task = asyncio.ensure_future(_await(value))
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
-                if done:
-                    break
-                # Keep the MTA's content timeout from firing during slow work.
-                if self._writer is not None:
-                    self._writer.write(self.fc.send(Progress()))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
+                    if done:
+                        break
+                    # Keep the MTA's content timeout from firing during slow work.
+                    if self._writer is not None:
+                        self._writer.write(self.fc.send(Progress()))
+            finally:
+                # Cancelled (shutdown): the plugins' work must not outlive the session.
+                task.cancel()
             result = task.result()
         assert self.fc.negotiated is not None
         out = bytearray()
@@ -319,6 +347,9 @@ def _quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return setter
 
+
+# What a session still open when shutdown_timeout passes is answered.
+_SHUTTING_DOWN = ReplyCode(451, ("Mail filter restarting, try again later",), "4.3.2")
 
 _ONLY_CONNECT = (
     ProtocolFlag.NOHELO

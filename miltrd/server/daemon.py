@@ -100,6 +100,7 @@ class Daemon:
         self.metrics_server: object | None = None
         self.messages = 0  # messages finished, for daemon.max_messages
         self.stop_reason = "request"  # what stopped us, for the log
+        self.cancelling = False  # shutdown_timeout passed: open sessions are cancelled
 
     # --- start --------------------------------------------------------------
 
@@ -177,11 +178,17 @@ class Daemon:
             log.info("served %d messages (daemon.max_messages): retiring this worker", limit)
             self.request_stop("daemon.max_messages")
 
-    async def run(self, *, notify: bool = True) -> None:
-        """Serve until stop_event; reload on reload_event."""
+    async def run(self, *, notify: bool = True, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until stop_event; reload on reload_event.
+
+        ``on_ready`` is called once the listeners accept (a worker tells
+        its parent so).
+        """
         await self.start()
         if notify:
             systemd.notify("READY=1\nSTATUS=serving")
+        if on_ready is not None:
+            on_ready()
         stop = asyncio.ensure_future(self.stop_event.wait())
         try:
             while True:
@@ -247,6 +254,7 @@ class Daemon:
             drained, cancelled = len(done), len(pending)
             if pending:
                 log.warning("cancelling %d connection(s) still open", len(pending))
+                self.cancelling = True
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -291,6 +299,12 @@ class _ConnectionTask:
                     await _handler(daemon, runtime).serve(reader, writer)
             else:
                 await _handler(daemon, runtime).serve(reader, writer)
+        except asyncio.CancelledError:
+            if not daemon.cancelling:
+                raise
+            # The session logged its own line. Ending the task normally keeps
+            # asyncio's stream callback from logging a CancelledError traceback
+            # per connection (Python 3.11 calls task.exception() on it).
         finally:
             daemon.tasks.discard(task)
             daemon._users[key] -= 1

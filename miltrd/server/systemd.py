@@ -19,6 +19,9 @@ def notify(state: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]  # abstract namespace
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        # Never wait for the receiver: a full queue would stall the parent's
+        # signal loop (and with it reloads, worker replacement and stop).
+        sock.setblocking(False)
         sock.sendto(state.encode(), address)
         return True
     return False

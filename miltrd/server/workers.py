@@ -12,14 +12,32 @@ ordinary asyncio daemon on the inherited sockets.
 - A worker that dies is replaced; one that served ``max_messages`` messages
   stops accepting, finishes its sessions and is replaced (for plugins that
   leak).
+
+Signals may arrive in any state of the tree, so none is ever left to its
+default action (which would kill a process): the parent keeps them blocked
+from ``miltrd run`` on and takes them with ``sigtimedwait``; a new worker
+inherits that mask and unblocks only once its asyncio handlers are in
+place, so a SIGHUP or SIGTERM sent while it starts is handled, not fatal.
+A worker reports through a pipe (and SIGUSR1 to wake the parent) when it
+listens; the parent sends ``READY=1`` only when every worker has, and
+holds a SIGHUP that arrives before that until then. On SIGTERM the parent
+closes its copies of the listening sockets before telling the workers,
+which close theirs first thing, so new connections are refused at once
+rather than queued unanswered while sessions drain. A worker whose parent
+dies (SIGKILL) gets SIGTERM from the kernel and drains.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
 import logging
 import os
 import signal
+import struct
 import time
 
 from ..chain import Runtime, build_runtime
@@ -29,10 +47,25 @@ from .connection import set_conn_prefix
 from .daemon import Daemon, drop_privileges, remove_socket_files
 from .listen import Listener
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "CONTROL_SIGNALS", "block_signals"]
 
 log = logging.getLogger("miltrd.server")
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+# Signals whose default action would end a process in the middle of a
+# start, a reload or a drain: blocked until a handler is ready for them.
+CONTROL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+_SIGNALS = CONTROL_SIGNALS | {signal.SIGCHLD, signal.SIGUSR1}
+_PID = struct.Struct("=i")
+_PR_SET_PDEATHSIG = 1
+
+
+def block_signals() -> set[int | signal.Signals]:
+    """Block the control signals in this thread (and threads it starts).
+
+    Returns the previous mask. ``miltrd run`` calls it first thing: from
+    then on a signal waits for its handler instead of killing the process.
+    """
+    return signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
 
 
 class Supervisor:
@@ -41,8 +74,13 @@ class Supervisor:
         self.runtime = runtime
         self.listeners = listeners
         self.children: dict[int, float] = {}  # pid -> start time
+        self.ready: set[int] = set()  # workers that reported they listen
+        self.announced = False  # READY=1 sent
+        self.reload_pending = False  # SIGHUP before READY=1, handled after it
         self.stopping = False
         self._serial = 0
+        self._ready_r, self._ready_w = os.pipe()
+        os.set_blocking(self._ready_r, False)
 
     @property
     def workers(self) -> int:
@@ -55,42 +93,76 @@ class Supervisor:
         try:
             for _ in range(self.workers):
                 self._spawn()
-            systemd.notify(f"READY=1\nSTATUS=serving with {self.workers} workers")
-            log.info("started %d workers", self.workers)
             while self.children:
                 info = signal.sigtimedwait(_SIGNALS, 1.0)
-                if info is None:
-                    self._reap()
-                    continue
-                if info.si_signo == signal.SIGCHLD:
+                self._collect_ready()
+                if info is None or info.si_signo in (signal.SIGCHLD, signal.SIGUSR1):
                     self._reap()
                 elif info.si_signo == signal.SIGHUP:
-                    self._reload()
+                    if self.announced:
+                        self._reload()
+                    else:
+                        self.reload_pending = True
                 else:
                     self._stop(signal.Signals(info.si_signo).name)
+                self._announce()
         finally:
+            self._close_listeners()
             remove_socket_files(self.listeners, remover)
+            os.close(self._ready_r)
+            os.close(self._ready_w)
         log.info("stopped")
         return 0
+
+    # --- workers --------------------------------------------------------------
 
     def _spawn(self) -> None:
         self._serial += 1
         serial = self._serial
+        parent = os.getpid()
         pid = os.fork()
         if pid:
             self.children[pid] = time.monotonic()
             return
-        # The worker: fresh signal state, no systemd notifications of its own.
+        # The worker. It keeps the parent's signal mask (control signals
+        # blocked) until its handlers are installed; see _worker_main.
         code = 1
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            os.close(self._ready_r)
+            _die_with_parent(parent)
             os.environ.pop("NOTIFY_SOCKET", None)
             set_conn_prefix(f"w{serial}.")
-            code = _worker_main(self.config_path, self.runtime, self.listeners)
+            code = _worker_main(self.config_path, self.runtime, self.listeners, self._ready_w)
         except BaseException:
             log.exception("worker failed")
         finally:
             os._exit(code)
+
+    def _collect_ready(self) -> None:
+        """Read the pids of workers that now listen (see _worker_main)."""
+        while True:
+            try:
+                data = os.read(self._ready_r, _PID.size * 64)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            for (pid,) in _PID.iter_unpack(data):
+                if pid in self.children:
+                    self.ready.add(pid)
+
+    def _announce(self) -> None:
+        """READY=1 once every worker listens; then a SIGHUP held until now."""
+        if self.announced or self.stopping:
+            return
+        if len(self.children) < self.workers or not self.ready >= set(self.children):
+            return
+        self.announced = True
+        systemd.notify(f"READY=1\nSTATUS=serving with {self.workers} workers")
+        log.info("started %d workers", self.workers)
+        if self.reload_pending:
+            self.reload_pending = False
+            self._reload()
 
     def _reap(self) -> None:
         while self.children:
@@ -101,7 +173,10 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            started = self.children.pop(pid, time.monotonic())
+            if pid not in self.children:
+                continue  # not a worker: the socket-file helper (unlinker), say
+            started = self.children.pop(pid)
+            self.ready.discard(pid)
             if self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -112,6 +187,8 @@ class Supervisor:
                 if time.monotonic() - started < 1.0:
                     time.sleep(1.0)  # do not spin on a worker that cannot start
             self._spawn()
+
+    # --- signals --------------------------------------------------------------
 
     def _reload(self) -> None:
         systemd.notify("RELOADING=1")
@@ -130,16 +207,31 @@ class Supervisor:
         if runtime.config.daemon.workers != old.config.daemon.workers:
             log.warning("daemon.workers changed: restart miltrd for it to take effect")
             self.runtime = runtime = _with_workers(runtime, old.config.daemon.workers)
+        # A worker still starting holds the signal until its handler is in
+        # place, then reloads: none is skipped, none is killed by it.
         for pid in list(self.children):
             os.kill(pid, signal.SIGHUP)
         log.info("reload passed to %d workers", len(self.children))
         systemd.notify("READY=1")
+
+    def _close_listeners(self) -> None:
+        """Close the parent's copies of the listening sockets.
+
+        A listening socket accepts as long as any process holds it open:
+        with the parent's copies closed, it stops the moment the last
+        worker closes its own, so the MTA is refused (and tempfails or
+        tries its next milter) instead of waiting for a drain.
+        """
+        for listener in self.listeners:
+            with contextlib.suppress(OSError):
+                listener.sock.close()
 
     def _stop(self, why: str) -> None:
         if self.stopping:
             return
         self.stopping = True
         systemd.notify("STOPPING=1")
+        self._close_listeners()
         log.info("stopping on %s: passing it to %d worker(s)", why, len(self.children))
         for pid in list(self.children):
             os.kill(pid, signal.SIGTERM)
@@ -155,23 +247,50 @@ class Supervisor:
 
 
 def _with_workers(runtime: Runtime, workers: int) -> Runtime:
-    import dataclasses
-
     daemon = dataclasses.replace(runtime.config.daemon, workers=workers)
     config = dataclasses.replace(runtime.config, daemon=daemon)
     return dataclasses.replace(runtime, config=config)
 
 
-def _worker_main(config_path: str, runtime: Runtime, listeners: list[Listener]) -> int:
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this worker when the parent dies (Linux), so it drains and exits.
+
+    Otherwise a SIGKILLed parent leaves workers serving with nobody to
+    replace them, holding the port a restarted miltrd needs.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(
+    config_path: str, runtime: Runtime, listeners: list[Listener], ready_fd: int
+) -> int:
     daemon = Daemon(config_path, runtime)
     daemon.listeners = listeners
     daemon.owns_socket_files = False  # the parent removes them
+    parent = os.getppid()
+
+    def ready() -> None:
+        os.write(ready_fd, _PID.pack(os.getpid()))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent, signal.SIGUSR1)
 
     async def main() -> None:
         remove = daemon.install_signal_handlers()
+        # Handlers are in place: a signal that arrived while the worker
+        # started is delivered to them now (a SIGHUP reloads once serving).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         try:
-            await daemon.run(notify=False)
+            await daemon.run(notify=False, on_ready=ready)
         finally:
+            # Past this point a late SIGHUP or SIGTERM has nothing to do;
+            # blocked, it cannot turn a clean exit into a death by signal.
+            signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
             remove()
 
     asyncio.run(main())

@@ -206,10 +206,9 @@ class Miltrd:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"miltrd did not start:\n{self.log()}") from None
         elif unix_path is not None:
-            # The file appears at bind(), a moment before listen(): wait
-            # until a connection is accepted.
+            # The file appears at bind(), before listen(): wait until it answers.
             deadline = time.monotonic() + 20
-            while not _accepts(unix_path):
+            while not _unix_answers(unix_path):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError(f"miltrd did not start:\n{self.log()}")
                 time.sleep(0.05)
@@ -243,7 +242,7 @@ class Miltrd:
         return self.proc.returncode
 
 
-def _accepts(path: str) -> bool:
+def _unix_answers(path: str) -> bool:
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:

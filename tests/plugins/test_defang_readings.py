@@ -8,6 +8,7 @@ import binascii
 import email
 import email.policy
 import quopri
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,11 @@ def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
         # the unindented line is the only place the encoding is named
         b'Content-Type: application/octet-stream;\r\nname="report.pdf"; x=1;\r\n'
         b"Content-Transfer-Encoding: base64\r\n",
+        # the unindented parameter holds a colon, so it looks like a field
+        b'Content-Type: application/octet-stream;\r\nname="C:run.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Type: application/octet-stream;\r\n name=x;\r\nfilename=a:b.exe\r\n"
+        b"Content-Transfer-Encoding: base64\r\n",
         # a name split over two unindented lines by RFC 2231 continuations
         b'Content-Type: application/octet-stream;\r\nname*0="rep";\r\nname*1="ort.exe"\r\n'
         b"Content-Transfer-Encoding: base64\r\n",
@@ -84,6 +90,11 @@ def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
 )
 def test_unindented_parameter_lines_are_read(tmp_path: Path, head: bytes) -> None:
     removed(defang(tmp_path, with_part(head + b"\r\n" + PE_B64)))
+    if b"report.pdf" not in head:
+        # The name alone decides, whatever the content.
+        harmless = base64.encodebytes(b"just text").replace(b"\n", b"\r\n")
+        out = defang(tmp_path, with_part(head + b"\r\n" + harmless))
+        assert "file type .exe is not allowed" in removed_or_any(out)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +128,11 @@ def test_unindented_parameter_lines_are_read(tmp_path: Path, head: bytes) -> Non
     ],
 )
 def test_duplicate_headers_and_parameters_strictest_wins(tmp_path: Path, head: bytes) -> None:
-    out = defang(tmp_path, with_part(head + b"\r\n" + PE_B64))
+    # Where names or types decide, the content is harmless: only the
+    # reading under test can find the part.
+    about_encoding = head.count(b"Transfer-Encoding") > 1 or b"Base64; x" in head
+    content = PE_B64 if about_encoding else b"just some harmless text\r\n"
+    out = defang(tmp_path, with_part(head + b"\r\n" + content))
     assert new_body(out) is not None, head
 
 
@@ -523,3 +538,100 @@ def test_observe_mode_saves_nothing(tmp_path: Path) -> None:
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
     assert not [m for m in out.changes if isinstance(m, BodyReplacement)]
     assert not (tmp_path / "saved").exists()
+
+
+# --- the cases through `miltrd replay`, as an administrator runs them --------
+
+
+def _decodings(data: bytes, depth: int = 4) -> list[bytes]:
+    """``data`` and what every base64 run in it decodes to, recursively."""
+    out = [data]
+    if depth:
+        for run in re.findall(rb"(?:^[A-Za-z0-9+/=]{8,}\r?\n)+", data, re.MULTILINE):
+            out += _decodings(base64.b64decode(re.sub(rb"\s", b"", run) + b"=="), depth - 1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "name", "inside"),
+    [
+        ("16-unindented-param-line", "invoice.exe", False),
+        ("17-base64-message-rfc822", "setup.exe", True),
+    ],
+)
+def test_cases_through_miltrd_replay(tmp_path: Path, case: str, name: str, inside: bool) -> None:
+    from tests.test_cli import miltrd
+
+    cfg = tmp_path / "defang.toml"
+    cfg.write_text(config(tmp_path))
+    out = tmp_path / "out.eml"
+    result = miltrd(
+        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "--rcpt", "b@example.com", "--client-ip", "192.0.2.10", "-c", str(cfg),
+        "--output", str(out),
+    )  # fmt: skip
+    assert "verdict: accept" in result.stdout, result.stdout + result.stderr
+    assert f'X-Miltrd-Defang: removed "{name}"' in result.stdout
+    delivered = out.read_bytes()
+    layers = _decodings(delivered)
+    assert not any(b"MZ\x90" in layer for layer in layers)
+    notices = [x for x in layers if b"was removed by the mail filter" in x.replace(b"=\r\n", b"")]
+    assert notices and (not inside or any(b"Here is the tool." in x for x in layers))
+    # A dry run: nothing is written, what would be saved is said.
+    assert not (tmp_path / "saved").exists()
+    out = tmp_path / "reject.eml"
+    cfg.write_text(config(tmp_path, 'action = "reject"\n'))
+    result = miltrd(
+        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "--rcpt", "b@example.com", "-c", str(cfg),
+    )  # fmt: skip
+    assert "verdict: reject" in result.stdout and name in result.stdout
+
+
+# --- more readings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'Content-Type: application/octet-stream name="a.exe"\r\n',  # no ";" before it
+        b"Content-Disposition: attachment filename=a.exe\r\n",
+        b"Content-Type: application/octet-stream; NAME=a.exe\r\n",  # any case
+        b'Content-Type: application/octet-stream; name="a.exe\r\n',  # an unclosed quote
+        b"Content-Type : application/octet-stream; name=a.exe\r\n",  # space before the colon
+        b"Content-Type: application/octet-stream; name==?utf-8?q?a=2Eexe?=\r\n",
+    ],
+)
+def test_sloppy_parameters_are_read_as_clients_read_them(tmp_path: Path, head: bytes) -> None:
+    assert new_body(defang(tmp_path, with_part(head + b"\r\nplain words\r\n"))) is not None, head
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.binary(max_size=400),
+    cut=st.integers(min_value=0, max_value=2000),
+    noise=st.sampled_from(
+        [b"", b"--b1\r\n", b"\r\n\r\n", b"begin 644 a\r\n", b"=ybegin name=\r\n", b":"]
+    ),
+)
+def test_any_damage_to_a_message_never_raises(
+    tmp_path: Path, data: bytes, cut: int, noise: bytes
+) -> None:
+    base = _inner_message()
+    cut = min(cut, len(base))
+    raw = base[:cut] + noise + data + base[cut:]
+    out = defang(tmp_path, raw)
+    assert out.final is not None
+    assert out.final.kind in (VerdictKind.CONTINUE, VerdictKind.REJECT, VerdictKind.TEMPFAIL)
+
+
+def test_a_message_too_large_to_scan_is_not_let_through(tmp_path: Path) -> None:
+    raw = with_part(b"Content-Type: text/plain\r\n\r\n" + b"x" * 3000 + b"\r\n")
+    out = defang(tmp_path, raw, "max_message_size = 1000\n")
+    assert out.final is not None and out.final.kind is VerdictKind.REJECT
+    out = defang(tmp_path, raw, 'max_message_size = 1000\non_limit = "tempfail"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+    out = defang(tmp_path, raw, 'max_message_size = 1000\non_limit = "allow"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
