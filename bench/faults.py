@@ -64,7 +64,7 @@ milter_content_timeout = 60s
 SENDMAIL_FLAGS = "F=T, T=C:10s;S:30s;R:30s;E:60s"  # tests/integration/mta.py SENDMAIL_MC
 
 SENDER = "a@loopback.example.net"  # its SPF record passes 127.0.0.0/8 (tests/dnsserver.py)
-RECIPIENT = "rcpt@example.com"
+RECIPIENT = "rcpt@corp.test"
 MARK = "X-Fault-Mark: marked"
 PROBE_BASE = 100_000  # probe messages are numbered from here
 BURST_BASE = 200_000  # the burst's messages from here
@@ -79,7 +79,7 @@ timeout = 10.0
 
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["example.com"]
+domains = ["corp.test"]
 
 [chain]
 plugins = ["spf", "wiretap", "mark"]
