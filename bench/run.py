@@ -143,6 +143,21 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         port = free_port()
         argv = [sys.executable, str(HERE / "pymilter_ref.py"), f"inet:{port}@127.0.0.1"]
         filters.append(Filter("pymilter-noreply", [*argv, "--noreply"], port))
+    # The same pymilter_ref.py, unchanged, on miltrd's compatibility layer
+    # (no C libmilter): `miltrd pymilter`.
+    layer_env = dict(os.environ, PYTHONPATH=str(REPO))
+    layer_variants = (
+        ("pymilter-layer", [], [], ""),
+        ("pymilter-layer-nr", [], ["--noreply"], " noreply"),
+        ("pymilter-layer-inline", ["--inline"], [], " inline"),
+        ("pymilter-layer-inline-nr", ["--inline"], ["--noreply"], " inline noreply"),
+    )
+    for name, opts, extra, label in layer_variants:
+        if name in which:
+            port = free_port()
+            argv = [sys.executable, "-m", "miltrd", "pymilter", "--log-level", "warning", *opts]
+            argv += [str(HERE / "pymilter_ref.py"), f"inet:{port}@127.0.0.1", *extra]
+            filters.append(Filter(f"pymilter on miltrd{label}", argv, port, layer_env))
     if "ppm" in which:
         port = free_port()
         filters.append(
@@ -225,7 +240,10 @@ def like_cell(
     }
 
 
-LIKE_FILTERS = "c,pymilter,pymilter-nr,miltrd"
+LIKE_FILTERS = (
+    "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,"
+    "pymilter-layer-inline,pymilter-layer-inline-nr,miltrd"
+)
 
 
 def like_for_like(tmp: Path, args: argparse.Namespace) -> None:

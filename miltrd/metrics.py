@@ -1,42 +1,74 @@
-"""Prometheus metrics, served on an optional loopback HTTP listener.
+"""What the daemon counts, through one recorder that may do nothing.
 
-Uses the standard client library (prometheus_client); nothing is counted
-unless ``[daemon] metrics_listen`` is set. ``current()`` is None when
-metrics are off, so the hot path pays one attribute check.
+``recorder()`` is the process's ``Recorder``: the base class, whose every
+method does nothing, until ``enable()`` (``[daemon] metrics_listen`` set)
+swaps in ``Metrics``, which counts with prometheus_client and serves the
+counts on a loopback HTTP listener. Callers never ask whether metrics are
+on; they tell the recorder what happened.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
+import time
 from typing import Any
 
-__all__ = ["Metrics", "current", "enable", "parse_metrics_listen"]
+__all__ = ["Metrics", "Recorder", "enable", "recorder"]
 
 log = logging.getLogger("miltrd.metrics")
-_current: Metrics | None = None
 
 
-def current() -> Metrics | None:
+class Recorder:
+    """Receives every countable event; this base class counts nothing."""
+
+    def clock(self) -> float:
+        """A start time for ``hook_done`` (seconds; 0.0 when not timing)."""
+        return 0.0
+
+    def connection_opened(self) -> None:
+        """An MTA connection is being served."""
+
+    def connection_closed(self) -> None:
+        """...and is over."""
+
+    def connection_refused(self) -> None:
+        """Answered 421 over max_connections."""
+
+    def protocol_error(self) -> None:
+        """A connection closed for malformed input."""
+
+    def negotiation_failed(self) -> None:
+        """The MTA did not offer every action the chain needs."""
+
+    def reload(self, outcome: str) -> None:
+        """A reload ended, ``"ok"`` or ``"failed"``."""
+
+    def hook_done(self, plugin: str, phase: str, started: float) -> None:
+        """A hook returned (or failed); ``started`` came from ``clock()``."""
+
+    def verdict(self, plugin: str, kind: str) -> None:
+        """A plugin answered something other than continue."""
+
+    def hook_failed(self, plugin: str, how: str) -> None:
+        """A hook raised (``how`` = ``"error"``) or timed out (``"timeout"``)."""
+
+    def message(self, action: str) -> None:
+        """A message ended: accept, reject, tempfail, discard or aborted."""
+
+
+_NOTHING = Recorder()
+_current: Recorder = _NOTHING
+
+
+def recorder() -> Recorder:
+    """The recorder of this process (one that counts nothing when metrics are off)."""
     return _current
 
 
-def parse_metrics_listen(text: str) -> tuple[str, int]:
-    """``127.0.0.1:9187`` or ``[::1]:9187`` -> (host, port); ValueError if not."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = text.rpartition(":")
-    ipaddress.ip_address(host)
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"port {number} out of range")
-    return host, number
+class Metrics(Recorder):
+    """Counts in a prometheus_client registry (names ``miltrd_*``)."""
 
-
-class Metrics:
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -99,6 +131,40 @@ class Metrics:
         )
         self.reloads = Counter("miltrd_reloads", "Reloads by outcome", ["outcome"], registry=r)
 
+    def clock(self) -> float:
+        return time.perf_counter()
+
+    def connection_opened(self) -> None:
+        self.connections.inc()
+        self.connections_open.inc()
+
+    def connection_closed(self) -> None:
+        self.connections_open.dec()
+
+    def connection_refused(self) -> None:
+        self.refused.inc()
+
+    def protocol_error(self) -> None:
+        self.protocol_errors.inc()
+
+    def negotiation_failed(self) -> None:
+        self.negotiation_failures.inc()
+
+    def reload(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
+    def hook_done(self, plugin: str, phase: str, started: float) -> None:
+        self.hook_seconds.labels(plugin, phase).observe(time.perf_counter() - started)
+
+    def verdict(self, plugin: str, kind: str) -> None:
+        self.verdicts.labels(plugin, kind).inc()
+
+    def hook_failed(self, plugin: str, how: str) -> None:
+        (self.timeouts if how == "timeout" else self.errors).labels(plugin).inc()
+
+    def message(self, action: str) -> None:
+        self.messages.labels(action).inc()
+
     def serve(self, host: str, port: int) -> Any:
         from prometheus_client import start_http_server
 
@@ -116,6 +182,6 @@ def enable() -> Metrics:
     """Turn metrics on for this process (idempotent)."""
     global _current
     with _lock:
-        if _current is None:
+        if not isinstance(_current, Metrics):
             _current = Metrics()
         return _current

@@ -1,8 +1,9 @@
 """Find plugin classes and check them when they are loaded.
 
 A plugin is found, in this order: by ``use = "module:Class"`` (or
-``use = "NAME"``, to run a plugin twice under two names) in its config
-table; among the built-ins (module ``miltrd.plugins.<name>``,
+``use = "NAME"``, to run a plugin twice under two names, or
+``use = "pymilter:module:Class"`` for a pymilter ``Milter.Base`` class,
+see miltrd.pymilter.plugin) in its config table; among the built-ins (module ``miltrd.plugins.<name>``,
 attribute ``PLUGIN``); through the entry-point group ``miltrd.plugins``.
 Errors say which of these failed and why: not installed, import failed
 inside the module, or the attribute is missing.
@@ -45,6 +46,8 @@ def _import(module_name: str, attr: str, what: str) -> object:
 
 def load_plugin(name: str, use: str | None = None) -> type[Plugin]:
     """Return the validated plugin class for chain entry ``name``."""
+    if use and use.startswith("pymilter:"):
+        return _load_pymilter(name, use)
     if use and ":" not in use:
         obj = _find_named(use)  # another name for a built-in or installed plugin
     elif use:
@@ -58,6 +61,20 @@ def load_plugin(name: str, use: str | None = None) -> type[Plugin]:
         raise PluginLoadError(f"plugin {name}: {obj!r} is not a subclass of miltrd.api.Plugin")
     validate_plugin(obj, name)
     return obj
+
+
+def _load_pymilter(name: str, use: str) -> type[Plugin]:
+    """``use = "pymilter:module:Class"``: a pymilter Milter.Base class as a plugin."""
+    from .pymilter.plugin import load
+
+    try:
+        cls = load(use.removeprefix("pymilter:"))
+    except ModuleNotFoundError as exc:
+        raise PluginLoadError(f'use = "{use}": module {exc.name} is not installed') from None
+    except Exception as exc:
+        raise PluginLoadError(f'use = "{use}": {exc}') from exc
+    validate_plugin(cls, name)
+    return cls
 
 
 def _find_named(name: str) -> object:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ._decode import CHUNK, IDENTITY, Decoded, Source, decode_range, normal_cte
 from ._names import names_in_fields, param_values
 
-__all__ = ["Part", "Limits", "parse_fields", "parse_tree", "MAX_HEADER"]
+__all__ = ["Part", "Limits", "parse_fields", "parse_tree", "strict_reading", "MAX_HEADER"]
 
 MAX_HEADER = 256 * 1024
 # A field name as mail actually uses them: RFC 5322 allows any printable
@@ -64,8 +64,13 @@ class Part:
     default_type: str = "text/plain"
     children: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)  # what a bound kept from being read
     inner: Decoded | None = None
     parent: Part | None = None
+    # Where a strict parser (Python's, Postfix's) ends the header block: at
+    # the first line that is neither a field nor indented; None when that
+    # is the blank line. The content from there is another reading.
+    strict_start: int | None = None
 
     def values(self, name: str) -> list[str]:
         lname = name.lower()
@@ -145,6 +150,20 @@ def parse_fields(raw: bytes) -> tuple[list[tuple[str, str]], list[str]]:
     return [(k, v) for k, v in fields], defects
 
 
+def strict_break(raw: bytes) -> int | None:
+    """Offset in ``raw`` (a header block) of the first line that is neither
+    a field nor indented, or None."""
+    pos = 0
+    for line in raw.splitlines(keepends=True):
+        bare = line.rstrip(b"\r\n")
+        if not bare:
+            return None
+        if bare[:1] not in (b" ", b"\t") and not _FIELD.match(bare):
+            return pos
+        pos += len(line)
+    return None
+
+
 def _header_end(src: Source, start: int, end: int) -> tuple[int, bool]:
     """Offset just past the blank line ending the header block, and whether
     one was found within MAX_HEADER."""
@@ -169,12 +188,27 @@ def _entity(
     src: Source, start: int, end: int, depth: int, default_type: str, parent: Part | None
 ) -> Part:
     hend, found = _header_end(src, start, end)
-    fields, defects = parse_fields(src.read(start, hend))
-    if not found and hend < end:
-        defects.append(f"header block longer than {MAX_HEADER} bytes")
+    raw = src.read(start, hend)
+    fields, defects = parse_fields(raw)
     part = Part(src, start, end, hend, fields, depth, default_type, parent=parent)
     part.defects += defects
+    if not found and hend < end:
+        part.unseen.append(f"header block longer than {MAX_HEADER} bytes")
+    cut = strict_break(raw)
+    if cut is not None:
+        part.strict_start = start + cut
     return part
+
+
+def strict_reading(part: Part) -> Part:
+    """``part`` as a strict parser reads it: the fields before the break,
+    and everything from the break on as content."""
+    assert part.strict_start is not None
+    fields, _ = parse_fields(part.source.read(part.start, part.strict_start))
+    return Part(
+        part.source, part.start, part.end, part.strict_start, fields, part.depth,
+        part.default_type, parent=part.parent,
+    )  # fmt: skip
 
 
 def parse_tree(
@@ -240,11 +274,18 @@ def _split_multipart(
                 if variant and variant not in boundaries:
                     boundaries.append(variant)
     ranges: list[tuple[int, int]] = []
-    closed = False
+    closed = True
+    # Clients differ in which Content-Type they take: every boundary that
+    # occurs gives parts, all of them judged.
+    readings = 0
     for b in boundaries:
-        ranges, closed = _split(src, start, end, b.encode("utf-8", "surrogateescape"))
-        if ranges:
-            break
+        found, done = _split(src, start, end, b.encode("utf-8", "surrogateescape"))
+        if found and not set(found) <= set(ranges):
+            readings += 1
+            ranges += [r for r in found if r not in ranges]
+            closed = closed and done
+    if readings > 1:
+        part.defects.append("two boundaries that both split the content")
     if not ranges:
         guess = _guess_boundary(src, start, end)
         if guess is not None:

@@ -176,6 +176,7 @@ def names_in_fields(fields: list[tuple[str, str]]) -> list[str]:
         lkey = key.lower()
         if lkey == "content-type":
             names += param_values(value, "name")
+            names += param_values(value, "filename")  # some clients take this too
         elif lkey == "content-disposition":
             names += param_values(value, "filename")
             names += param_values(value, "name")  # some clients take this too

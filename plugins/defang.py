@@ -22,11 +22,13 @@ reads the spooled body a window at a time.
 from __future__ import annotations
 
 import itertools
+import lzma
 import os
 import quopri
 import re
 import secrets
 import shutil
+import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -49,8 +51,9 @@ from miltrd.api import (
     tempfail,
 )
 
+from ._archives import COMPRESSED, UNREADABLE, kind_of, single_file, tar_names
 from ._decode import IDENTITY, Decoded, Source, chunks, decode_range, encode, spool
-from ._mimewalk import Limits, Part, parse_tree
+from ._mimewalk import Limits, Part, parse_tree, strict_reading
 from ._names import extension, param_values, readings, shown
 from ._nonmime import Block, binhex_decode, find_blocks
 from ._render import Edits
@@ -73,6 +76,12 @@ DEFAULT_TYPES = [
     "application/hta",
 ]
 _counter = itertools.count()
+_BLOCK_TYPES = frozenset(
+    {
+        "application/x-uuencode", "application/uuencode", "application/x-uue",
+        "application/uue", "text/x-uuencode", "application/x-yenc", "text/x-yenc",
+    }
+)  # fmt: skip
 _HEAD = 64 * 1024  # decoded bytes enough to recognise an executable or an archive
 
 Policy = Literal["ban", "allow", "tempfail"]
@@ -89,6 +98,7 @@ class DefangOptions:
     zip_depth: int = 2
     max_zip_members: int = 1000
     encrypted_zip: Policy | None = None  # None: as on_limit
+    other_archives: Policy | None = None  # rar, 7z, ace, arj, lzh, cab; None: as on_limit
     corrupt_zip: Policy = "ban"
     max_depth: int = 10
     max_parts: int = 500
@@ -182,6 +192,7 @@ class Defang(Plugin):
             raise OptionError("header", "not a header field name")
         self.limits = Limits(options.max_depth, options.max_parts, options.max_decoded_size)
         self.encrypted_zip: Policy = options.encrypted_zip or options.on_limit
+        self.other_archives: Policy = options.other_archives or options.on_limit
 
     # --- judging ------------------------------------------------------------
 
@@ -255,7 +266,41 @@ class Defang(Plugin):
         if self.options.scan_zip and (head[:4] == b"PK\x03\x04" or extension(name) == "zip"):
             content.file.seek(0)
             return self._judge_zip(content.file, 1)
+        if self.options.scan_zip:
+            return self._judge_archive(content, head, name)
         return None, None
+
+    def _judge_archive(
+        self, content: Decoded, head: bytes, name: str
+    ) -> tuple[str | None, str | None]:
+        """Tar and single compressed files are looked into; archives the
+        standard library cannot open go through ``other_archives``."""
+        kind = kind_of(head)
+        if kind in UNREADABLE:
+            return self._policy(
+                self.other_archives, f"{kind} archive (its content cannot be checked)"
+            )
+        if kind not in COMPRESSED:
+            return None, None
+        try:
+            names = tar_names(
+                content.file, self.options.max_zip_members, self.options.max_decoded_size
+            )
+            if names is not None:
+                for member in names:
+                    why = self._judge_name(member)
+                    if why:
+                        return f"{kind} archive contains {shown(member)}: {why}", None
+                return None, None
+        except OverflowError as exc:
+            return self._policy(self.options.on_limit, str(exc))
+        except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, ValueError) as exc:
+            return self._policy(self.options.corrupt_zip, f"corrupt {kind} archive ({exc})")
+        inner, data = single_file(content.file, kind, name, _HEAD)
+        why = self._judge_name(inner) if inner else None
+        if why is None and self.options.sniff_executables and is_executable(data):
+            why = f"{is_executable(data)} content is not allowed"
+        return (f"{kind} file holds {shown(inner)}: {why}" if why else None), None
 
     def _judge_part(self, part: Part) -> tuple[list[Finding], list[str]]:
         """Findings for one part judged as a leaf, and problems that tempfail."""
@@ -275,6 +320,19 @@ class Defang(Plugin):
             findings = self._judge_content_of(part, cte, label, problems)
             if findings:
                 return findings, problems
+        if part.strict_start is not None and not part.children:
+            # A strict parser ends the headers early and shows the rest as
+            # content: judge that reading too; a finding removes the part.
+            strict = strict_reading(part)
+            found, trouble = self._judge_part(strict)
+            problems += trouble
+            for f in found:
+                if f.text is not None:
+                    f.text.close()
+                if f.block is not None:
+                    f.block.content.close()
+            if found:
+                return [Finding(part, found[0].name, found[0].why)], problems
         return [], problems
 
     def _judge_content_of(
@@ -282,8 +340,9 @@ class Defang(Plugin):
     ) -> list[Finding]:
         """Judge the content of ``part`` decoded by ``cte``."""
         types = part.content_types
-        # Clients show a text part, and a multipart they cannot split, as text.
-        is_text = any(t.startswith(("text/", "multipart/")) for t in types)
+        # Clients show a text part, and a multipart they cannot split, as
+        # text; uuencode and yEnc parts hold their blocks the same way.
+        is_text = any(t.startswith(("text/", "multipart/")) or t in _BLOCK_TYPES for t in types)
         binhex = "application/mac-binhex40" in types
         limit = self.options.max_decoded_size
         full = is_text or binhex
@@ -293,7 +352,11 @@ class Defang(Plugin):
         if (
             not full
             and self.options.scan_zip
-            and (content.head(4)[:4] == b"PK\x03\x04" or extension(label) == "zip")
+            and (
+                content.head(4)[:4] == b"PK\x03\x04"
+                or extension(label) == "zip"
+                or kind_of(content.head(512)) in COMPRESSED
+            )
         ):
             content.close()
             content = decode_range(part.source, part.content_start, part.end, cte, limit)
@@ -375,6 +438,19 @@ class Defang(Plugin):
                 findings.append(
                     Finding(node, node.names[0] if node.names else "(malformed part)", banned)
                 )
+                return None
+            if trouble:
+                problems.append(trouble)
+        unseen = list(node.unseen)
+        if "message/partial" in node.content_types:
+            unseen.append("a message/partial fragment (the whole cannot be checked)")
+        if unseen:
+            banned, trouble = self._policy(self.options.on_limit, "; ".join(unseen))
+            label = node.names[0] if node.names else f"(unnamed {node.content_type} part)"
+            if banned and node.children:
+                return banned
+            if banned:
+                findings.append(Finding(node, label, banned))
                 return None
             if trouble:
                 problems.append(trouble)

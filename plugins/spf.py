@@ -37,6 +37,8 @@ from miltrd.api import (
     tempfail,
 )
 
+from ._dns import make_resolver
+
 Act = Literal["mark", "continue", "reject", "tempfail"]
 
 
@@ -123,23 +125,6 @@ def _lookup(name: str, qtype: str, strict: Any = True, timeout: float = 20) -> l
 pyspf.DNSLookup = _lookup
 
 
-def _parse_nameserver(text: str) -> tuple[str, int]:
-    port = 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = int(rest.lstrip(":"))
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = int(p)
-    else:
-        host = text
-    ipaddress.ip_address(host)
-    if not 0 < port < 65536:
-        raise ValueError(port)
-    return host, port
-
-
 @dataclass(frozen=True)
 class Outcome:
     result: str
@@ -162,32 +147,7 @@ class Spf(Plugin):
                 self.forwarders.append(ipaddress.ip_network(net, strict=False))
             except ValueError:
                 raise OptionError(f"trusted_forwarders[{i}]", f"not a network: {net!r}") from None
-        self.resolver: dns.resolver.Resolver | None = None
-        if options.nameservers:
-            servers = []
-            for i, text in enumerate(options.nameservers):
-                try:
-                    servers.append(_parse_nameserver(text))
-                except ValueError:
-                    raise OptionError(
-                        f"nameservers[{i}]",
-                        f'expected "IP", "IP:PORT" or "[IPv6]:PORT", got {text!r}',
-                    ) from None
-            resolver = dns.resolver.Resolver(configure=False)
-            resolver.nameservers = [host for host, _ in servers]
-            resolver.nameserver_ports = {host: port for host, port in servers}
-            resolver.port = servers[0][1]
-            self.resolver = resolver
-        else:
-            try:
-                self.resolver = dns.resolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                self.resolver = None
-        if self.resolver is not None:
-            self.resolver.timeout = min(options.dns_timeout, 5.0)
-            self.resolver.lifetime = options.dns_timeout
-        if options.dns_timeout <= 0:
-            raise OptionError("dns_timeout", "must be more than 0 seconds")
+        self.resolver = make_resolver(options.nameservers, options.dns_timeout)
         if not 1 <= options.max_dns_lookups <= 100:
             raise OptionError("max_dns_lookups", "must be between 1 and 100")
         pyspf.MAX_LOOKUP = options.max_dns_lookups

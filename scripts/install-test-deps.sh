@@ -7,8 +7,12 @@ set -eu
 cd "$(dirname "$0")/.."
 # libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
 # debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
-PKGS="postfix miltertest libmilter-dev gcc swaks dnsmasq-base libwrap0 m4
-      debhelper dh-python pybuild-plugin-pyproject python3-all rpm"
+# opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
+# with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
+# python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
+PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
+      debhelper dh-python pybuild-plugin-pyproject python3-all rpm
+      opendkim opendkim-tools opendmarc publicsuffix"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -225,7 +225,10 @@ class PublishResult(Plugin):
     actions = Action.AUTH_RESULTS
 
     async def on_eom(self, msg: Message) -> Verdict | None:
-        msg.publish_auth_result(self.options.method, self.options.result, self.options.properties)
+        if self.options.result:  # "" publishes nothing
+            msg.publish_auth_result(
+                self.options.method, self.options.result, self.options.properties
+            )
         return None
 
 

@@ -19,6 +19,7 @@ from .changes import (
 )
 from .context import (
     Body,
+    Caller,
     Connection,
     InternalRules,
     Message,
@@ -53,6 +54,7 @@ __all__ = [
     "RecipientAddition",
     "AuthResult",
     "Body",
+    "Caller",
     "HeaderChange",
     "SenderChange",
     "Connection",

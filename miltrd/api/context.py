@@ -30,6 +30,7 @@ from .changes import (
 from .phases import Action
 
 __all__ = [
+    "Caller",
     "InternalRules",
     "Connection",
     "Message",
@@ -158,7 +159,11 @@ class Body:
 
 
 @dataclass(frozen=True, slots=True)
-class _Caller:
+class Caller:
+    """The plugin whose hook is running: the chain sets ``Connection.caller``
+    around each call, so that ``state`` and the change methods know whose
+    they are and what it declared. Plugins never need to build one."""
+
     name: str
     actions: Action
     observe: bool = False
@@ -181,7 +186,7 @@ class Connection:
     # would have been done, and where.
     dry_run: bool = False
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _caller: _Caller | None = field(default=None, repr=False)
+    _caller: Caller | None = field(default=None, repr=False)
 
     def macro(self, name: str, default: str = "") -> str:
         """A macro by name, with or without braces: ``macro("auth_authen")``."""
@@ -218,6 +223,15 @@ class Connection:
         return "outgoing"
 
     @property
+    def caller(self) -> Caller | None:
+        """The plugin whose hook is running now (None between hooks)."""
+        return self._caller
+
+    @caller.setter
+    def caller(self, caller: Caller | None) -> None:
+        self._caller = caller
+
+    @property
     def state(self) -> dict[str, Any]:
         """Scratch space of the calling plugin for this connection."""
         caller = self._caller.name if self._caller else ""
@@ -232,10 +246,14 @@ class Message:
     body: Body
     sender: str = ""
     sender_args: tuple[str, ...] = ()
+    # ESMTP parameters of the RCPT TO being checked (set for on_rcpt).
+    rcpt_args: tuple[str, ...] = ()
     recipients: list[str] = field(default_factory=list)
     rejected_recipients: list[str] = field(default_factory=list)
     headers: list[tuple[str, str]] = field(default_factory=list)
-    _raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
+    # Each accepted recipient as the MTA sent it (``<A@Example.COM>``), by
+    # its bare address in lower case: what delete_recipient hands back.
+    raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
     _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
     _effects: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     _auth_results: list[AuthResult] = field(default_factory=list, repr=False)
@@ -311,7 +329,7 @@ class Message:
 
     def delete_recipient(self, address: str) -> None:
         bare = bare_address(address)
-        raw = self._raw_recipients.get(bare.lower(), f"<{bare}>")
+        raw = self.raw_recipients.get(bare.lower(), f"<{bare}>")
         self._request(RecipientDeletion(raw))
 
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
@@ -374,6 +392,11 @@ class Message:
         published = make_result(method, result, properties, reason, caller.name)
         self._auth_results.append(published)
         return published
+
+    @property
+    def effects(self) -> tuple[tuple[str, str, str], ...]:
+        """(plugin, effect, where) for everything recorded with ``record``."""
+        return tuple(self._effects)
 
     @property
     def auth_results(self) -> tuple[AuthResult, ...]:

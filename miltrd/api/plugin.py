@@ -123,6 +123,18 @@ class Plugin:
     async def close(self) -> None:
         """Called when this plugin instance is retired (reload or shutdown)."""
 
+    # --- for ``miltrd check`` ------------------------------------------------
+
+    def describe(self) -> list[str]:
+        """Lines ``miltrd check`` prints under this plugin (what it will do)."""
+        return []
+
+    def readable_files(self) -> Mapping[str, str]:
+        """Files the plugin reads while the daemon runs, by option key
+        (``{"keys[0].key_file": "/etc/mail/dkim/a.key"}``); ``miltrd check``
+        reports each one the daemon's user (``[daemon] user``) cannot read."""
+        return {}
+
     # --- hooks (override what you need) --------------------------------------
 
     async def on_connect(self, conn: Connection) -> Verdict | None:

@@ -1,5 +1,6 @@
 """The chain: runs the configured plugins per phase and combines their verdicts."""
 
+from .record import MessageRecord
 from .runtime import CORE_MACROS, CORE_OBSERVES, Declared, LoadedPlugin, Runtime, build_runtime
 from .session import ChainSession, EomResult, on_error_verdict
 
@@ -9,6 +10,7 @@ __all__ = [
     "ChainSession",
     "EomResult",
     "LoadedPlugin",
+    "MessageRecord",
     "Declared",
     "Runtime",
     "build_runtime",

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..api import DECIDING_PHASES, Action, OptionError, Phase, Plugin
+from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
 from ..config import Config, ConfigError, PluginEntry
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
@@ -33,6 +33,8 @@ CORE_MACROS: Mapping[Phase, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class LoadedPlugin:
+    """One chain entry, built: the plugin instance and what its class declares."""
+
     entry: PluginEntry
     plugin: Plugin
     implemented: Phase
@@ -41,6 +43,12 @@ class LoadedPlugin:
     actions: Action
     timeout: float
     on_error: str
+    caller: Caller = field(init=False)  # what the chain sets on the connection around its hooks
+    keeps_body: bool = field(init=False)  # declared ``needs = Phase.BODY``: msg.body is kept
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caller", Caller(self.name, self.actions, self.observe_only))
+        object.__setattr__(self, "keeps_body", bool(Phase.BODY & type(self.plugin).needs))
 
     @property
     def name(self) -> str:

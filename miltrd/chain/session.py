@@ -28,8 +28,6 @@ every plugin's verdict is logged as it happens.
 from __future__ import annotations
 
 import logging
-import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -42,30 +40,25 @@ from ..api import (
     Body,
     Change,
     Connection,
-    HeaderChange,
-    HeaderInsertion,
     Message,
     Phase,
     PluginContractError,
     Verdict,
     VerdictKind,
-    authserv_id_of,
     bare_address,
-    format_authentication_results,
-    parse_ip,
     reject,
     tempfail,
 )
-from ..api.context import _Caller
-from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
 from ..logs import queue_id
+from .applicability import Applicability
+from .authresults import with_auth_results
+from .record import MessageRecord, Tally, describe_change
 from .runtime import LoadedPlugin, Runtime
 from .timebound import bounded
 
-__all__ = ["ChainSession", "EomResult", "MessageRecord", "on_error_verdict"]
+__all__ = ["ChainSession", "EomResult", "on_error_verdict"]
 
 log = logging.getLogger("miltrd.chain")
-summary_log = logging.getLogger("miltrd.summary")
 
 
 def on_error_verdict(policy: str) -> Verdict:
@@ -83,21 +76,6 @@ def on_error_verdict(policy: str) -> Verdict:
         xcode="4.3.0",
         reason="plugin error",
     )
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    """What became of one message: each plugin's verdict (``not-applied``,
-    ``not-run`` for plugins never called), why the plugins whose ``when``
-    did not match were not applied, and each plugin's changes: short names
-    such as ``replace-body`` or ``add-rcpt`` (``would-...`` in observe
-    mode) and what it recorded with ``Message.record`` (``archived``)."""
-
-    action: str
-    plugins: dict[str, str]
-    not_applied: dict[str, str]
-    changes: dict[str, list[str]] = field(default_factory=dict)
-    effects: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,16 +97,13 @@ class ChainSession:
         self._conn_retired: set[str] = set()
         self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
         self._decider = ""  # the plugin whose verdict ended the last phase
-        self._conditional = [p for p in runtime.plugins if p.entry.when is not None]
-        self._excluded: dict[str, str] = {}  # plugin -> why its `when` failed
         self._accepted: set[str] = set()
         self.msg: Message | None = None
         self.history: list[MessageRecord] = []
         self._retired: set[str] = set()
-        self._verdicts: dict[str, str] = {}
-        self._called: set[str] = set()  # plugins called for this message
-        self._conn_called: set[str] = set()  # ...or at connect/helo
-        self._started = 0.0
+        self._when = Applicability(runtime.plugins)
+        self._tally = Tally()
+        self._metrics = metrics.recorder()
         # Phases the MTA does not wait on (negotiated SMFIP_NR_*): a verdict
         # there cannot be sent, so the chain holds it (see ``_settle``).
         self.no_reply = Phase.NONE
@@ -142,11 +117,9 @@ class ChainSession:
         body = Body(self.runtime.config.daemon.spool_threshold)
         self.msg = Message(conn=self.conn, body=body)
         self._retired = set(self._conn_retired)
-        self._excluded = {}
         self._accepted = set()
-        self._verdicts = {}
-        self._called = set()
-        self._started = time.monotonic()
+        self._when.new_message()
+        self._tally.new_message()
         return self.msg
 
     def _end_message_state(self) -> None:
@@ -165,49 +138,12 @@ class ChainSession:
         if hooked is None:
             hooked = self._by_phase[phase] = [p for p in self.plugins if phase & p.implemented]
         skip: set[str] = set()
-        if self._conditional:
-            skip = self._apply_conditions(recipient)
+        if self._when.conditional:
+            excluded, skip = self._when.judge(self.conn, self.msg, recipient)
+            self._retired |= excluded
         if not self._retired and not skip:
             return hooked
         return [p for p in hooked if p.name not in self._retired and p.name not in skip]
-
-    def _facts(self, recipient: str | None) -> Facts:
-        conn, msg = self.conn, self.msg
-        accepted = list(msg.recipients) if msg is not None else []
-        everyone = accepted + ([recipient] if recipient else [])
-        # For an internal client the direction waits for the recipients.
-        known = everyone or not conn.internal
-        direction = conn.direction_for(everyone) if known else None
-        return Facts(
-            client_ip=parse_ip(conn.address),
-            authenticated=conn.authenticated,
-            direction=direction,
-            sender=msg.sender if msg is not None else None,
-            # At RCPT the recipient being asked about decides; later, any recipient.
-            recipients=[recipient] if recipient is not None else (accepted or None),
-            macros=dict(conn.macros),
-        )
-
-    def _apply_conditions(self, recipient: str | None) -> set[str]:
-        """Exclude, for this message, plugins whose ``when`` fails; return the
-        plugins to skip for this recipient only."""
-        skip: set[str] = set()
-        facts: Facts | None = None
-        for p in self._conditional:
-            when = p.entry.when
-            if when is None or p.name in self._excluded:
-                continue
-            facts = facts or self._facts(recipient)
-            ok, why = check_when(when, facts)
-            if ok is not False:
-                continue
-            if recipient is not None and why == NO_RECIPIENT_MATCHES:
-                skip.add(p.name)  # not for this recipient; maybe for the next
-                continue
-            log.info("plugin %s not applied: %s", p.name, why)
-            self._excluded[p.name] = why
-            self._retired.add(p.name)
-        return skip
 
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
@@ -216,18 +152,18 @@ class ChainSession:
     def _keeps_body(self) -> bool:
         """Store the body only for plugins that declared ``needs = Phase.BODY``;
         a plugin that only hooks on_body sees each chunk without a copy."""
-        return any(
-            Phase.BODY & type(p.plugin).needs and p.name not in self._retired for p in self.plugins
-        )
+        return any(p.keeps_body and p.name not in self._retired for p in self.plugins)
 
-    def _all_accepted(self) -> bool:
-        if self.msg is not None and self.msg._changes:
+    def _all_accepted(self, phase: Phase = Phase.NONE) -> bool:
+        # Before end of message an ACCEPT would lose the pending changes; at
+        # end of message they are sent ahead of it.
+        if phase is not Phase.EOM and self.msg is not None and self.msg.changes():
             return False
         # Forged Authentication-Results are removed at end of message.
         if self._writes_auth_results:
             return False
         # Plugins whose `when` does not match do not count.
-        counted = [p for p in self.plugins if p.name not in self._excluded]
+        counted = [p for p in self.plugins if p.name not in self._when.excluded]
         return bool(counted) and all(
             p.name in self._accepted or p.name in self._conn_retired for p in counted
         )
@@ -235,19 +171,17 @@ class ChainSession:
     def _failed(self, p: LoadedPlugin, how: str) -> Verdict:
         """The on_error verdict for a hook that raised or timed out (``how``)."""
         result = on_error_verdict(p.on_error)
-        self._verdicts[p.name] = f"{how}->{result.kind.value}"
-        stats = metrics.current()
-        if stats is not None:
-            (stats.timeouts if how == "timeout" else stats.errors).labels(p.name).inc()
+        self._tally.verdicts[p.name] = f"{how}->{result.kind.value}"
+        self._metrics.hook_failed(p.name, how)
         return result
 
     async def _call(
         self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
     ) -> Verdict:
-        self.conn._caller = _Caller(p.name, p.actions, p.observe_only)
-        (self._called if phase & MESSAGE_PHASES else self._conn_called).add(p.name)
-        stats = metrics.current()
-        started = time.perf_counter() if stats is not None else 0.0
+        self.conn.caller = p.caller
+        tally = self._tally
+        (tally.called if phase & MESSAGE_PHASES else tally.conn_called).add(p.name)
+        started = self._metrics.clock()
         try:
             result: Verdict | None = await bounded(call(), p.timeout)  # type: ignore[arg-type]
             if result is None:
@@ -274,11 +208,8 @@ class ChainSession:
             )
             return self._failed(p, "error")
         finally:
-            self.conn._caller = None
-            if stats is not None:
-                stats.hook_seconds.labels(p.name, (phase.name or "").lower()).observe(
-                    time.perf_counter() - started
-                )
+            self.conn.caller = None
+            self._metrics.hook_done(p.name, (phase.name or "").lower(), started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "plugin %s: %s -> %s%s",
@@ -288,12 +219,11 @@ class ChainSession:
                 " (observe)" if p.observe_only else "",
             )
         if result.kind is not VerdictKind.CONTINUE:
-            self._verdicts[p.name] = result.kind.value
-            if stats is not None:
-                stats.verdicts.labels(p.name, result.kind.value).inc()
+            tally.verdicts[p.name] = result.kind.value
+            self._metrics.verdict(p.name, result.kind.value)
         if p.observe_only and result.kind is not VerdictKind.CONTINUE:
             log.info("plugin %s (observe): would %s", p.name, result.describe())
-            self._verdicts[p.name] = f"would-{result.kind.value}"
+            tally.verdicts[p.name] = f"would-{result.kind.value}"
             return CONTINUE
         return result
 
@@ -322,7 +252,7 @@ class ChainSession:
             if verdict.kind is not VerdictKind.CONTINUE:
                 self._decider = p.name
                 return verdict
-        if self._all_accepted():
+        if self._all_accepted(phase):
             return ACCEPT
         return CONTINUE
 
@@ -359,6 +289,7 @@ class ChainSession:
             return self._final
         msg = self.msg or self._new_message()
         bare = bare_address(recipient)
+        msg.rcpt_args = args
         self._refresh_qid()
         verdict = await self._run(
             Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare), recipient=bare
@@ -371,7 +302,7 @@ class ChainSession:
                 return self._settle(verdict, Phase.RCPT)
             return verdict
         msg.recipients.append(bare)
-        msg._raw_recipients[bare.lower()] = recipient
+        msg.raw_recipients[bare.lower()] = recipient
         return self._settle(verdict, Phase.RCPT)
 
     async def data(self) -> Verdict:
@@ -423,7 +354,8 @@ class ChainSession:
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
             result.changes = self._ordered_changes(msg)
             if self._writes_auth_results:
-                result.changes = self._with_auth_results(msg, result.changes)
+                observing = {p.name for p in self.plugins if p.observe_only}
+                result.changes = with_auth_results(self.conn, msg, result.changes, observing)
         self._summary(verdict)
         self._end_message_state()
         return result
@@ -432,9 +364,9 @@ class ChainSession:
         order = {p.name: i for i, p in enumerate(self.plugins)}
         observe = {p.name for p in self.plugins if p.observe_only}
         out: list[Change] = []
-        for name, change in sorted(msg._changes, key=lambda item: order.get(item[0], 0)):
+        for name, change in sorted(msg.changes(), key=lambda item: order.get(item[0], 0)):
             if name in observe:
-                log.info("plugin %s (observe): would %s", name, _describe_change(change))
+                log.info("plugin %s (observe): would %s", name, describe_change(change))
                 continue
             out.append(change)
         return out
@@ -442,45 +374,6 @@ class ChainSession:
     @property
     def _writes_auth_results(self) -> bool:
         return bool(Action.AUTH_RESULTS & self.runtime.declared.actions)
-
-    def _with_auth_results(self, msg: Message, mutations: list[Change]) -> list[Change]:
-        """Remove incoming Authentication-Results that claim our authserv-id
-        (RFC 8601 section 5), then put ours at the top of the header block.
-
-        Deletions go highest occurrence first, so no deletion moves the
-        index of one still to come. Our header is inserted at index 0 after
-        every plugin's changes, so it ends up above them all.
-        """
-        authserv_id = (
-            self.conn.internal_rules.authserv_id or self.conn.macro("j") or socket.getfqdn()
-        ).lower()
-        forged: list[int] = []
-        seen = 0
-        for name, value in msg.headers:
-            if name.lower() == "authentication-results":
-                seen += 1
-                if authserv_id_of(value) == authserv_id:
-                    forged.append(seen)
-        if forged:
-            log.info(
-                "removing %d incoming Authentication-Results claiming %s", len(forged), authserv_id
-            )
-        out: list[Change] = [
-            HeaderChange(index, "Authentication-Results", "") for index in reversed(forged)
-        ]
-        out.extend(mutations)
-        observe = {p.name for p in self.plugins if p.observe_only}
-        results = []
-        for published in msg._auth_results:
-            if published.plugin in observe:
-                log.info(
-                    "plugin %s (observe): would publish %s", published.plugin, published.render()
-                )
-            else:
-                results.append(published)
-        values = format_authentication_results(authserv_id, results)
-        out.extend(HeaderInsertion(0, "Authentication-Results", v) for v in reversed(values))
-        return out
 
     def _settle(self, verdict: Verdict, phase: Phase) -> Verdict:
         """Return ``verdict``; if it ends the message (reject, tempfail,
@@ -524,89 +417,18 @@ class ChainSession:
             if Phase.CLOSE & p.implemented:
                 await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
 
-    def _verdict_of(self, name: str) -> str:
-        if name in self._excluded:
-            return "not-applied"
-        verdict = self._verdicts.get(name)
-        if verdict is not None:
-            return verdict
-        if name in self._conn_retired:
-            return "accept"  # at connect or helo, for the whole connection
-        if name in self._called or name in self._conn_called:
-            return "continue"
-        return "not-run"
-
-    def _changes(self, msg: Message, applied: bool) -> dict[str, list[str]]:
-        """Each plugin's changes by short name; ``applied``: the MTA gets
-        them (a refused message's changes are never made)."""
-        observe = {p.name for p in self.plugins if p.observe_only}
-        out: dict[str, list[str]] = {}
-        for name, change in msg._changes:
-            if not applied and name not in observe:
-                continue
-            what = change_name(change)
-            if name in observe:
-                what = "would-" + what
-            kinds = out.setdefault(name, [])
-            if what not in kinds:
-                kinds.append(what)
-        for name, effect, _where in msg._effects:
-            what = ("would-" if self.conn.dry_run else "") + effect
-            kinds = out.setdefault(name, [])
-            if what not in kinds:
-                kinds.append(what)
-        return out
-
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
+        """Close the message's record: summary line, history, metrics."""
         msg = self.msg
         if msg is None:
             return
         if self.on_message is not None:
             self.on_message()
-        elapsed = time.monotonic() - self._started
-        client = f"{self.conn.hostname}[{self.conn.address or ''}]"
-        verdicts = {p.name: self._verdict_of(p.name) for p in self.plugins}
-        plugins = ",".join(f"{name}:{v}" for name, v in verdicts.items())
-        applied = verdict is not None and verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
-        changes = self._changes(msg, applied)
-        effects: dict[str, list[tuple[str, str]]] = {}
-        for name, effect, where in msg._effects:
-            effects.setdefault(name, []).append((effect, where))
-        self.history.append(
-            MessageRecord(
-                action=verdict.kind.value if verdict is not None else "aborted",
-                plugins=verdicts,
-                not_applied=dict(self._excluded),
-                changes=changes,
-                effects=effects,
-            )
+        record = self._tally.close(
+            self.conn, msg, verdict, at, self.plugins, self._when.excluded, self._conn_retired
         )
-        stats = metrics.current()
-        if stats is not None:
-            final = "aborted" if verdict is None else verdict.kind.value
-            stats.messages.labels("accept" if final == "continue" else final).inc()
-        if verdict is None:
-            action = "aborted"
-        elif verdict.kind is VerdictKind.CONTINUE:
-            action = "accept"
-        else:
-            action = verdict.kind.value
-        if verdict is not None and verdict.reply is not None:
-            action += f" ({verdict.reply})"
-        if verdict is not None and at != "eom":
-            action += f" at {at}"
-        summary_log.info(
-            "summary client=%s from=<%s> to=%s rejected=%s plugins=%s changes=%s action=%s "
-            "time=%.3fs",
-            client,
-            msg.sender,
-            ",".join(f"<{r}>" for r in msg.recipients) or "-",
-            ",".join(f"<{r}>" for r in msg.rejected_recipients) or "-",
-            plugins or "-",
-            ",".join(f"{name}:{'+'.join(kinds)}" for name, kinds in changes.items()) or "-",
-            action,
-            elapsed,
-        )
+        self.history.append(record)
+        self._metrics.message("accept" if record.action == "continue" else record.action)
 
 
 def _abort_call(p: LoadedPlugin, msg: Message) -> Callable[[], Awaitable[Verdict | None]]:
@@ -621,29 +443,3 @@ def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Ver
         await p.plugin.on_close(conn)
 
     return call
-
-
-_CHANGE_NAMES = {
-    "HeaderAddition": "add-header",
-    "HeaderInsertion": "add-header",
-    "HeaderChange": "change-header",
-    "RecipientAddition": "add-rcpt",
-    "RecipientDeletion": "delete-rcpt",
-    "SenderChange": "change-from",
-    "BodyReplacement": "replace-body",
-    "Quarantining": "quarantine",
-}
-
-
-def change_name(change: Change) -> str:
-    """The short name of a change, as the summary line and ``stats`` show it."""
-    name = type(change).__name__
-    if isinstance(change, HeaderChange) and not change.value:
-        return "delete-header"
-    return _CHANGE_NAMES.get(name, name.lower())
-
-
-def _describe_change(m: Change) -> str:
-    text = type(m).__name__
-    fields = [f"{k}={getattr(m, k)!r}" for k in m.__dataclass_fields__ if k != "data"]
-    return f"{text}({', '.join(fields)})"

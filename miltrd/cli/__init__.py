@@ -1,4 +1,4 @@
-"""The ``miltrd`` command: run, check, replay, stats, version.
+"""The ``miltrd`` command: run, check, replay, stats, pymilter, version.
 
 Exit statuses (also in ``miltrd --help``): 0 done (``replay``: accepted),
 1 the configuration has errors or the daemon/milter could not be reached,
@@ -6,6 +6,7 @@ Exit statuses (also in ``miltrd --help``): 0 done (``replay``: accepted),
 malformed ``--connect``), 141 the reader of standard output went away
 (``miltrd check | head -1``: 128 + SIGPIPE, as for a C program).
 ``replay`` also says its verdict: 4 tempfail, 5 reject, 6 discard.
+``pymilter`` exits with the program's own status.
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
         "logfiles", nargs="+", help="log files (stderr/journal export or syslog), - for stdin"
     )
     stats.add_argument("--top", type=int, default=10, help="entries per list (default 10)")
+    pym = sub.add_parser(
+        "pymilter",
+        help="run a pymilter program unchanged on miltrd's engine",
+        usage="miltrd pymilter [-c FILE] [--log-level LEVEL] [--inline] (PROGRAM.py | -m MODULE) [ARGS...]",
+    )
+    pym.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
+    dkim = sub.add_parser("dkim", help="DKIM tools (genkey)")
+    dkim_sub = dkim.add_subparsers(dest="dkim_command", required=True, metavar="TOOL")
+    genkey = dkim_sub.add_parser(
+        "genkey", help="write a key pair and print the DNS TXT record (like opendkim-genkey)"
+    )
+    genkey.add_argument("domain")
+    genkey.add_argument("selector")
+    genkey.add_argument(
+        "--algorithm",
+        "-a",
+        default="rsa-sha256",
+        choices=["rsa-sha256", "ed25519-sha256", "rsa", "ed25519"],
+    )
+    genkey.add_argument("--bits", "-b", type=int, default=2048, help="RSA key size (default 2048)")
+    genkey.add_argument("--directory", "-D", default=".", help="where to write the files")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -116,11 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["pymilter"]:
+        # The program's own options follow: argparse must not read them.
+        from .pymilter import pymilter_main
+
+        return pymilter_main(raw[1:])
+    args = build_parser().parse_args(raw)
     if args.command == "stats":
         from .stats import stats_command
 
         return stats_command(args.logfiles, args.top)
+    if args.command == "dkim":
+        from .dkim import genkey
+
+        return genkey(args.domain, args.selector, args.algorithm, args.bits, args.directory)
     if args.command == "version":
         print(f"miltrd {__version__}")
         return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import stat
 import sys
 
 from ..api import DECIDING_PHASES, Phase
 from ..chain import Runtime, build_runtime
-from ..config import ConfigError, load
+from ..config import ConfigError, Problem, load
 from ..server.translate import STEP_FLAGS, request_for
 
 __all__ = ["check", "load_runtime", "describe_runtime"]
@@ -39,6 +43,7 @@ def describe_runtime(runtime: Runtime) -> str:
             lines.append(f"     observe, not enforce: {p.entry.observe_why}")
         if p.entry.when is not None:
             lines.append(f"     when: {p.entry.when.describe()}")
+        lines.extend(f"     {line}" for line in p.plugin.describe())
     req = request_for(runtime.declared)
     steps = []
     for phase, (off, no_reply) in STEP_FLAGS.items():
@@ -93,6 +98,43 @@ def timeout_warnings(runtime: Runtime) -> list[str]:
     return warnings
 
 
+def _unreadable(path: str, user: str | None) -> str:
+    """Why ``user`` (default: this process) cannot read ``path``; "" if it can."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if user is None:
+        return "" if os.access(path, os.R_OK) else f"{path}: not readable"
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return ""  # the [daemon] user check reports this
+    if pw.pw_uid == 0:
+        return ""
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    if st.st_uid == pw.pw_uid:
+        ok = bool(st.st_mode & stat.S_IRUSR)
+    elif st.st_gid in gids:
+        ok = bool(st.st_mode & stat.S_IRGRP)
+    else:
+        ok = bool(st.st_mode & stat.S_IROTH)
+    return (
+        "" if ok else f"{path}: not readable by user {user} (mode {stat.S_IMODE(st.st_mode):04o})"
+    )
+
+
+def file_problems(runtime: Runtime) -> list[Problem]:
+    """Files plugins read at run time that the daemon's user cannot read."""
+    problems = []
+    for p in runtime.plugins:
+        for key, path in p.plugin.readable_files().items():
+            why = _unreadable(path, runtime.config.daemon.user)
+            if why:
+                problems.append(runtime.config.problem(f"plugins.{p.name}.{key}", why))
+    return problems
+
+
 def check(path: str) -> int:
     try:
         runtime = load_runtime(path)
@@ -104,5 +146,10 @@ def check(path: str) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for text in timeout_warnings(runtime):
         print(f"warning: {text}", file=sys.stderr)
+    problems = file_problems(runtime)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
     print(describe_runtime(runtime))
     return 0

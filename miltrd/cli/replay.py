@@ -8,8 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..chain import Runtime, build_runtime
-from ..chain.session import MessageRecord
+from ..chain import MessageRecord, Runtime, build_runtime
 from ..config import ConfigError, load, parse_listen
 from ..logs import setup_logging
 from ..mta import (

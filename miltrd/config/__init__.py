@@ -2,7 +2,14 @@
 
 from .errors import ConfigError, Problem
 from .load import DEFAULT_PATH, load, load_text
-from .model import Config, DaemonConfig, ListenSpec, PluginEntry, parse_listen
+from .model import (
+    Config,
+    DaemonConfig,
+    ListenSpec,
+    PluginEntry,
+    parse_listen,
+    parse_metrics_listen,
+)
 
 __all__ = [
     "DEFAULT_PATH",
@@ -15,4 +22,5 @@ __all__ = [
     "load",
     "load_text",
     "parse_listen",
+    "parse_metrics_listen",
 ]

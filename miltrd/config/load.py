@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..api import InternalRules
-from ..metrics import parse_metrics_listen
 from ..registry import PluginLoadError, load_plugin
 from .advice import advise
 from .coerce import Problems, coerce
@@ -31,6 +30,7 @@ from .model import (
     ListenSpec,
     PluginEntry,
     parse_listen,
+    parse_metrics_listen,
 )
 from .sendmail_cf import SendmailCfError, class_members, filter_socket, read_cf
 from .when import When

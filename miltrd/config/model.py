@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from .when import When
 __all__ = [
     "ListenSpec",
     "parse_listen",
+    "parse_metrics_listen",
     "DaemonSection",
     "InternalSection",
     "ChainSection",
@@ -77,6 +79,20 @@ def parse_listen(text: str) -> ListenSpec:
             raise ValueError(f'"{text}": an IPv6 address needs inet6:')
         return ListenSpec(scheme, text, host=host, port=port)  # type: ignore[arg-type]
     raise ValueError(f'"{text}": unknown socket type {scheme!r} (local, unix, inet, inet6)')
+
+
+def parse_metrics_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9187`` or ``[::1]:9187`` -> (host, port); ValueError if not."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = text.rpartition(":")
+    ipaddress.ip_address(host)
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} out of range")
+    return host, number
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,8 @@ class MilterHandler:
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         watchdog = asyncio.ensure_future(self._watch_idle(writer))
-        stats = metrics.current()
-        if stats is not None:
-            stats.connections.inc()
-            stats.connections_open.inc()
+        record = metrics.recorder()
+        record.connection_opened()
         try:
             while True:
                 data = await reader.read(READ_SIZE)
@@ -123,16 +121,14 @@ class MilterHandler:
                     break
         except RemoteProtocolError as exc:
             log.warning("protocol error from MTA, closing the connection: %s", exc)
-            if stats is not None:
-                stats.protocol_errors.inc()
+            record.protocol_error()
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", exc)
         except asyncio.CancelledError:
             self._cancelled(writer)
             raise
         finally:
-            if stats is not None:
-                stats.connections_open.dec()
+            record.connection_closed()
             watchdog.cancel()
             with contextlib.suppress(Exception):
                 await self.chain.close()
@@ -282,9 +278,7 @@ class MilterHandler:
         missing = req.actions & ~agreed.actions & ~ActionFlag.ADDRCPT_PAR
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
-            stats = metrics.current()
-            if stats is not None:
-                stats.negotiation_failures.inc()
+            metrics.recorder().negotiation_failed()
         log.debug(
             "negotiated version %d actions %r protocol %r",
             agreed.version,

@@ -22,8 +22,7 @@ from collections.abc import Callable, Sequence
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
-from ..config import ConfigError, load
-from ..metrics import parse_metrics_listen
+from ..config import ConfigError, load, parse_metrics_listen
 from . import systemd, unlinker
 from .connection import MilterHandler, next_conn_id, serve_overloaded
 from .listen import Listener, ListenError, open_listener
@@ -164,6 +163,10 @@ class Daemon:
 
         return remove
 
+    def make_handler(self, runtime: Runtime) -> MilterHandler:
+        """The handler of one new connection (a subclass may serve another kind)."""
+        return MilterHandler(runtime, next_conn_id(), on_message=self.message_done)
+
     def request_stop(self, why: str) -> None:
         """Stop serving; ``why`` (a signal name, or the reason) is logged."""
         if not self.stop_event.is_set():
@@ -213,15 +216,13 @@ class Daemon:
                 log.error("reload failed: %s", problem)
             log.error("reload failed: still running with the previous configuration")
             systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
-            if (stats := metrics.current()) is not None:
-                stats.reloads.labels("failed").inc()
+            metrics.recorder().reload("failed")
             return False
         for warning in config.warnings:
             log.warning("%s", warning)
         old = self.runtime
         self.runtime = runtime
-        if (stats := metrics.current()) is not None:
-            stats.reloads.labels("ok").inc()
+        metrics.recorder().reload("ok")
         if config.daemon.listen != old.config.daemon.listen:
             log.warning("daemon.listen changed: restart miltrd for it to take effect")
         log.info("reloaded: chain %s", ", ".join(p.name for p in runtime.plugins) or "(empty)")
@@ -286,8 +287,7 @@ class _ConnectionTask:
                 "max_connections (%d) reached: answering a new connection with 421",
                 runtime.config.daemon.max_connections,
             )
-            if (stats := metrics.current()) is not None:
-                stats.refused.inc()
+            metrics.recorder().connection_refused()
             await serve_overloaded(reader, writer)
             return
         daemon.tasks.add(task)
@@ -296,9 +296,9 @@ class _ConnectionTask:
         try:
             if runtime.config.daemon.serial:
                 async with daemon.serial_lock:
-                    await _handler(daemon, runtime).serve(reader, writer)
+                    await daemon.make_handler(runtime).serve(reader, writer)
             else:
-                await _handler(daemon, runtime).serve(reader, writer)
+                await daemon.make_handler(runtime).serve(reader, writer)
         except asyncio.CancelledError:
             if not daemon.cancelling:
                 raise
@@ -313,7 +313,3 @@ class _ConnectionTask:
                 retired = daemon._retired.pop(key, None)
                 if retired is not None:
                     await retired.close()
-
-
-def _handler(daemon: Daemon, runtime: Runtime) -> MilterHandler:
-    return MilterHandler(runtime, next_conn_id(), on_message=daemon.message_done)

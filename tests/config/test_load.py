@@ -39,7 +39,7 @@ plugins = ["nosuch"]
         "(that is Postfix's syntax; miltrd uses inet:8894@127.0.0.1)",
         "m.toml:7: internal.networks[1]: not a network: '10.0.0.300/8' does not appear to be an "
         "IPv4 or IPv6 network",
-        "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, defang, spf, wiretap, zombie)",
+        "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, defang, dkim, dmarc, spf, wiretap, zombie)",
     ]
 
 

@@ -57,3 +57,24 @@ def run_message(s: ChainSession, sender: str, rcpts: list[str], raw: bytes = b""
         return Outcome(mail, verdicts, result.verdict, result.changes)
 
     return asyncio.run(go())
+
+
+def delivered(raw: bytes, changes: list[Change]) -> bytes:
+    """The message after the chain's changes, as an MTA applies them."""
+    from miltrd import api
+    from miltrd import protocol as wire
+    from miltrd.mta import apply_changes, render, split_message
+
+    out: list = []
+    for c in changes:
+        if isinstance(c, api.HeaderAddition):
+            out.append(wire.AddHeader(c.name, c.value))
+        elif isinstance(c, api.HeaderInsertion):
+            out.append(wire.InsertHeader(c.index, c.name, c.value))
+        elif isinstance(c, api.HeaderChange):
+            out.append(wire.ChangeHeader(c.index, c.name, c.value))
+        elif isinstance(c, api.BodyReplacement):
+            out.append(wire.ReplaceBody(c.data))
+    headers, body = split_message(raw)
+    headers, body = apply_changes(headers, body, out)
+    return render(headers, body)

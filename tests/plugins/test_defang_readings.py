@@ -635,3 +635,138 @@ def test_a_message_too_large_to_scan_is_not_let_through(tmp_path: Path) -> None:
     assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
     out = defang(tmp_path, raw, 'max_message_size = 1000\non_limit = "allow"\n')
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
+
+
+def test_two_content_types_with_two_boundaries_both_split(tmp_path: Path) -> None:
+    raw = (
+        b"From: a@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="a"\r\n'
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b'--b\r\nContent-Type: application/octet-stream; name="x.exe"\r\n\r\nharmless\r\n'
+        b"--a--\r\n"
+    )
+    out = defang(tmp_path, raw)
+    assert 'removed "x.exe"' in removed_or_any(out)
+    # Each boundary alone is a reading some client takes; either order.
+    swapped = raw.replace(b'boundary="a"', b'boundary="X"').replace(
+        b'boundary="b"', b'boundary="a"'
+    )
+    swapped = swapped.replace(b'boundary="X"', b'boundary="b"')
+    assert 'removed "x.exe"' in removed_or_any(defang(tmp_path, swapped))
+
+
+def test_filename_on_content_type_counts(tmp_path: Path) -> None:
+    head = b'Content-Type: application/octet-stream; filename="a.exe"\r\n'
+    assert new_body(defang(tmp_path, with_part(head + b"\r\nplain words\r\n"))) is not None
+
+
+# --- archives other than zip --------------------------------------------------
+
+
+def _tar(members: dict[str, bytes], compression: str = "") -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:" + compression) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _attach(data: bytes, name: str) -> bytes:
+    return with_part(
+        f'Content-Type: application/octet-stream; name="{name}"\r\n'.encode()
+        + b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(data).replace(b"\n", b"\r\n")
+    )
+
+
+@pytest.mark.parametrize("compression", ["", "gz", "bz2", "xz"])
+def test_tar_archives_are_listed(tmp_path: Path, compression: str) -> None:
+    bad = _tar({"docs/readme.txt": b"hi", "docs/run.exe": b"x"}, compression)
+    out = defang(tmp_path, _attach(bad, "files.dat"))  # the name says nothing
+    assert "archive contains run.exe" in removed_or_any(out)
+    good = _tar({"docs/readme.txt": b"hi", "photo.jpg": b"\xff\xd8"}, compression)
+    assert defang(tmp_path, _attach(good, "files.tar")).changes == []
+
+
+@pytest.mark.parametrize("module", ["gzip", "bz2", "lzma"])
+def test_single_compressed_files_are_judged_by_inner_name_and_content(
+    tmp_path: Path, module: str
+) -> None:
+    import importlib
+
+    compress = importlib.import_module(module).compress
+    assert new_body(defang(tmp_path, _attach(compress(b"just text"), "setup.exe.gz")))
+    value = removed_or_any(defang(tmp_path, _attach(compress(PE), "photo.dat")))
+    assert "Windows executable" in value
+    assert defang(tmp_path, _attach(compress(b"just text"), "notes.txt.gz")).changes == []
+
+
+def test_gzip_header_name_is_judged(tmp_path: Path) -> None:
+    import gzip
+    import io
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="invoice.exe", mode="wb", fileobj=buf) as g:
+        g.write(b"just text")
+    assert "invoice.exe" in removed_or_any(defang(tmp_path, _attach(buf.getvalue(), "a.gz")))
+
+
+@pytest.mark.parametrize(
+    "magic",
+    [
+        b"Rar!\x1a\x07\x01\x00",
+        b"7z\xbc\xaf\x27\x1c\x00\x04",
+        b"\x00" * 7 + b"**ACE**",
+        b"\x60\xea\x28\x00",
+        b"\x00\x00-lh5-",
+    ],
+)
+def test_archives_that_cannot_be_opened_go_through_on_limit(tmp_path: Path, magic: bytes) -> None:
+    data = magic + b"\x00" * 200
+    out = defang(tmp_path, _attach(data, "files.bin"))
+    assert "content cannot be checked" in removed_or_any(out)
+    assert defang(tmp_path, _attach(data, "files.bin"), 'other_archives = "allow"\n').changes == []
+    out = defang(tmp_path, _attach(data, "files.bin"), 'on_limit = "tempfail"\n')
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+
+
+def test_headers_as_a_strict_parser_ends_them_are_a_reading_too(tmp_path: Path) -> None:
+    # A lenient client reads the encoding after the stray line and sees
+    # base64 noise; a strict one ends the headers at the stray line and
+    # shows the text with a uuencoded program in it.
+    block = uuencoded(b"tool.exe", b"x").replace(b"\n", b"\r\n")
+    part = (
+        b"Content-Type: text/plain\r\nthis line is no header\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nHello\r\n" + block
+    )
+    out = defang(tmp_path, with_part(part))
+    assert 'removed "tool.exe"' in removed_or_any(out)
+    body = new_body(out) or b""
+    assert b"begin 644" not in body and b"Hello." in body
+
+
+def test_what_a_bound_kept_from_being_read_goes_through_on_limit(tmp_path: Path) -> None:
+    # A header block past the bound: a name could stand after it.
+    long_head = b"X-Filler: " + b"a" * 300_000 + b"\r\n"
+    part = long_head + b'Content-Type: application/octet-stream; name="a.exe"\r\n\r\nxx\r\n'
+    out = defang(tmp_path, with_part(part))
+    assert "header block longer" in removed_or_any(out)
+    # A message/partial fragment: the whole it belongs to is never seen here.
+    partial = b'Content-Type: message/partial; id="x@y"; number=1; total=2\r\n\r\nFrom: a@b\r\n'
+    assert "message/partial" in removed_or_any(defang(tmp_path, with_part(partial)))
+    allow = 'on_limit = "allow"\n'
+    assert defang(tmp_path, with_part(partial), allow).changes == []
+
+
+@pytest.mark.parametrize("ctype", ["application/x-uuencode", "text/x-uuencode", "application/uue"])
+def test_uuencode_parts_are_looked_into(tmp_path: Path, ctype: str) -> None:
+    part = f"Content-Type: {ctype}\r\n\r\n".encode() + uuencoded(b"data.bin", PE).replace(
+        b"\n", b"\r\n"
+    )
+    assert "Windows executable" in removed_or_any(defang(tmp_path, with_part(part)))

@@ -1,0 +1,170 @@
+"""The per-message record: what each plugin answered and changed, and the
+one summary line per message that ``miltrd stats`` reads.
+
+The line (logger ``miltrd.summary``)::
+
+    summary client=NAME[ADDR] from=<S> to=<R>,... rejected=<R>,...
+            plugins=NAME:VERDICT,... changes=NAME:KIND+KIND,... action=A time=S.SSSs
+
+VERDICT is what the plugin answered (``continue``, ``reject``,
+``would-reject`` in observe mode, ``error->tempfail`` after a failure) or
+why it was never asked: ``not-applied`` (its ``when`` did not match) or
+``not-run`` (the message was decided before its turn). ACTION is accept,
+reject, tempfail, discard or aborted, with the SMTP reply and ``at PHASE``
+when decided before end of message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..api import Change, Connection, HeaderChange, Message, Verdict, VerdictKind
+from .runtime import LoadedPlugin
+
+__all__ = ["MessageRecord", "Tally", "change_name", "describe_change"]
+
+summary_log = logging.getLogger("miltrd.summary")
+
+_CHANGE_NAMES = {
+    "HeaderAddition": "add-header",
+    "HeaderInsertion": "add-header",
+    "HeaderChange": "change-header",
+    "RecipientAddition": "add-rcpt",
+    "RecipientDeletion": "delete-rcpt",
+    "SenderChange": "change-from",
+    "BodyReplacement": "replace-body",
+    "Quarantining": "quarantine",
+}
+
+
+def change_name(change: Change) -> str:
+    """The short name of a change, as the summary line and ``stats`` show it."""
+    name = type(change).__name__
+    if isinstance(change, HeaderChange) and not change.value:
+        return "delete-header"
+    return _CHANGE_NAMES.get(name, name.lower())
+
+
+def describe_change(change: Change) -> str:
+    """``HeaderAddition(name='X', value='y')``, without body data (for logs)."""
+    fields = [f"{k}={getattr(change, k)!r}" for k in change.__dataclass_fields__ if k != "data"]
+    return f"{type(change).__name__}({', '.join(fields)})"
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """What became of one message: each plugin's verdict (``not-applied``,
+    ``not-run`` for plugins never called), why the plugins whose ``when``
+    did not match were not applied, and each plugin's changes: short names
+    such as ``replace-body`` or ``add-rcpt`` (``would-...`` in observe
+    mode) and what it recorded with ``Message.record`` (``archived``)."""
+
+    action: str
+    plugins: dict[str, str]
+    not_applied: dict[str, str]
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    effects: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+class Tally:
+    """What each plugin answered, for one connection's current message."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[str, str] = {}  # plugin -> what it answered, if not continue
+        self.called: set[str] = set()  # plugins called for this message
+        self.conn_called: set[str] = set()  # ...or at connect/helo
+        self.started = time.monotonic()
+
+    def new_message(self) -> None:
+        self.verdicts = {}
+        self.called = set()
+        self.started = time.monotonic()
+
+    def verdict_of(self, name: str, excluded: Mapping[str, str], conn_accepted: set[str]) -> str:
+        if name in excluded:
+            return "not-applied"
+        verdict = self.verdicts.get(name)
+        if verdict is not None:
+            return verdict
+        if name in conn_accepted:
+            return "accept"  # at connect or helo, for the whole connection
+        if name in self.called or name in self.conn_called:
+            return "continue"
+        return "not-run"
+
+    def close(
+        self,
+        conn: Connection,
+        msg: Message,
+        verdict: Verdict | None,
+        at: str,
+        plugins: Iterable[LoadedPlugin],
+        excluded: Mapping[str, str],
+        conn_accepted: set[str],
+    ) -> MessageRecord:
+        """The record of the message ``verdict`` ended (None: aborted at
+        ``at``), after logging its summary line."""
+        plugins = tuple(plugins)
+        verdicts = {p.name: self.verdict_of(p.name, excluded, conn_accepted) for p in plugins}
+        applied = verdict is not None and verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
+        observing = {p.name for p in plugins if p.observe_only}
+        changes = _changes_by_plugin(conn, msg, applied, observing)
+        effects: dict[str, list[tuple[str, str]]] = {}
+        for name, effect, where in msg.effects:
+            effects.setdefault(name, []).append((effect, where))
+        record = MessageRecord(
+            action=verdict.kind.value if verdict is not None else "aborted",
+            plugins=verdicts,
+            not_applied=dict(excluded),
+            changes=changes,
+            effects=effects,
+        )
+        if verdict is None:
+            action = "aborted"
+        elif verdict.kind is VerdictKind.CONTINUE:
+            action = "accept"
+        else:
+            action = verdict.kind.value
+        if verdict is not None and verdict.reply is not None:
+            action += f" ({verdict.reply})"
+        if verdict is not None and at != "eom":
+            action += f" at {at}"
+        summary_log.info(
+            "summary client=%s from=<%s> to=%s rejected=%s plugins=%s changes=%s action=%s "
+            "time=%.3fs",
+            f"{conn.hostname}[{conn.address or ''}]",
+            msg.sender,
+            ",".join(f"<{r}>" for r in msg.recipients) or "-",
+            ",".join(f"<{r}>" for r in msg.rejected_recipients) or "-",
+            ",".join(f"{name}:{v}" for name, v in verdicts.items()) or "-",
+            ",".join(f"{name}:{'+'.join(kinds)}" for name, kinds in changes.items()) or "-",
+            action,
+            time.monotonic() - self.started,
+        )
+        return record
+
+
+def _changes_by_plugin(
+    conn: Connection, msg: Message, applied: bool, observing: set[str]
+) -> dict[str, list[str]]:
+    """Each plugin's changes by short name; ``applied``: the MTA gets them
+    (a refused message's changes are never made, an observer's never)."""
+    out: dict[str, list[str]] = {}
+    for name, change in msg.changes():
+        if not applied and name not in observing:
+            continue
+        what = change_name(change)
+        if name in observing:
+            what = "would-" + what
+        kinds = out.setdefault(name, [])
+        if what not in kinds:
+            kinds.append(what)
+    for name, effect, _where in msg.effects:
+        what = ("would-" if conn.dry_run else "") + effect
+        kinds = out.setdefault(name, [])
+        if what not in kinds:
+            kinds.append(what)
+    return out

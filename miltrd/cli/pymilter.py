@@ -1,0 +1,92 @@
+"""``miltrd pymilter [-c FILE] [--log-level L] PROGRAM.py [ARGS...]`` (or ``-m MODULE``).
+
+Runs a pymilter program unchanged: in this process only, ``import Milter``
+and ``import milter`` give miltrd's compatibility layer, so the program's
+``Milter.runmilter(...)`` serves it on miltrd's daemon. ``-c`` takes the
+daemon settings (limits, logging, user, metrics) from a miltrd config
+file; the socket is the one the program passes to ``runmilter``.
+``--inline`` runs the callbacks on the event loop instead of worker
+threads: faster, and only for programs whose callbacks never block (no
+DNS, no network, no slow disk), since one blocked callback then stalls
+every connection.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from collections.abc import Sequence
+
+__all__ = ["pymilter_main", "USAGE"]
+
+USAGE = (
+    "usage: miltrd pymilter [-c FILE] [--log-level LEVEL] [--inline] "
+    "(PROGRAM.py | -m MODULE) [ARGS...]"
+)
+
+
+def pymilter_main(argv: Sequence[str]) -> int:
+    args = list(argv)
+    config: str | None = None
+    level: str | None = None
+    module: str | None = None
+    inline = False
+    while args:
+        head = args[0]
+        if head in ("-h", "--help"):
+            print(USAGE)
+            print(__doc__.split("\n\n", 1)[1].strip())
+            return 0
+        if head == "--inline":
+            inline = True
+            del args[0]
+            continue
+        if head in ("-c", "--config", "--log-level", "-m") and len(args) >= 2:
+            value = args[1]
+            del args[:2]
+            if head == "-m":
+                module = value
+                break
+            if head == "--log-level":
+                level = value
+            else:
+                config = value
+            continue
+        break
+    if module is None and not args:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if level is not None and level not in ("debug", "info", "warning", "error"):
+        print(
+            f"miltrd pymilter: --log-level {level}: debug, info, warning or error", file=sys.stderr
+        )
+        return 2
+    from ..pymilter import finder, serve
+
+    serve.options.config_path = config
+    serve.options.log_level = level
+    serve.options.inline = inline or serve.options.inline
+    finder.install()
+    try:
+        if module is not None:
+            sys.argv = [module, *args]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            program = args[0]
+            if not os.path.isfile(program):
+                print(f"miltrd pymilter: {program}: no such file", file=sys.stderr)
+                return 2
+            sys.argv = list(args)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(program)))
+            runpy.run_path(program, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    return 0
