@@ -64,7 +64,7 @@ milter_content_timeout = 60s
 SENDMAIL_FLAGS = "F=T, T=C:10s;S:30s;R:30s;E:60s"  # tests/integration/mta.py SENDMAIL_MC
 
 SENDER = "a@loopback.example.net"  # its SPF record passes 127.0.0.0/8 (tests/dnsserver.py)
-RECIPIENT = "rcpt@corp.test"
+RECIPIENT = "rcpt@example.com"
 MARK = "X-Fault-Mark: marked"
 PROBE_BASE = 100_000  # probe messages are numbered from here
 BURST_BASE = 200_000  # the burst's messages from here
@@ -79,7 +79,7 @@ timeout = 10.0
 
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["corp.test"]
+domains = ["example.com"]
 
 [chain]
 plugins = ["spf", "wiretap", "mark"]
@@ -249,6 +249,9 @@ class World:
     good_config: str
     mta_log: Callable[[], str] | None
     max_connections: int
+    # Called by a fault that lasts once it is in force: mail sent from then
+    # on meets it (run() releases the second half of its slice here).
+    armed: Callable[[], None] = lambda: None
 
     def write_config(self, good: bool) -> None:
         text = self.good_config
@@ -423,6 +426,15 @@ def kill_worker(w: World) -> None:
         os.kill(workers[0], signal.SIGKILL)
 
 
+def kill_storm(w: World, seconds: float = 2.0, every: float = 0.15) -> None:
+    """Workers killed over and over while mail flows: some kills land between
+    the archive copy and the verdict (the case that makes a second copy)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        kill_worker(w)
+        time.sleep(every)
+
+
 def kill_worker_then_sighup(w: World) -> None:
     """A SIGHUP while the replacement worker starts."""
     before = set(w.miltrd.workers())
@@ -438,6 +450,7 @@ def silent_dns(
 ) -> None:
     os.kill(w.dns_pid, signal.SIGSTOP)
     try:
+        w.armed()
         if during is not None:
             during(w)
         time.sleep(seconds)
@@ -459,6 +472,7 @@ def full_archive(
     finally:
         os.close(fd)
     try:
+        w.armed()
         if during is not None:
             during(w)
         time.sleep(seconds)
@@ -533,6 +547,7 @@ def schedule(mta: str, burst_sessions: int) -> list[Fault]:
         ("SIGHUP storm, good/broken configs", lambda w, c, n: sighup_storm(w)),
         ("SIGKILL of a worker", lambda w, c, n: kill_worker(w)),
         ("SIGKILL of a worker + SIGHUP as it restarts", lambda w, c, n: kill_worker_then_sighup(w)),
+        ("SIGKILL storm of workers", lambda w, c, n: kill_storm(w)),
         ("silent DNS + SIGHUP storm", lambda w, c, n: silent_dns(w, during=sighup_storm)),
         (
             "full archive filesystem + SIGKILL of a worker",
@@ -632,15 +647,28 @@ def run(
         sent = 0
         try:
             for i, (name, fault) in enumerate(steps):
-                # Release a slice of traffic, let it get going, then strike.
-                client.submit(range(sent, sent + chunk))
+                # Half a slice of traffic before the fault, half while it is
+                # in force (or right after an instant one).
+                first, second = (
+                    range(sent, sent + chunk // 2),
+                    range(sent + chunk // 2, sent + chunk),
+                )
                 expected |= set(range(sent, sent + chunk))
                 sent += chunk
-                goal = sent - chunk // 2
-                _wait(lambda: len(client.accepted) >= goal, 120)  # noqa: B023
+                client.submit(first)
+                _wait(lambda: any(n in client.accepted for n in first), 120)  # noqa: B023
+                released = threading.Event()
+
+                def release(second: range = second, released: threading.Event = released) -> None:
+                    if not released.is_set():
+                        released.set()
+                        client.submit(second)
+
+                w.armed = release
                 w.fault_end = 0.0
                 extra = fault(w, client, BURST_BASE + i * 1000)
                 w.fault_end = w.fault_end or time.monotonic()
+                release()
                 if extra:
                     expected |= set(extra)
                 seconds = probe(client, PROBE_BASE + i, w.fault_end)

@@ -114,8 +114,8 @@ async def _connection(
     message = _plan(
         protocol,
         [
-            MailFrom("<sender@corp.test>"),  # internal domain: zombie passes
-            RcptTo("<rcpt@corp.test>"),
+            MailFrom("<sender@example.com>"),  # internal domain: zombie passes
+            RcptTo("<rcpt@example.com>"),
             Data(),
             *headers,
             EndOfHeaders(),

@@ -33,7 +33,7 @@ def _run_one(base: Path, label: str, milter: str) -> float:
                     "-l",
                     "4096",
                     "-f",
-                    "sender@corp.test",
+                    "sender@example.com",
                     "-t",
                     "rcpt@example.org",
                     f"127.0.0.1:{postfix.smtp_port}",

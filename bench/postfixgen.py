@@ -89,8 +89,8 @@ _STAGE_COMMAND = {
     MacroStage.EOM: ord("E"),
 }
 
-SENDER = "sender@corp.test"
-RECIPIENT = "rcpt@corp.test"
+SENDER = "sender@example.com"
+RECIPIENT = "rcpt@example.com"
 CLIENT_ADDR = "192.0.2.10"
 CLIENT_NAME = "client.example.net"
 
@@ -98,8 +98,8 @@ CLIENT_NAME = "client.example.net"
 def _available(stage: MacroStage, queue_id: str | None) -> dict[str, str]:
     """The macros Postfix has a value for at ``stage`` (its README's table)."""
     values = {
-        "j": "mx.corp.test",
-        "{daemon_name}": "mx.corp.test",
+        "j": "mx.example.com",
+        "{daemon_name}": "mx.example.com",
         "{daemon_addr}": "127.0.0.1",
         "v": "Postfix 3.7.11",
         "_": f"{CLIENT_NAME} [{CLIENT_ADDR}]",
@@ -112,9 +112,9 @@ def _available(stage: MacroStage, queue_id: str | None) -> dict[str, str]:
     if stage == MacroStage.CONNECT:
         values["{client_connections}"] = "1"
     if stage == MacroStage.ENVFROM:
-        values |= {"{mail_addr}": SENDER, "{mail_host}": "corp.test", "{mail_mailer}": "smtp"}
+        values |= {"{mail_addr}": SENDER, "{mail_host}": "example.com", "{mail_mailer}": "smtp"}
     if stage == MacroStage.ENVRCPT:
-        values |= {"{rcpt_addr}": RECIPIENT, "{rcpt_host}": "corp.test", "{rcpt_mailer}": "smtp"}
+        values |= {"{rcpt_addr}": RECIPIENT, "{rcpt_host}": "example.com", "{rcpt_mailer}": "smtp"}
     if queue_id is not None and stage in (MacroStage.DATA, MacroStage.EOH, MacroStage.EOM):
         values["i"] = queue_id
     return values

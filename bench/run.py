@@ -122,7 +122,7 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
     if "sample" in which:
         # The shipped chain (zombie, spf, bcc) as an internal client sending
         # outgoing mail from one of our domains: zombie checks, spf skips.
-        internal = '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["corp.test"]\n'
+        internal = '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.com"]\n'
         filters.append(miltrd_filter("miltrd-sample", internal + "[chain]" + SAMPLE_CHAIN, tmp))
     if which & {"pymilter", "pymilter-nr"} and not _importable("Milter"):
         print("# pymilter is not installed (pip install -e '.[bench]'): left out")

@@ -59,7 +59,7 @@ def soak(messages: int, connections: int, slices: int = 10) -> list[tuple[int, i
     cfg = tmp / "soak.toml"
     cfg.write_text(
         f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\nlog_level = "warning"\n'
-        '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["corp.test"]\n[chain]' + SAMPLE_CHAIN
+        '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.com"]\n[chain]' + SAMPLE_CHAIN
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)],

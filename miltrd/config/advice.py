@@ -1,9 +1,11 @@
 """What ``check`` and ``run`` warn about in a config that loads.
 
-Placeholders: the documentation names of RFC 2606 (example.com,
-example.net, example.org and anything under the ``.example`` top-level
-domain), as the shipped sample config and the README use them. A site's
-own mail is never under them. ``[internal] domains`` says what is ours,
+Placeholders: names under the ``.example`` top-level domain, which RFC
+2606 reserves for documentation and which the shipped sample config uses
+for what each site must fill in (``your-domain.example``). No site's mail
+is under it. (example.com, .net and .org are documentation names too, but
+the README and the test suite use them as stand-ins for a site's real
+domains, so they are not treated as placeholders.) ``[internal] domains`` says what is ours,
 and every plugin's judgement (internal or not, the direction of a
 message) rests on it: while it names a placeholder, every plugin runs in
 observe mode (logs what it would do, changes nothing), so a fresh install
@@ -24,8 +26,8 @@ from typing import Any
 
 __all__ = ["Advice", "advise", "is_placeholder_domain"]
 
-# RFC 2606 section 3 (second-level names) and section 2 (the TLD).
-_DOC_DOMAINS = ("example.com", "example.net", "example.org", "example")
+# RFC 2606 section 2: the top-level domain for documentation.
+_DOC_DOMAINS = ("example",)
 # Keys not searched: not names at all, or (``when``) names that only
 # narrow where a plugin applies, which a placeholder cannot make harmful.
 _NOT_NAMES = ("use", "mode", "on_error", "when")
@@ -40,7 +42,7 @@ class Advice:
 
 
 def is_placeholder_domain(name: str) -> bool:
-    """True for a documentation name of RFC 2606 or a name below one."""
+    """True for ``example`` and any name under it (RFC 2606 section 2)."""
     name = name.strip().lower().rstrip(".")
     return any(name == d or name.endswith("." + d) for d in _DOC_DOMAINS)
 
@@ -98,8 +100,8 @@ def advise(data: dict[str, Any], chain: list[str]) -> Advice:
         warnings.append(
             (
                 path,
-                f'"{text}" is a placeholder (a documentation name, RFC 2606), not one of '
-                "your domains: every plugin runs in observe mode until you list your own",
+                f'"{text}" is a placeholder (.example is for documentation, RFC 2606), not one '
+                "of your domains: every plugin runs in observe mode until you list your own",
             )
         )
         for name in chain:
@@ -114,7 +116,9 @@ def advise(data: dict[str, Any], chain: list[str]) -> Advice:
             domain = _domain_in(text)
             if domain is None or not is_placeholder_domain(domain):
                 continue
-            warnings.append((path, f'"{text}" is a placeholder (a documentation name, RFC 2606)'))
+            warnings.append(
+                (path, f'"{text}" is a placeholder (.example is for documentation, RFC 2606)')
+            )
     for path, text in _networks(data):
         try:
             ipaddress.ip_network(text, strict=True)

@@ -12,7 +12,7 @@ from ..plugins.helpers import run_message, session
 BASE = """\
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["corp.test"]
+domains = ["example.com"]
 [chain]
 plugins = ["tag", "other"]
 [plugins.tag]
@@ -31,7 +31,7 @@ def tagged(
     *,
     ip: str = "203.0.113.1",
     sender: str = "a@example.org",
-    rcpts: tuple[str, ...] = ("b@corp.test",),
+    rcpts: tuple[str, ...] = ("b@example.com",),
     macros: dict[str, str] | None = None,
 ) -> bool:
     out = run_message(session(BASE.format(when=when), ip=ip, macros=macros), sender, list(rcpts))
@@ -44,10 +44,10 @@ def tagged(
     "when, kwargs, expected",
     [
         ('direction = ["incoming"]', {}, True),
-        ('direction = ["incoming"]', {"ip": "10.1.1.1", "sender": "a@corp.test"}, False),
+        ('direction = ["incoming"]', {"ip": "10.1.1.1", "sender": "a@example.com"}, False),
         ('direction = ["outgoing"]', {"ip": "10.1.1.1", "rcpts": ("x@other.example",)}, True),
-        ('direction = ["outgoing"]', {"ip": "10.1.1.1", "rcpts": ("x@corp.test",)}, False),
-        ('direction = ["internal"]', {"ip": "10.1.1.1", "rcpts": ("x@corp.test",)}, True),
+        ('direction = ["outgoing"]', {"ip": "10.1.1.1", "rcpts": ("x@example.com",)}, False),
+        ('direction = ["internal"]', {"ip": "10.1.1.1", "rcpts": ("x@example.com",)}, True),
         ("authenticated = true", {"macros": {"{auth_authen}": "alice"}}, True),
         ("authenticated = true", {}, False),
         ("authenticated = false", {}, True),
@@ -58,9 +58,9 @@ def tagged(
         ('sender_domains = ["example.net"]', {}, False),
         ('senders = ["a@*"]', {}, True),
         ('senders = ["z*@*"]', {}, False),
-        ('recipient_domains = ["corp.test"]', {}, True),
+        ('recipient_domains = ["example.com"]', {}, True),
         ('recipient_domains = ["example.net"]', {}, False),
-        ('recipients = ["b@*"]', {"rcpts": ("x@corp.test", "b@corp.test")}, True),
+        ('recipients = ["b@*"]', {"rcpts": ("x@example.com", "b@example.com")}, True),
         ('recipients = ["sales@*"]', {}, False),
         (
             'macros = { "{daemon_name}" = "submission" }',
@@ -80,11 +80,11 @@ def test_recipient_condition_at_rcpt_applies_per_recipient() -> None:
 plugins = ["rcpt"]
 [plugins.rcpt]
 use = "tests.testplugins:RejectRecipient"
-recipients = ["a@corp.test", "a@example.net"]
+recipients = ["a@example.com", "a@example.net"]
 [plugins.rcpt.when]
-recipient_domains = ["corp.test"]
+recipient_domains = ["example.com"]
 """
-    out = run_message(session(cfg), "s@x.example", ["a@corp.test", "a@example.net"])
+    out = run_message(session(cfg), "s@x.example", ["a@example.com", "a@example.net"])
     assert [v.kind for v in out.rcpts] == [VerdictKind.REJECT, VerdictKind.CONTINUE]
 
 
@@ -99,7 +99,7 @@ use = "tests.testplugins:AddHeader"
 [plugins.tag.when]
 client_networks = ["198.51.100.0/24"]
 """
-    out = run_message(session(cfg), "s@x.example", ["a@corp.test"])
+    out = run_message(session(cfg), "s@x.example", ["a@example.com"])
     assert out.mail.kind is VerdictKind.ACCEPT
 
 

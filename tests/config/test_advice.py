@@ -60,7 +60,7 @@ def test_check_warns_about_placeholders_and_host_bits(tmp_path: Path) -> None:
         "[chain]\n"
         'plugins = ["zombie", "bcc"]\n'
         "[[plugins.bcc.rules]]\n"
-        'copy_to = ["archive@example.com"]\n'
+        'copy_to = ["archive@your-domain.example"]\n'
     )
     result = miltrd("check", "-c", str(cfg), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -69,15 +69,15 @@ def test_check_warns_about_placeholders_and_host_bits(tmp_path: Path) -> None:
         f'warning: {cfg}:2: internal.networks[1]: "192.168.1.1/24" has host bits set: it '
         "means 192.168.1.0/24; write that, or the address alone (192.168.1.1) if one host "
         "was meant",
-        f'warning: {cfg}:7: plugins.bcc.rules[0].copy_to[0]: "archive@example.com" is a '
-        "placeholder (a documentation name, RFC 2606)",
+        f'warning: {cfg}:7: plugins.bcc.rules[0].copy_to[0]: "archive@your-domain.example" '
+        "is a placeholder (.example is for documentation, RFC 2606)",
     ]
     # Real domains: the plugins enforce.
     assert "1. zombie [enforce]" in result.stdout and "2. bcc [enforce]" in result.stdout
 
 
 def test_placeholder_domains_turn_enforce_into_observe() -> None:
-    for placeholder in ["example.com", "Mail.Example.NET", "corp.example"]:
+    for placeholder in ["your-domain.example", "Mail.Corp.EXAMPLE", "example"]:
         config = load_text(
             f'[internal]\ndomains = ["{placeholder}"]\n[chain]\nplugins = ["zombie"]\n'
         )
@@ -85,8 +85,9 @@ def test_placeholder_domains_turn_enforce_into_observe() -> None:
         assert entry.mode == "observe"
         assert placeholder in entry.observe_why
         assert config.warnings[0].path == "internal.domains[0]"
-    config = load_text('[internal]\ndomains = ["examples.com"]\n[chain]\nplugins = ["zombie"]\n')
-    assert config.plugins[0].mode == "enforce" and config.warnings == ()
+    for real in ["example.com", "corp.examples", "example.org"]:
+        config = load_text(f'[internal]\ndomains = ["{real}"]\n[chain]\nplugins = ["zombie"]\n')
+        assert config.plugins[0].mode == "enforce" and config.warnings == ()
 
 
 def test_shipped_timeouts_suit_the_mtas_stock_timeouts() -> None:

@@ -25,7 +25,7 @@ listen = ["inet:{port}@127.0.0.1"]
 
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["corp.test"]
+domains = ["example.com"]
 
 [chain]
 plugins = ["zombie", "spf", "bcc", "outtag"]
@@ -36,7 +36,7 @@ dns_timeout = 3.0
 
 [[plugins.bcc.rules]]
 direction = ["outgoing"]
-copy_to = ["sent-archive@corp.test"]
+copy_to = ["sent-archive@example.com"]
 
 [plugins.outtag]
 use = "tests.testplugins:AddHeader"
@@ -97,7 +97,7 @@ def test_spf_fail_is_rejected_at_mail_from(system) -> None:
 def test_spf_pass_is_delivered_with_its_headers(system) -> None:
     postfix, sink, _ = system
     with smtp_as(postfix, "192.0.2.55", "mail.example.org") as smtp:
-        smtp.send_message(message("alice@example.org", "bob@corp.test", "spf pass"))
+        smtp.send_message(message("alice@example.org", "bob@example.com", "spf pass"))
     raw = sink.delivered("spf pass")
     assert b"Received-SPF: Pass (" in raw
     assert b"client-ip=192.0.2.55;" in raw
@@ -108,7 +108,7 @@ def test_spf_pass_is_delivered_with_its_headers(system) -> None:
 
 def test_zombie_is_refused_naming_ip_and_address(system) -> None:
     postfix, _, miltrd = system
-    with smtp_as(postfix, "10.1.2.3", "pc17.lan.corp.test") as smtp:
+    with smtp_as(postfix, "10.1.2.3", "pc17.lan.example.com") as smtp:
         code, text = smtp.mail("boss@evil.example")
     assert code == 550
     assert b"5.7.1 Client 10.1.2.3 may not send as <boss@evil.example>" in text
@@ -117,10 +117,10 @@ def test_zombie_is_refused_naming_ip_and_address(system) -> None:
 
 def test_outgoing_mail_gets_the_bcc_recipient(system) -> None:
     postfix, sink, _ = system
-    with smtp_as(postfix, "10.1.2.3", "pc17.lan.corp.test") as smtp:
-        smtp.send_message(message("user@corp.test", "partner@other.example", "outgoing bcc"))
+    with smtp_as(postfix, "10.1.2.3", "pc17.lan.example.com") as smtp:
+        smtp.send_message(message("user@example.com", "partner@other.example", "outgoing bcc"))
     raw = sink.delivered("outgoing bcc")
     # smtp-sink records the envelope recipients it was given.
-    assert b"sent-archive@corp.test" in raw
+    assert b"sent-archive@example.com" in raw
     assert b"partner@other.example" in raw
     assert b"X-Outgoing: yes" in raw

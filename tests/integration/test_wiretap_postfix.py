@@ -20,7 +20,7 @@ listen = ["inet:{port}@127.0.0.1"]
 
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["corp.test"]
+domains = ["example.com"]
 
 [chain]
 plugins = ["wiretap"]
@@ -37,7 +37,7 @@ side = "sender"
 direction = ["outgoing"]
 
 [[plugins.wiretap.tap]]
-users = ["watched@corp.test"]
+users = ["watched@example.com"]
 copy_to = "legal-hold@example.net"
 """
 
@@ -83,21 +83,21 @@ def archived(box: Path, subject: str) -> bytes:
 def test_incoming_and_outgoing_land_in_per_user_archives(system) -> None:
     postfix, sink, _, root = system
     with smtp_as(postfix, "192.0.2.5", "mx.outside.example") as smtp:
-        smtp.send_message(message("someone@outside.example", "bob@corp.test", "in"))
-    with smtp_as(postfix, "10.0.0.7", "pc.lan.corp.test") as smtp:
-        smtp.send_message(message("carol@corp.test", "partner@outside.example", "out"))
+        smtp.send_message(message("someone@outside.example", "bob@example.com", "in"))
+    with smtp_as(postfix, "10.0.0.7", "pc.lan.example.com") as smtp:
+        smtp.send_message(message("carol@example.com", "partner@outside.example", "out"))
     sink.delivered("in")
     sink.delivered("out")
-    incoming = archived(root / "incoming" / "corp.test" / "bob", "in")
+    incoming = archived(root / "incoming" / "example.com" / "bob", "in")
     assert b"X-Miltrd-Envelope-From: <someone@outside.example>" in incoming
     assert b"X-Miltrd-Queue-Id: " in incoming
     archived(root / "outgoing" / "outside.example" / "partner", "out")
-    archived(root / "outgoing" / "corp.test" / "carol", "out")
+    archived(root / "outgoing" / "example.com" / "carol", "out")
 
 
 def test_wiretapped_user_mail_reaches_the_copy_recipient(system) -> None:
     postfix, sink, _, _ = system
     with smtp_as(postfix, "192.0.2.5", "mx.outside.example") as smtp:
-        smtp.send_message(message("someone@outside.example", "watched@corp.test", "tapped"))
+        smtp.send_message(message("someone@outside.example", "watched@example.com", "tapped"))
     raw = sink.delivered("tapped")
     assert b"legal-hold@example.net" in raw

@@ -18,7 +18,7 @@ RAW = b"From: a@example.org\r\nSubject: archive me\r\nX-Long: one\r\n\r\nFrom th
 
 def config(root: Path, rules: str) -> str:
     return (
-        '[internal]\nnetworks = ["10.0.0.0/8"]\ndomains = ["corp.test"]\n'
+        '[internal]\nnetworks = ["10.0.0.0/8"]\ndomains = ["example.com"]\n'
         f'[chain]\nplugins = ["wiretap"]\n[plugins.wiretap]\nroot = "{root}"\n{rules}'
     )
 
@@ -32,10 +32,10 @@ def only_file(directory: Path) -> Path:
 def test_maildir_per_recipient_incoming(tmp_path: Path) -> None:
     rules = '[[plugins.wiretap.archive]]\npath = "{direction}/{domain}/{user}"\n'
     s = session(config(tmp_path, rules), ip="192.0.2.1", macros={"i": "QID7"})
-    out = run_message(s, "a@example.org", ["Bob@Corp.test", "carol@corp.test"], RAW)
+    out = run_message(s, "a@example.org", ["Bob@Example.com", "carol@example.com"], RAW)
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
     for user in ("bob", "carol"):
-        box = tmp_path / "incoming" / "corp.test" / user
+        box = tmp_path / "incoming" / "example.com" / user
         assert sorted(p.name for p in box.iterdir()) == ["cur", "new", "tmp"]
         assert stat.S_IMODE(box.stat().st_mode) == 0o700
         copy = only_file(box / "new")
@@ -44,8 +44,8 @@ def test_maildir_per_recipient_incoming(tmp_path: Path) -> None:
         envelope, _, received = data.partition(b"X-Miltrd-Direction: incoming\r\n")
         assert received == RAW  # the message as received, byte for byte
         assert b"X-Miltrd-Envelope-From: <a@example.org>\r\n" in envelope
-        assert b"X-Miltrd-Envelope-To: <Bob@Corp.test>\r\n" in envelope
-        assert b"X-Miltrd-Envelope-To: <carol@corp.test>\r\n" in envelope
+        assert b"X-Miltrd-Envelope-To: <Bob@Example.com>\r\n" in envelope
+        assert b"X-Miltrd-Envelope-To: <carol@example.com>\r\n" in envelope
         assert b"X-Miltrd-Client: " in envelope and b"[192.0.2.1]" in envelope
         assert b"X-Miltrd-Queue-Id: QID7\r\n" in envelope
         assert not list((box / "tmp").iterdir())
@@ -57,23 +57,23 @@ def test_sender_side_and_date_template(tmp_path: Path) -> None:
         'side = "sender"\ndirection = ["outgoing"]\n'
     )
     s = session(config(tmp_path, rules), ip="10.0.0.9")
-    run_message(s, "Dave@corp.test", ["x@other.example"], RAW)
-    (month,) = list((tmp_path / "sent" / "corp.test" / "dave").iterdir())
+    run_message(s, "Dave@example.com", ["x@other.example"], RAW)
+    (month,) = list((tmp_path / "sent" / "example.com" / "dave").iterdir())
     assert len(month.name) == 7 and month.name[4] == "-"
     only_file(month / "new")
     # incoming mail does not match the outgoing rule
     s = session(config(tmp_path / "in", rules), ip="192.0.2.1")
-    run_message(s, "x@other.example", ["dave@corp.test"], RAW)
+    run_message(s, "x@other.example", ["dave@example.com"], RAW)
     assert not (tmp_path / "in").exists()
 
 
 def test_rules_by_sender_and_recipient_patterns(tmp_path: Path) -> None:
     rules = (
         '[[plugins.wiretap.archive]]\npath = "ceo"\nsenders = ["ceo@*"]\n'
-        '[[plugins.wiretap.archive]]\npath = "sales/{user}"\nrecipients = ["sales*@corp.test"]\n'
+        '[[plugins.wiretap.archive]]\npath = "sales/{user}"\nrecipients = ["sales*@example.com"]\n'
     )
     s = session(config(tmp_path, rules), ip="192.0.2.1")
-    run_message(s, "ceo@corp.test", ["sales1@corp.test", "other@corp.test"], RAW)
+    run_message(s, "ceo@example.com", ["sales1@example.com", "other@example.com"], RAW)
     only_file(tmp_path / "ceo" / "new")
     only_file(tmp_path / "sales" / "sales1" / "new")
     assert not (tmp_path / "sales" / "other").exists()
@@ -94,7 +94,7 @@ def _write_many(root: Path, first: int, count: int) -> None:
 
     async def one(s: ChainSession, n: int) -> None:
         await s.mail("<a@example.org>", ())
-        await s.rcpt("<b@corp.test>", ())
+        await s.rcpt("<b@example.com>", ())
         await s.header("Subject", f"message {n}")
         await s.body(b"From here on\r\n" + (f"line of message {n}\r\n" * 2000).encode())
         await s.eom()
@@ -133,27 +133,27 @@ def test_unwritable_archive_tempfails_unless_best_effort(tmp_path: Path, caplog)
     rules = '[[plugins.wiretap.archive]]\npath = "{user}"\n'
     s = session(config(blocker, rules), ip="192.0.2.1")
     with caplog.at_level("INFO", logger="miltrd"):
-        out = run_message(s, "a@example.org", ["b@corp.test"], RAW)
+        out = run_message(s, "a@example.org", ["b@example.com"], RAW)
     assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
     assert out.final.reply is not None and out.final.reply.code == 451
     assert "failed" in caplog.text
     s = session(config(blocker, rules + "best_effort = true\n"), ip="192.0.2.1")
-    out = run_message(s, "a@example.org", ["b@corp.test"], RAW)
+    out = run_message(s, "a@example.org", ["b@example.com"], RAW)
     assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
 
 
 def test_wiretap_adds_the_copy_recipient_once(tmp_path: Path) -> None:
-    rules = '[[plugins.wiretap.tap]]\nusers = ["alice@corp.test", "@watched.example"]\ncopy_to = "legal@corp.test"\n'
+    rules = '[[plugins.wiretap.tap]]\nusers = ["alice@example.com", "@watched.example"]\ncopy_to = "legal@example.com"\n'
     s = session(config(tmp_path, rules), ip="192.0.2.1")
-    out = run_message(s, "x@other.example", ["Alice@corp.test", "b@corp.test"], RAW)
+    out = run_message(s, "x@other.example", ["Alice@example.com", "b@example.com"], RAW)
     assert [m for m in out.changes if isinstance(m, RecipientAddition)] == [
-        RecipientAddition("legal@corp.test")
+        RecipientAddition("legal@example.com")
     ]
     s = session(config(tmp_path, rules), ip="10.0.0.1")
     out = run_message(s, "boss@watched.example", ["y@other.example"], RAW)
     assert [m.address for m in out.changes if isinstance(m, RecipientAddition)] == [
-        "legal@corp.test"
+        "legal@example.com"
     ]
     s = session(config(tmp_path, rules), ip="192.0.2.1")
-    out = run_message(s, "x@other.example", ["b@corp.test"], RAW)
+    out = run_message(s, "x@other.example", ["b@example.com"], RAW)
     assert out.changes == []

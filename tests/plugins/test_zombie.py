@@ -12,7 +12,7 @@ from .helpers import run_message, session
 BASE = """\
 [internal]
 networks = ["10.0.0.0/8"]
-domains = ["corp.test"]
+domains = ["example.com"]
 authenticated = {auth}
 [chain]
 plugins = ["zombie"]
@@ -37,7 +37,7 @@ def test_internal_client_with_foreign_sender_is_rejected(caplog) -> None:
     assert "ZOMBIE client=" in caplog.text and "10.1.2.3" in caplog.text
 
 
-@pytest.mark.parametrize("sender", ["user@corp.test", "User@CORP.TEST", ""])
+@pytest.mark.parametrize("sender", ["user@example.com", "User@EXAMPLE.COM", ""])
 def test_own_domain_and_null_sender_pass(sender: str) -> None:
     assert (
         run_message(make("10.1.2.3"), sender, ["x@example.org"]).mail.kind is VerdictKind.CONTINUE
@@ -45,7 +45,7 @@ def test_own_domain_and_null_sender_pass(sender: str) -> None:
 
 
 def test_external_client_is_not_judged() -> None:
-    out = run_message(make("203.0.113.5"), "boss@evil.example", ["x@corp.test"])
+    out = run_message(make("203.0.113.5"), "boss@evil.example", ["x@example.com"])
     assert out.mail.kind is VerdictKind.CONTINUE
 
 
@@ -60,9 +60,9 @@ def test_authenticated_client_counts_as_internal() -> None:
 
 
 def test_subdomains_option() -> None:
-    out = run_message(make("10.0.0.1"), "a@mail.corp.test", ["x@example.org"])
+    out = run_message(make("10.0.0.1"), "a@mail.example.com", ["x@example.org"])
     assert out.mail.kind is VerdictKind.REJECT
-    out = run_message(make("10.0.0.1", "subdomains = true"), "a@mail.corp.test", ["x@y.org"])
+    out = run_message(make("10.0.0.1", "subdomains = true"), "a@mail.example.com", ["x@y.org"])
     assert out.mail.kind is VerdictKind.CONTINUE
 
 
