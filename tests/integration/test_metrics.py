@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -64,9 +65,18 @@ def test_metrics_match_what_was_sent(tmp_path: Path) -> None:
             ]
 
         assert asyncio.run(traffic()) == ["accept", "accept", "tempfail", "tempfail"]
-        text = (
-            urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
-        )
+        # The daemon sees the last client's close a moment after the client
+        # returns (longer on a busy machine): scrape until it has.
+        deadline = time.monotonic() + 10
+        while True:
+            text = (
+                urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10)
+                .read()
+                .decode()
+            )
+            if "miltrd_connections_open 0.0" in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         daemon.stop()
     assert metric(text, "miltrd_connections_total") == 4 + 1  # + the harness's readiness probe

@@ -9,6 +9,7 @@ test failed on the code before the fix in most tries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -257,3 +258,48 @@ def test_shutdown_timeout_logs_one_line_per_cancelled_session(tmp_path: Path, wo
     for result in finals:
         assert isinstance(result.final, ReplyCode), finals
         assert (result.final.code, result.final.xcode) == (451, "4.3.2")
+
+
+def test_workers_drain_and_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the parent (no systemd to kill the rest): the workers must
+    not keep serving unsupervised and holding the port; they drain an open
+    session and exit, and a new miltrd binds the same address."""
+    port = free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = slow_config(tmp_path / "m.toml", spec, 2, seconds=1.5, timeout=10)
+    daemon = Miltrd(cfg, port=port)
+    daemon.wait_log("started 2 workers")
+    workers = children(daemon.proc.pid)
+
+    async def go() -> ReplayResult:
+        held = asyncio.ensure_future(_held_session(spec))
+        await asyncio.sleep(0.5)  # in its end of message
+        daemon.signal(signal.SIGKILL)
+        return await held
+
+    try:
+        held = asyncio.run(go())
+        assert held.action == "accept"  # drained, not cut
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} still running"
+            time.sleep(0.05)
+    finally:
+        daemon.stop()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    again = Miltrd(cfg, port=port)
+    try:
+        again.wait_log("started 2 workers")
+    finally:
+        assert again.stop() == 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
