@@ -3,8 +3,11 @@
 #   ./packaging/build.sh          both
 #   ./packaging/build.sh deb      only the deb (needs debhelper, dh-python,
 #                                 pybuild-plugin-pyproject, python3-all)
-#   ./packaging/build.sh rpm      only the rpm (needs rpmbuild: Debian's rpm
-#                                 package, or any Fedora/EL host)
+#   ./packaging/build.sh rpm      on Fedora/EL: the binary and source rpm; on
+#                                 any other host (needs rpmbuild, e.g. Debian's
+#                                 rpm package) only the source rpm, to rebuild
+#                                 on Fedora/EL: an rpm's Python dependencies
+#                                 and paths are those of the host it is built on
 set -eu
 cd "$(dirname "$0")/.."
 # Build with the system's Python and tools, never a virtualenv or pyenv one.
@@ -38,9 +41,22 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = rpm ]; then
     mkdir -p "$WORK/rpm/SOURCES"
     tar -czf "$WORK/rpm/SOURCES/miltrd-$VERSION.tar.gz" -C "$WORK" "miltrd-$VERSION"
-    # --nodeps: on a Debian host the Fedora build requirements are not rpm packages.
-    rpmbuild --define "_topdir $WORK/rpm" --define "version $VERSION" --nodeps \
-        -bb packaging/rpm/miltrd.spec >"$WORK/rpm.log" 2>&1 || { tail -40 "$WORK/rpm.log"; exit 1; }
-    cp "$WORK"/rpm/RPMS/noarch/miltrd-*.rpm "$OUT/"
+    RPMDEF="--define=_topdir $WORK/rpm"
+    if rpm -q --quiet python3-devel pyproject-rpm-macros systemd-rpm-macros 2>/dev/null; then
+        # A Fedora/EL host with the build requirements: the real package.
+        rpmbuild "$RPMDEF" --define "version $VERSION" -ba packaging/rpm/miltrd.spec \
+            >"$WORK/rpm.log" 2>&1 || { tail -40 "$WORK/rpm.log"; exit 1; }
+        cp "$WORK"/rpm/RPMS/noarch/miltrd-*.rpm "$OUT/"
+    else
+        echo "rpm: a Fedora/EL package is built on Fedora/EL (its Python dependencies" \
+             "and site-packages path come from the build host's python3); this host" \
+             "has no pyproject-rpm-macros, so only the source rpm is built." \
+             "On Fedora/EL: rpmbuild --rebuild $(basename "$OUT")/miltrd-$VERSION-1.src.rpm" \
+             "(or mock)." >&2
+        rpmbuild "$RPMDEF" --define "version $VERSION" --define "dist %{nil}" --nodeps \
+            -bs packaging/rpm/miltrd.spec >"$WORK/rpm.log" 2>&1 || {
+            tail -40 "$WORK/rpm.log"; exit 1; }
+    fi
+    cp "$WORK"/rpm/SRPMS/miltrd-*.src.rpm "$OUT/"
     echo "built $(ls "$OUT"/miltrd-*.rpm)"
 fi

@@ -6,17 +6,32 @@
 set -eu
 cd "$(dirname "$0")/.."
 # libwrap0 and m4: what the unpacked Sendmail links against and builds its .cf with.
-# debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm: the packaging tests.
+# debhelper, dh-python, pybuild-plugin-pyproject, python3-all, rpm, man-db: the
+# packaging tests build the packages and read the man pages; debootstrap and
+# systemd-container (systemd-nspawn) make and boot the Debian container they
+# install the deb in (never on this machine). python3-venv: scripts/venv.sh.
 # opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
 # with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
 # python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
 PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
-      debhelper dh-python pybuild-plugin-pyproject python3-all rpm
+      debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv
       opendkim opendkim-tools opendmarc publicsuffix"
+# Without their recommends (libnss-mymachines would edit nsswitch.conf).
+BARE="debootstrap systemd-container"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+bare=""
+for p in $BARE; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || bare="$bare $p"
+done
+if [ -n "$bare" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $bare
+fi
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,0 +1,174 @@
+"""The deb under a real systemd: a Debian 12 container booted with systemd-nspawn.
+
+What a site does with the package, in order: install it (enabled, started,
+READY honoured), switch to socket activation and reboot, let an MTA user
+in group miltrd trigger activation, restart and stop the service and crash
+it while miltrd.socket listens, upgrade with an edited config, remove and
+purge. Each step is checked as the administrator would see it (systemctl,
+the socket file, a milter session through it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..tools import require
+from .container import Container
+
+pytestmark = pytest.mark.integration
+SOCKET = "/var/spool/postfix/miltrd/miltrd.sock"
+MAIL = "From: root@example.com\nSubject: hello\n\nhi\n"
+
+
+@pytest.fixture(scope="module")
+def box(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    require("/usr/sbin/debootstrap", "/usr/bin/systemd-nspawn", "/usr/bin/nsenter")
+    if os.geteuid() != 0:
+        pytest.skip("booting a container needs root")
+    dist = tmp_path_factory.mktemp("dist")
+    shutil.copy(deb, dist / "miltrd.deb")
+    container = Container(tmp_path_factory.mktemp("container"), {dist: "/dist"})
+    try:
+        container.boot()
+        # An MTA's user in group miltrd (as the README tells a site to do), and one not.
+        container.run("groupadd", "-f", "miltrd")
+        container.run("useradd", "--system", "--groups", "miltrd", "mta")
+        container.run("useradd", "--system", "stranger")
+        container.sh(f"printf '{MAIL}' > /mail.eml && chmod 0644 /mail.eml")
+        yield container
+    finally:
+        container.remove()
+
+
+def milter_session(box: Container, user: str) -> str:
+    """One message through the socket as ``user`` would send it (miltrd replay --connect)."""
+    result = box.run(
+        *("miltrd", "replay", "/mail.eml", "--connect", f"unix:{SOCKET}"),
+        *("--client-ip", "127.0.0.1", "--from", "root@example.com", "--rcpt", "bob@example.com"),
+        user=user,
+        check=False,
+    )
+    return result.stdout + result.stderr
+
+
+def active(box: Container, unit: str) -> str:
+    return box.run("systemctl", "is-active", unit, check=False).stdout.strip()
+
+
+def wait_active(box: Container, unit: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while active(box, unit) != "active":
+        assert time.monotonic() < deadline, box.sh(
+            f"systemctl status {unit}; journalctl -u {unit}", check=False
+        )
+        time.sleep(0.5)
+
+
+def test_install_enables_and_starts_the_service(box: Container) -> None:
+    box.run("apt-get", "install", "-y", "-q", "/dist/miltrd.deb")
+    wait_active(box, "miltrd.service")  # Type=notify: active only after READY=1
+    assert box.run("systemctl", "is-enabled", "miltrd.service").stdout.strip() == "enabled"
+    # The socket unit is there for sites that want it, off by default.
+    assert (
+        box.run("systemctl", "is-enabled", "miltrd.socket", check=False).stdout.strip()
+        == "disabled"
+    )
+    assert box.run("miltrd", "check", "-c", "/etc/mail/miltrd.toml").stdout.startswith(
+        "/etc/mail/miltrd.toml: OK"
+    )
+    where = box.run("python3", "-c", "import miltrd; print(miltrd.__file__)").stdout
+    assert where.startswith("/usr/lib/python3/dist-packages/miltrd/")
+    # Users, conffile, directories.
+    assert (
+        "/etc/mail/miltrd.toml" in box.run("dpkg-query", "-W", "-f=${Conffiles}", "miltrd").stdout
+    )
+    assert box.run("getent", "passwd", "miltrd").stdout.strip().endswith("nologin")
+    modes = box.sh(
+        "stat -c '%n %U:%G %a' /var/spool/miltrd /var/spool/miltrd/archive"
+        " /var/spool/miltrd/quarantine /var/spool/postfix/miltrd /etc/mail/miltrd.toml"
+    ).splitlines()
+    assert modes == [
+        "/var/spool/miltrd miltrd:miltrd 750",
+        "/var/spool/miltrd/archive miltrd:miltrd 750",
+        "/var/spool/miltrd/quarantine miltrd:miltrd 750",
+        "/var/spool/postfix/miltrd miltrd:miltrd 750",
+        "/etc/mail/miltrd.toml root:miltrd 640",
+    ]
+    # The unit's documentation is installed, and the hardening holds in a real systemd.
+    docs = box.run("systemctl", "show", "-p", "Documentation", "--value", "miltrd.service").stdout
+    assert docs.replace('"', "").split() == ["man:miltrd(8)", "man:miltrd.toml(5)"]
+    box.run("test", "-f", "/usr/share/man/man8/miltrd.8.gz")
+    box.run("test", "-f", "/usr/share/man/man5/miltrd.toml.5.gz")
+    security = box.run("systemd-analyze", "security", "miltrd.service", check=False).stdout
+    level = re.search(r"Overall exposure level for miltrd.service: ([\d.]+)", security)
+    assert level and float(level[1]) <= 2.0, security
+
+
+def test_socket_activation_from_boot_for_the_mta_user(box: Container) -> None:
+    box.run("systemctl", "disable", "--now", "miltrd.service")
+    box.run("systemctl", "enable", "miltrd.socket")
+    # A site's next boot: the socket listens before the service has ever run.
+    box.reboot()
+    assert active(box, "miltrd.socket") == "active"
+    assert active(box, "miltrd.service") == "inactive"
+    assert box.sh(f"stat -c '%U:%G %a' {SOCKET}").strip() == "miltrd:miltrd 660"
+    out = milter_session(box, "mta")
+    assert "verdict:" in out, out
+    wait_active(box, "miltrd.service")
+    # Not in group miltrd: refused by the file system, not served.
+    out = milter_session(box, "stranger")
+    assert "verdict:" not in out and "Permission denied" in out, out
+
+
+def test_restart_stop_and_crash_keep_the_socket(box: Container) -> None:
+    wait_active(box, "miltrd.socket")
+    box.run("systemctl", "restart", "miltrd.service")
+    assert "verdict:" in milter_session(box, "mta")
+
+    box.run("systemctl", "stop", "miltrd.service")
+    assert active(box, "miltrd.socket") == "active"
+    box.run("test", "-S", SOCKET)
+    assert "verdict:" in milter_session(box, "mta")  # activates it again
+    wait_active(box, "miltrd.service")
+
+    pid = box.run("systemctl", "show", "-p", "MainPID", "--value", "miltrd.service").stdout.strip()
+    box.run("systemctl", "kill", "--kill-who=main", "--signal=SIGKILL", "miltrd.service")
+    deadline = time.monotonic() + 30
+    while box.run(
+        "systemctl", "show", "-p", "MainPID", "--value", "miltrd.service"
+    ).stdout.strip() in (pid, "0"):
+        assert time.monotonic() < deadline, box.sh("journalctl -u miltrd", check=False)
+        time.sleep(0.5)
+    box.run("test", "-S", SOCKET)
+    assert "verdict:" in milter_session(box, "mta")
+
+
+def test_upgrade_keeps_the_sites_config(box: Container) -> None:
+    box.sh("sed -i 's/^max_connections = 512/max_connections = 77/' /etc/mail/miltrd.toml")
+    assert "max_connections = 77" in box.run("cat", "/etc/mail/miltrd.toml").stdout
+    box.run("dpkg", "--force-confold", "-i", "/dist/miltrd.deb")
+    assert "max_connections = 77" in box.run("cat", "/etc/mail/miltrd.toml").stdout
+    assert "verdict:" in milter_session(box, "mta")
+
+
+def test_remove_stops_the_socket_and_purge_forgets_it(box: Container) -> None:
+    wants = "/etc/systemd/system/sockets.target.wants/miltrd.socket"
+    box.run("test", "-L", wants)
+    box.run("apt-get", "remove", "-y", "-q", "miltrd")
+    assert active(box, "miltrd.socket") == "inactive"
+    assert active(box, "miltrd.service") == "inactive"
+    box.run("test", "!", "-e", SOCKET)
+    box.run("test", "-f", "/etc/mail/miltrd.toml")  # remove keeps the config
+
+    box.run("apt-get", "purge", "-y", "-q", "miltrd")
+    for gone in (wants, "/etc/mail/miltrd.toml", "/usr/bin/miltrd", "/var/spool/postfix/miltrd"):
+        box.run("test", "!", "-e", gone, "-a", "!", "-L", gone)
+    units = box.run("systemctl", "list-unit-files", "miltrd.*", "--no-legend", check=False).stdout
+    assert units.strip() == ""
