@@ -149,8 +149,6 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
     layer_variants = (
         ("pymilter-layer", [], [], ""),
         ("pymilter-layer-nr", [], ["--noreply"], " noreply"),
-        ("pymilter-layer-inline", ["--inline"], [], " inline"),
-        ("pymilter-layer-inline-nr", ["--inline"], ["--noreply"], " inline noreply"),
     )
     for name, opts, extra, label in layer_variants:
         if name in which:
@@ -240,10 +238,7 @@ def like_cell(
     }
 
 
-LIKE_FILTERS = (
-    "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,"
-    "pymilter-layer-inline,pymilter-layer-inline-nr,miltrd"
-)
+LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
 
 
 def like_for_like(tmp: Path, args: argparse.Namespace) -> None:

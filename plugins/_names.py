@@ -84,9 +84,12 @@ def extension(name: str) -> str:
 
 def shown(name: str) -> str:
     """A file name safe to put in a notice, a header or a reply line:
-    printable ASCII, at most 120 characters."""
+    printable characters (others become "?"), at most 120 of them. The
+    plugin API makes what it writes valid: in a header a non-ASCII name
+    becomes RFC 2047 encoded words (a reader sees it as sent), in an SMTP
+    reply printable ASCII."""
     visible = "".join(c for c in unicodedata.normalize("NFKC", name) if not _invisible(c))
-    text = "".join(c if " " <= c <= "~" else "?" for c in _windows(visible) or visible)
+    text = "".join(c if c.isprintable() else "?" for c in _windows(visible) or visible)
     return text[:120] or "(unnamed)"
 
 

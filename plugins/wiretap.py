@@ -9,9 +9,12 @@ each destination their path template names, below ``root``:
 - mbox: appended under an fcntl lock (and a per-file lock between the
   threads of one process), with a From_ line and mboxrd ">From" quoting.
 
-The copy is the message as received, preceded by ``X-Miltrd-Envelope-*``
-headers carrying the sender, each recipient, the client and the queue id
-(added to the copy only). Values from the message that go into a path
+The copy is one consistent message, headers and body from the same moment:
+as received (``copy = "received"``, the default) or as the plugins before
+wiretap in the chain left it (``copy = "delivered"``), preceded by
+``X-Miltrd-Envelope-*`` headers carrying the sender, each recipient, the
+client and the queue id (added to the copy only, written by the same
+rules as headers added to mail). Values from the message that go into a path
 (``{user}``, ``{domain}``) are reduced to safe characters, so a path can
 never leave ``root``. An archive that cannot be written tempfails the
 message (nothing goes unarchived) unless its rule is ``best_effort``.
@@ -41,12 +44,14 @@ from typing import Any, Literal
 
 from miltrd.api import (
     Action,
+    Body,
     Message,
     OptionError,
     Phase,
     Plugin,
     Verdict,
     domain_of,
+    fold_header,
     local_part,
     run_blocking,
     tempfail,
@@ -80,6 +85,10 @@ class TapRule:
 @dataclass(frozen=True)
 class WiretapOptions:
     root: str = "/var/spool/miltrd/archive"
+    # received: the message as the MTA sent it; delivered: as the plugins
+    # before wiretap in the chain left it (put wiretap last for the copy to
+    # be exactly what is delivered). Either way one consistent message.
+    copy: Literal["received", "delivered"] = "received"
     archive: list[ArchiveRule] = field(default_factory=list)
     tap: list[TapRule] = field(default_factory=list)
 
@@ -211,28 +220,40 @@ class Wiretap(Plugin):
     # --- writing (in a worker thread) -----------------------------------------
 
     def _envelope(self, msg: Message) -> bytes:
-        lines = [f"X-Miltrd-Envelope-From: <{msg.sender}>"]
-        lines += [f"X-Miltrd-Envelope-To: <{r}>" for r in msg.recipients]
-        lines.append(f"X-Miltrd-Client: {msg.conn.hostname} [{msg.conn.address or ''}]")
+        fields = [("X-Miltrd-Envelope-From", f"<{msg.sender}>")]
+        fields += [("X-Miltrd-Envelope-To", f"<{r}>") for r in msg.recipients]
+        fields.append(("X-Miltrd-Client", f"{msg.conn.hostname} [{msg.conn.address or ''}]"))
         if msg.queue_id:
-            lines.append(f"X-Miltrd-Queue-Id: {msg.queue_id}")
-        lines.append(f"X-Miltrd-Direction: {msg.direction}")
-        return "".join(_clean(line) + "\r\n" for line in lines).encode("utf-8", "replace")
+            fields.append(("X-Miltrd-Queue-Id", msg.queue_id))
+        fields.append(("X-Miltrd-Copy", f"as {self.options.copy}"))
+        fields.append(("X-Miltrd-Direction", msg.direction))
+        # The same rules as headers added to mail: 7-bit, folded, no line
+        # over 998 octets, nothing from the peer starts a line of its own.
+        lines = [f"{name}: {fold_header(name, value)}" for name, value in fields]
+        return "".join(line.replace("\n", "\r\n") + "\r\n" for line in lines).encode("ascii")
 
-    def _header_block(self, msg: Message) -> bytes:
+    def _copy(self, msg: Message) -> tuple[list[tuple[str, str]], Body]:
+        """The message to archive: headers and body from the same moment."""
+        if self.options.copy == "delivered":
+            return msg.headers, msg.body
+        return msg.received_headers, msg.received_body
+
+    @staticmethod
+    def _header_block(headers: list[tuple[str, str]]) -> bytes:
         out = []
-        for name, value in msg.headers:
+        for name, value in headers:
             # Folded values arrive with bare LF between their lines.
             text = f"{name}: {value}".replace("\r\n", "\n").replace("\n", "\r\n")
             out.append(text.encode("utf-8", "surrogateescape") + b"\r\n")
         return b"".join(out) + b"\r\n"
 
     def _write(self, fmt: str, target: Path, msg: Message) -> None:
-        head = self._envelope(msg) + self._header_block(msg)
+        headers, body = self._copy(msg)
+        head = self._envelope(msg) + self._header_block(headers)
         if fmt == "mbox":
-            self._write_mbox(target, head, msg)
+            self._write_mbox(target, head, msg, body)
         else:
-            self._write_maildir(target, head, msg)
+            self._write_maildir(target, head, body)
 
     def _makedirs(self, path: Path) -> None:
         """Create path and its missing parents, each with mode 0700."""
@@ -245,7 +266,7 @@ class Wiretap(Plugin):
                 directory.mkdir(mode=0o700)
             os.chmod(directory, 0o700)  # the umask may have narrowed it
 
-    def _write_maildir(self, target: Path, head: bytes, msg: Message) -> None:
+    def _write_maildir(self, target: Path, head: bytes, body: Body) -> None:
         for sub in ("tmp", "new", "cur"):
             self._makedirs(target / sub)
         now = time.time_ns()
@@ -256,7 +277,7 @@ class Wiretap(Plugin):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(head)
-                for chunk in msg.body.chunks():
+                for chunk in body.chunks():
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
@@ -267,7 +288,7 @@ class Wiretap(Plugin):
             raise
         _fsync_dir(target / "new")
 
-    def _write_mbox(self, target: Path, head: bytes, msg: Message) -> None:
+    def _write_mbox(self, target: Path, head: bytes, msg: Message, body: Body) -> None:
         self._makedirs(target.parent)
         stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime())
         sender = safe_component(msg.sender) if msg.sender else "MAILER-DAEMON"
@@ -280,7 +301,7 @@ class Wiretap(Plugin):
                     start = f.seek(0, os.SEEK_END)
                     try:
                         f.write(from_line.encode())
-                        for line in _lines(head, msg):
+                        for line in _lines(head, body):
                             if _FROM_QUOTE.match(line):
                                 f.write(b">")
                             f.write(line)
@@ -297,20 +318,16 @@ class Wiretap(Plugin):
 _FROM_QUOTE = re.compile(rb">*From ")
 
 
-def _lines(head: bytes, msg: Message) -> Any:
+def _lines(head: bytes, body: Body) -> Any:
     yield from head.splitlines(keepends=True)
     pending = b""
-    for chunk in msg.body.chunks():
+    for chunk in body.chunks():
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
             yield line + b"\n"
     if pending:
         yield pending + b"\n"
-
-
-def _clean(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", " ", text)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -190,6 +190,54 @@ class Concurrency(Plugin):
 
 
 @dataclass(frozen=True)
+class EchoOptions:
+    header: str = "X-A"
+
+
+class EchoHeader(Plugin):
+    """Copies the value it received for one header into X-Echo."""
+
+    Options = EchoOptions
+    actions = Action.ADD_HEADERS
+    needs = Phase.HEADER
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header("X-Echo", msg.header(self.options.header) or "(none)")
+        return None
+
+
+class SwapContent(Plugin):
+    """Changes a header, adds one and replaces the body, all at end of message."""
+
+    actions = Action.ADD_HEADERS | Action.CHANGE_HEADERS | Action.REPLACE_BODY
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.change_header("Subject", "swapped")
+        msg.replace_body(b"new body\r\n")
+        msg.add_header("X-Swapped", "yes")
+        return None
+
+
+class Snapshot(Plugin):
+    """Records, at end of message, the message it sees and the one received."""
+
+    seen: list[dict[str, object]] = []
+    needs = Phase.HEADER | Phase.BODY
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        Snapshot.seen.append(
+            {
+                "subject": msg.header("Subject"),
+                "headers": [name for name, _ in msg.headers],
+                "body": msg.body.read(),
+                "received_headers": list(msg.received_headers),
+                "received_body": msg.received_body.read(),
+            }
+        )
+        return None
+
+
+@dataclass(frozen=True)
 class VerdictOptions:
     verdict: Literal["continue", "reject", "tempfail", "discard"] = "continue"
 

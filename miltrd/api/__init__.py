@@ -15,7 +15,6 @@ from .changes import (
     RecipientAddition,
     RecipientDeletion,
     SenderChange,
-    clean_text,
 )
 from .context import (
     Body,
@@ -24,6 +23,7 @@ from .context import (
     InternalRules,
     Message,
     PluginContractError,
+    apply_header_changes,
     bare_address,
     domain_of,
     local_part,
@@ -41,6 +41,7 @@ from .verdicts import (
     reject,
     tempfail,
 )
+from .wiretext import clean_text, fold_header, header_text, reply_lines
 
 __all__ = [
     "ACCEPT",
@@ -73,14 +74,18 @@ __all__ = [
     "SmtpReply",
     "Verdict",
     "VerdictKind",
+    "apply_header_changes",
     "authserv_id_of",
     "bare_address",
     "clean_text",
     "domain_of",
+    "fold_header",
     "format_authentication_results",
+    "header_text",
     "local_part",
     "parse_ip",
     "reject",
+    "reply_lines",
     "run_blocking",
     "tempfail",
 ]

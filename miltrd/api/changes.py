@@ -1,9 +1,12 @@
 """Changes a plugin may ask for. They reach the MTA at end of message.
 
-Header names must be RFC 5322 field names. Header values and addresses
-are cleaned when built: line breaks and control characters (which could
-come from the SMTP peer) become spaces, so a plugin that copies peer data
-into a header can never inject a header line of its own.
+Header names must be RFC 5322 field names (at most 76 characters). Header
+values are made valid when built (``wiretext.fold_header``): line breaks
+and control characters (which could come from the SMTP peer) become
+spaces, so a plugin that copies peer data into a header can never inject a
+header line of its own; non-ASCII words become RFC 2047 encoded words; the
+value is folded so that no line passes 998 octets. Addresses are cleaned
+of control characters the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO, ClassVar
 
 from .phases import Action
+from .wiretext import MAX_NAME, clean_text, fold_header
 
 __all__ = [
     "Change",
@@ -30,17 +34,13 @@ __all__ = [
 ]
 
 _FIELD_NAME = re.compile(r"[!-9;-~]+\Z")  # printable ASCII except ':'
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
-
-
-def clean_text(value: str) -> str:
-    """Collapse CR, LF and other control characters (not TAB) to one space."""
-    return _CONTROL.sub(" ", value)
 
 
 def _check_name(name: str) -> None:
     if not _FIELD_NAME.match(name):
         raise ValueError(f"{name!r} is not a valid header field name")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"header field name {name!r} is longer than {MAX_NAME} characters")
 
 
 def _set(obj: object, attr: str, value: object) -> None:
@@ -56,7 +56,7 @@ class HeaderAddition:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        _set(self, "value", clean_text(self.value))
+        _set(self, "value", fold_header(self.name, self.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class HeaderInsertion:
         _check_name(self.name)
         if self.index < 0:
             raise ValueError("header index must be >= 0")
-        _set(self, "value", clean_text(self.value))
+        _set(self, "value", fold_header(self.name, self.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class HeaderChange:
         _check_name(self.name)
         if self.index < 1:
             raise ValueError("header occurrence index counts from 1")
-        _set(self, "value", clean_text(self.value))
+        _set(self, "value", fold_header(self.name, self.value))
 
 
 @dataclass(frozen=True, slots=True)

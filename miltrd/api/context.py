@@ -36,6 +36,7 @@ __all__ = [
     "Message",
     "Body",
     "PluginContractError",
+    "apply_header_changes",
     "bare_address",
     "domain_of",
     "local_part",
@@ -49,6 +50,37 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class PluginContractError(Exception):
     """A plugin asked for a change it did not declare in ``actions``."""
+
+
+def apply_header_changes(
+    headers: list[tuple[str, str]], changes: list[Change]
+) -> list[tuple[str, str]]:
+    """``headers`` after ``changes``, as Sendmail and Postfix apply them:
+    an addition goes last, an insertion at its index (0 = top), a change
+    hits the index-th field of that name (counting from 1, names compared
+    without case) and deletes it when the value is empty, or adds the field
+    when there is no such occurrence. Other changes are ignored."""
+    out = list(headers)
+    for change in changes:
+        if isinstance(change, HeaderAddition):
+            out.append((change.name, change.value))
+        elif isinstance(change, HeaderInsertion):
+            out.insert(min(change.index, len(out)), (change.name, change.value))
+        elif isinstance(change, HeaderChange):
+            seen = 0
+            for i, (name, _) in enumerate(out):
+                if name.lower() == change.name.lower():
+                    seen += 1
+                    if seen == change.index:
+                        if change.value:
+                            out[i] = (name, change.value)
+                        else:
+                            del out[i]
+                        break
+            else:
+                if change.value:
+                    out.append((change.name, change.value))
+    return out
 
 
 def parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -115,6 +147,7 @@ class Body:
         self._file: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=spool_threshold
         )
+        self.spool_threshold = spool_threshold
         self.size = 0
 
     def append(self, data: bytes) -> None:
@@ -167,6 +200,7 @@ class Caller:
     name: str
     actions: Action
     observe: bool = False
+    position: int = 0  # in chain.plugins: changes reach the MTA in this order
 
 
 @dataclass
@@ -240,7 +274,16 @@ class Connection:
 
 @dataclass
 class Message:
-    """The message being received. Addresses are bare (no angle brackets)."""
+    """The message being received. Addresses are bare (no angle brackets).
+
+    One rule for what a plugin sees after earlier plugins' changes:
+    ``headers`` and ``body`` are the message as it stands after every change
+    asked for so far by plugins not in observe mode, applied in chain
+    order as the MTA will apply them: header changes and the replaced body
+    together, never a new body under old headers. At end of message that
+    is what the plugins before this one made of it. ``received_headers``
+    and ``received_body`` are the message as the MTA sent it.
+    """
 
     conn: Connection
     body: Body
@@ -250,14 +293,40 @@ class Message:
     rcpt_args: tuple[str, ...] = ()
     recipients: list[str] = field(default_factory=list)
     rejected_recipients: list[str] = field(default_factory=list)
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    received_headers: list[tuple[str, str]] = field(default_factory=list)
     # Each accepted recipient as the MTA sent it (``<A@Example.COM>``), by
     # its bare address in lower case: what delete_recipient hands back.
     raw_recipients: dict[str, str] = field(default_factory=dict, repr=False)
     _changes: list[tuple[str, Change]] = field(default_factory=list, repr=False)
+    _positions: dict[str, int] = field(default_factory=dict, repr=False)
+    _received_body: Body | None = field(default=None, repr=False)
     _effects: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     _auth_results: list[AuthResult] = field(default_factory=list, repr=False)
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """(name, value) of each header field after the changes so far
+        (see the class); folded values keep their line breaks (LF)."""
+        if not self._changes:
+            return list(self.received_headers)
+        applied = sorted(
+            (self._positions[name], i, change)
+            for i, (name, change) in enumerate(self._changes)
+            if name in self._positions
+        )
+        return apply_header_changes(self.received_headers, [c for _, _, c in applied])
+
+    @property
+    def received_body(self) -> Body:
+        """The body as the MTA sent it, whatever plugins replaced."""
+        return self._received_body or self.body
+
+    def close(self) -> None:
+        """Release the spooled bodies (the chain calls this when the message ends)."""
+        self.body.close()
+        if self._received_body is not None:
+            self._received_body.close()
 
     @property
     def queue_id(self) -> str:
@@ -306,9 +375,15 @@ class Message:
                 f"Action.{needed.name}"
             )
         self._changes.append((caller.name, change))
-        # An observing plugin's body change is only logged: later plugins
-        # must see the body the MTA will deliver.
-        if isinstance(change, BodyReplacement) and not caller.observe:
+        # An observing plugin's changes are only logged: later plugins must
+        # see the message the MTA will deliver.
+        if caller.observe:
+            return
+        self._positions[caller.name] = caller.position
+        if isinstance(change, BodyReplacement):
+            if self._received_body is None:
+                self._received_body = self.body
+                self.body = Body(self.body.spool_threshold)
             self.body.replace(change.chunks())
 
     def add_header(self, name: str, value: str) -> None:
@@ -336,7 +411,8 @@ class Message:
         self._request(SenderChange(bare_address(address), esmtp_args))
 
     def replace_body(self, data: bytes | IO[bytes]) -> None:
-        """Replace the body; plugins after this one see the new body.
+        """Replace the body; plugins after this one see the new body (with
+        this plugin's header changes), ``received_body`` keeps the old one.
 
         ``data`` is bytes, or a readable binary file that is read from its
         current position to its end a piece at a time (copied to a spool,

@@ -6,6 +6,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from .wiretext import clean_text, reply_lines
+
 __all__ = [
     "VerdictKind",
     "SmtpReply",
@@ -32,8 +34,10 @@ class VerdictKind(enum.Enum):
 class SmtpReply:
     """An SMTP reply: code (4xx or 5xx), enhanced status code, text lines.
 
-    Text is cleaned of control characters so nothing from a peer can
-    break the reply; lines longer than 980 characters are cut.
+    ``lines`` keep the text as given, cleaned of control characters so
+    nothing from a peer can break the reply. What goes to the MTA is
+    ``wire_lines()``: printable ASCII unless the client used SMTPUTF8,
+    wrapped to RFC 5321's 512-octet reply lines.
     """
 
     code: int
@@ -49,17 +53,19 @@ class SmtpReply:
             raise ValueError(f"enhanced status {self.xcode!r} does not fit code {self.code}")
         if not 1 <= len(self.lines) <= 32:
             raise ValueError("an SMTP reply has 1 to 32 lines")
-        cleaned = tuple(_clean_line(line) for line in self.lines)
+        cleaned = tuple(clean_text(line) for line in self.lines)
         object.__setattr__(self, "lines", cleaned)
+
+    def wire_lines(self, *, smtputf8: bool = False) -> tuple[str, ...]:
+        """The text lines as the MTA may send them to the SMTP client:
+        printable ASCII (UTF-8 only if ``smtputf8``), each reply line with
+        code, enhanced code and CRLF at most 512 octets, at most 32 lines."""
+        prefix = len(str(self.code)) + 1 + (len(self.xcode) + 1 if self.xcode else 0)
+        return reply_lines(self.lines, prefix=prefix, smtputf8=smtputf8)
 
     def __str__(self) -> str:
         prefix = f"{self.code} {self.xcode} " if self.xcode else f"{self.code} "
         return prefix + " / ".join(self.lines)
-
-
-def _clean_line(text: str) -> str:
-    text = "".join(c if c >= " " and c != "\x7f" else " " for c in text)
-    return text[:980]
 
 
 @dataclass(frozen=True, slots=True)

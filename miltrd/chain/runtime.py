@@ -43,11 +43,13 @@ class LoadedPlugin:
     actions: Action
     timeout: float
     on_error: str
+    position: int = 0  # in chain.plugins
     caller: Caller = field(init=False)  # what the chain sets on the connection around its hooks
     keeps_body: bool = field(init=False)  # declared ``needs = Phase.BODY``: msg.body is kept
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "caller", Caller(self.name, self.actions, self.observe_only))
+        caller = Caller(self.name, self.actions, self.observe_only, self.position)
+        object.__setattr__(self, "caller", caller)
         object.__setattr__(self, "keeps_body", bool(Phase.BODY & type(self.plugin).needs))
 
     @property
@@ -119,6 +121,7 @@ def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
                 actions=cls.actions,
                 timeout=entry.timeout or config.daemon.timeout,
                 on_error=entry.on_error or config.daemon.on_error,
+                position=len(loaded),
             )
         )
     if problems:

@@ -11,8 +11,11 @@ The chain rule, phase by phase, in ``chain.plugins`` order:
    and no change is pending, the chain answers ACCEPT and the MTA stops
    sending this message.
 3. Changes asked for in any phase are returned at end of message in chain
-   order, then the final verdict. A later plugin sees an earlier plugin's
-   replaced body.
+   order, then the final verdict. What a plugin sees is one consistent
+   message: ``msg.headers`` and ``msg.body`` carry every change asked for so
+   far (at end of message: by the plugins before it), header changes and
+   body together, applied as the MTA will apply them; ``msg.received_headers``
+   and ``msg.received_body`` are the message as the MTA sent it.
 4. A plugin in observe mode runs fully; its verdicts and changes are
    logged as "would ..." and dropped.
 5. A hook that raises or runs past its timeout gets the plugin's on_error
@@ -124,7 +127,7 @@ class ChainSession:
 
     def _end_message_state(self) -> None:
         if self.msg is not None:
-            self.msg.body.close()
+            self.msg.close()
         self.msg = None
         queue_id.set("")
 
@@ -317,7 +320,7 @@ class ChainSession:
         if self._final is not None:
             return self._final
         msg = self.msg or self._new_message()
-        msg.headers.append((name, value))
+        msg.received_headers.append((name, value))
         verdict = await self._run(
             Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
         )

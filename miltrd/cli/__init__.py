@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     pym = sub.add_parser(
         "pymilter",
         help="run a pymilter program unchanged on miltrd's engine",
-        usage="miltrd pymilter [-c FILE] [--log-level LEVEL] [--inline] (PROGRAM.py | -m MODULE) [ARGS...]",
+        usage="miltrd pymilter [-c FILE] [--log-level LEVEL] (PROGRAM.py | -m MODULE) [ARGS...]",
     )
     pym.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
     dkim = sub.add_parser("dkim", help="DKIM tools (genkey)")

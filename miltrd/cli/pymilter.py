@@ -5,10 +5,6 @@ and ``import milter`` give miltrd's compatibility layer, so the program's
 ``Milter.runmilter(...)`` serves it on miltrd's daemon. ``-c`` takes the
 daemon settings (limits, logging, user, metrics) from a miltrd config
 file; the socket is the one the program passes to ``runmilter``.
-``--inline`` runs the callbacks on the event loop instead of worker
-threads: faster, and only for programs whose callbacks never block (no
-DNS, no network, no slow disk), since one blocked callback then stalls
-every connection.
 """
 
 from __future__ import annotations
@@ -20,10 +16,7 @@ from collections.abc import Sequence
 
 __all__ = ["pymilter_main", "USAGE"]
 
-USAGE = (
-    "usage: miltrd pymilter [-c FILE] [--log-level LEVEL] [--inline] "
-    "(PROGRAM.py | -m MODULE) [ARGS...]"
-)
+USAGE = "usage: miltrd pymilter [-c FILE] [--log-level LEVEL] (PROGRAM.py | -m MODULE) [ARGS...]"
 
 
 def pymilter_main(argv: Sequence[str]) -> int:
@@ -31,17 +24,12 @@ def pymilter_main(argv: Sequence[str]) -> int:
     config: str | None = None
     level: str | None = None
     module: str | None = None
-    inline = False
     while args:
         head = args[0]
         if head in ("-h", "--help"):
             print(USAGE)
             print(__doc__.split("\n\n", 1)[1].strip())
             return 0
-        if head == "--inline":
-            inline = True
-            del args[0]
-            continue
         if head in ("-c", "--config", "--log-level", "-m") and len(args) >= 2:
             value = args[1]
             del args[:2]
@@ -66,7 +54,6 @@ def pymilter_main(argv: Sequence[str]) -> int:
 
     serve.options.config_path = config
     serve.options.log_level = level
-    serve.options.inline = inline or serve.options.inline
     finder.install()
     try:
         if module is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ._constants import MIN_VERSION, ActionFlag, Command, Family, ProtocolFlag
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._framing import frame
-from ._strings import check_text, from_wire, join_strings, split_strings
+from ._strings import check_text, from_wire, join_strings, read_strings
 
 __all__ = [
     "OptionNegotiation",
@@ -247,44 +247,36 @@ def _optneg(data: bytes) -> OptionNegotiation:
 
 
 def _macro(data: bytes) -> DefineMacros:
+    # libmilter ignores a MACRO packet it cannot read; we keep what can be
+    # read: a name without a value, or with an empty name, is dropped.
     if not data:
-        raise RemoteProtocolError("MACRO: missing command code")
-    strings = split_strings(data[1:], "MACRO", minimum=0)
-    if len(strings) % 2:
-        raise RemoteProtocolError("MACRO: a name without a value")
+        return DefineMacros(0)
+    strings = read_strings(data[1:])
     macros: dict[str, str] = {}
-    for i in range(0, len(strings), 2):
-        if not strings[i]:
-            raise RemoteProtocolError("MACRO: empty macro name")
-        macros[strings[i]] = strings[i + 1]
+    for i in range(0, len(strings) - 1, 2):
+        if strings[i]:
+            macros[strings[i]] = strings[i + 1]
     return DefineMacros(data[0], macros)
 
 
 def _connect(data: bytes) -> Connect:
+    # What cannot be read as a family, port and address becomes family
+    # UNKNOWN: the client is then judged as one whose address is unknown,
+    # and the connection goes on (libmilter would close it).
     nul = data.find(b"\0")
     if nul < 0:
-        raise RemoteProtocolError("CONNECT: hostname not NUL-terminated")
+        return Connect(from_wire(data))
     hostname = from_wire(data[:nul])
     rest = data[nul + 1 :]
-    if not rest:
-        raise RemoteProtocolError("CONNECT: missing address family")
     try:
-        family = Family(chr(rest[0]))
+        family = Family(chr(rest[0])) if rest else Family.UNKNOWN
     except ValueError:
-        raise RemoteProtocolError(f"CONNECT: unknown address family {rest[:1]!r}") from None
-    if family is Family.UNKNOWN:
-        if len(rest) != 1:
-            raise RemoteProtocolError("CONNECT: data after family U")
-        return Connect(hostname, family)
-    if len(rest) < 3:
-        raise RemoteProtocolError("CONNECT: missing port")
+        family = Family.UNKNOWN
+    if family is Family.UNKNOWN or len(rest) < 3:
+        return Connect(hostname)
     (port,) = _U16.unpack_from(rest, 1)
-    (address,) = split_strings(rest[3:], "CONNECT address", 1, 1)
+    (address,) = read_strings(rest[3:], 1)
     return Connect(hostname, family, port, address)
-
-
-def _argv(data: bytes, what: str) -> list[str]:
-    return split_strings(data, what, minimum=1)
 
 
 def _empty(cls: type) -> Callable[[bytes], MtaCommand]:
@@ -293,22 +285,24 @@ def _empty(cls: type) -> Callable[[bytes], MtaCommand]:
     return lambda data: instance
 
 
-def _one(data: bytes, what: str) -> str:
-    return split_strings(data, what, 1, 1)[0]
+def _one(data: bytes) -> str:
+    return read_strings(data, 1)[0]
 
 
 def _header(data: bytes) -> Header:
-    name, value = split_strings(data, "HEADER", 2, 2)
+    # libmilter hands the value to the filter as a C string: it ends at its
+    # first NUL, and whatever follows is ignored, not a reason to close.
+    name, value = read_strings(data, 2)
     return Header(name, value)
 
 
 def _mail(data: bytes) -> MailFrom:
-    argv = _argv(data, "MAIL")
+    argv = read_strings(data)
     return MailFrom(argv[0], tuple(argv[1:]))
 
 
 def _rcpt(data: bytes) -> RcptTo:
-    argv = _argv(data, "RCPT")
+    argv = read_strings(data)
     return RcptTo(argv[0], tuple(argv[1:]))
 
 
@@ -316,7 +310,7 @@ _DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
     Command.OPTNEG: _optneg,
     Command.MACRO: _macro,
     Command.CONNECT: _connect,
-    Command.HELO: lambda d: Helo(_one(d, "HELO")),
+    Command.HELO: lambda d: Helo(_one(d)),
     Command.MAIL: _mail,
     Command.RCPT: _rcpt,
     Command.DATA: _empty(Data),
@@ -327,12 +321,18 @@ _DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
     Command.ABORT: _empty(Abort),
     Command.QUIT: _empty(Quit),
     Command.QUIT_NC: _empty(QuitNewConnection),
-    Command.UNKNOWN: lambda d: Unknown(_one(d, "UNKNOWN")),
+    Command.UNKNOWN: lambda d: Unknown(_one(d)),
 }
 
 
 def decode_command(code: int, data: bytes) -> MtaCommand:
-    """Decode one MTA packet. Raises RemoteProtocolError if malformed."""
+    """Decode one MTA packet.
+
+    Raises RemoteProtocolError only where the conversation cannot go on:
+    an unknown command code (whether it owes a reply is unknown) and an
+    option negotiation that cannot be read. Every other packet is read as
+    far as it can be (docs/protocol.md, "What is tolerated").
+    """
     decoder = _DECODERS.get(code)
     if decoder is None:
         raise RemoteProtocolError(f"unknown command code {bytes((code,))!r}")

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["split_strings", "join_strings", "to_wire", "from_wire", "check_text"]
+__all__ = [
+    "split_strings",
+    "read_strings",
+    "join_strings",
+    "to_wire",
+    "from_wire",
+    "check_text",
+]
 
 
 def from_wire(raw: bytes) -> str:
@@ -51,6 +58,23 @@ def split_strings(
     if n < minimum or (maximum is not None and n > maximum):
         want = str(minimum) if maximum == minimum else f"{minimum}..{maximum or 'n'}"
         raise RemoteProtocolError(f"{what}: expected {want} strings, got {n}")
+    return [from_wire(p) for p in parts]
+
+
+def read_strings(data: bytes, count: int | None = None) -> list[str]:
+    """Read NUL-terminated strings the way a tolerant MTA-facing reader must.
+
+    A string ends at its NUL or at the end of the packet; with ``count``,
+    exactly that many strings come back, missing ones as "" and anything
+    after the last one ignored (libmilter hands C strings to its callbacks,
+    so a value ends at its first NUL). Never raises: the packet's framing
+    is already known to be sound, so its content cannot be unreadable.
+    """
+    parts = data.split(b"\0")
+    if parts and parts[-1] == b"" and len(parts) > 1:
+        parts.pop()  # the terminator of the last string, not an empty string
+    if count is not None:
+        parts = (parts + [b""] * count)[:count]
     return [from_wire(p) for p in parts]
 
 

@@ -165,7 +165,9 @@ class PymilterPlugin(Plugin):
     milter_factory: ClassVar[Any] = None  # builds the filter object
     catch_exceptions: ClassVar[bool] = False  # True: set_exception_policy
     filter_name: ClassVar[str] = ""
-    inline: ClassVar[bool] = False  # run callbacks on the event loop (they never block)
+    # Call callbacks directly, in the caller's thread (``miltrd pymilter``
+    # serves each connection in a thread of its own); else in worker threads.
+    inline: ClassVar[bool] = False
 
     def __init__(
         self, options: Any, *, name: str, internal_rules: Any, log: logging.Logger

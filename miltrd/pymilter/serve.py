@@ -9,7 +9,9 @@ needs: each connection's filter object is built at OPTNEG and its
 ``negotiate`` callback picks the actions, the protocol steps (from
 ``@nocallback``, ``@noreply``, ``enable_protocols``) and the macro lists
 (``@symlist``); unknown SMTP commands reach ``unknown``; a SKIP from
-``body`` is sent as SKIP.
+``body`` is sent as SKIP. As under libmilter, each connection is served
+in a thread of its own, which calls the filter's callbacks directly: a
+callback that blocks (DNS, a database) holds up only its connection.
 
 Daemon settings other than the socket come from a miltrd config file when
 ``miltrd pymilter -c FILE`` gave one (its chain is ignored), else from the
@@ -19,27 +21,39 @@ defaults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
+import socket
+import threading
 from typing import Any
 
+from .. import metrics
 from ..api import NoOptions, VerdictKind
 from ..chain import Runtime, build_runtime
+from ..chain.timebound import start
 from ..config import ConfigError, PluginEntry, load, load_text, parse_listen
-from ..logs import setup_logging
+from ..logs import conn_id, queue_id, setup_logging
 from ..protocol import (
+    NEED_DATA,
     ActionFlag,
+    ConnectionClosed,
     Continue,
     MacroStage,
     OptionNegotiation,
+    Progress,
+    ProtocolError,
     ProtocolFlag,
+    Quit,
+    RemoteProtocolError,
     Skip,
     Unknown,
 )
 from ..protocol._negotiation import effective_offer
 from ..server import Daemon, MilterHandler
-from ..server.connection import next_conn_id
+from ..server.connection import _SHUTTING_DOWN, READ_SIZE, _quickack_setter, next_conn_id
 from ..server.translate import no_reply_phases
 from . import milter
 from .plugin import PymilterPlugin, adapter_for, verdict_of
@@ -58,20 +72,130 @@ class ServeOptions:
 
     config_path: str | None = None
     log_level: str | None = None
-    inline: bool = False  # callbacks on the event loop (--inline)
 
 
 options = ServeOptions()
 
 
 class PymilterHandler(MilterHandler):
-    """A connection negotiated the way libmilter negotiates for pymilter."""
+    """A connection negotiated the way libmilter negotiates for pymilter,
+    served in a thread of its own."""
 
     def __init__(
         self, runtime: Runtime, cid: str, *, on_message: Any, plugin: PymilterPlugin
     ) -> None:
         super().__init__(runtime, cid, on_message=on_message)
         self.plugin = plugin
+        self._send_lock = threading.Lock()
+        self._abandoned = False
+        self._sock: socket.socket | None = None
+
+    # --- a thread per connection, as libmilter ------------------------------------
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve the connection in a thread of its own, the filter's callbacks
+        called inline there (libmilter's model): a callback that blocks holds
+        up only its own connection, and no callback pays a hand-over between
+        threads. The event loop keeps the listener, the limits and shutdown."""
+        transport: Any = writer.transport
+        transport.pause_reading()  # this thread's socket reads from now on
+        transport_sock = writer.get_extra_info("socket")
+        sock = socket.socket(fileno=os.dup(transport_sock.fileno()))
+        sock.settimeout(self.idle_timeout)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            try:
+                context.run(self._serve_blocking, sock)
+            except BaseException as exc:  # handed to the awaiting task
+                loop.call_soon_threadsafe(_settle, done, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, None)
+
+        threading.Thread(target=run, name=f"pymilter-{self.cid}", daemon=True).start()
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            self._abandon(sock)
+            raise
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _abandon(self, sock: socket.socket) -> None:
+        """Shutdown gave up on this session: tempfail an owed reply, as the
+        daemon does for its own sessions, then end the connection."""
+        log.warning("session cancelled at shutdown (shutdown_timeout passed)")
+        with self._send_lock:
+            self._abandoned = True
+            if self.fc.reply_owed:
+                with contextlib.suppress(Exception):
+                    sock.sendall(self.fc.send(_SHUTTING_DOWN))
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _send(self, sock: socket.socket, out: bytes) -> None:
+        with self._send_lock:
+            if not self._abandoned:
+                sock.sendall(out)
+
+    def _serve_blocking(self, sock: socket.socket) -> None:
+        conn_id.set(self.cid)
+        queue_id.set("")
+        self._sock = sock
+        # TCP_NODELAY, and TCP_QUICKACK re-armed after each read: no Nagle
+        # or delayed-ACK stalls (shared/MTA-NOTES.md), as for every session.
+        quickack = _quickack_setter(sock)
+        record = metrics.recorder()
+        record.connection_opened()
+        try:
+            while True:
+                try:
+                    data = sock.recv(READ_SIZE)
+                except TimeoutError:
+                    log.warning("MTA idle for %.0fs, closing the connection", self.idle_timeout)
+                    break
+                quickack()
+                self.fc.receive_data(data)
+                if not self._drain_blocking(sock) or not data:
+                    break
+        except RemoteProtocolError as exc:
+            log.warning("protocol error from MTA, closing the connection: %s", exc)
+            record.protocol_error()
+        except (ConnectionError, OSError) as exc:
+            if not self._abandoned:
+                log.info("connection lost: %s", exc)
+        finally:
+            record.connection_closed()
+            with contextlib.suppress(Exception):
+                _finish(self.chain.close())
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _drain_blocking(self, sock: socket.socket) -> bool:
+        while True:
+            event = self.fc.next_event()
+            if event is NEED_DATA:
+                return True
+            if isinstance(event, (ConnectionClosed, Quit)):
+                return False
+            try:
+                out = _finish(self._dispatch(event))
+            except ProtocolError:
+                raise
+            except Exception:
+                log.exception("internal error handling %s", type(event).__name__)
+                out = self._fail_safe()
+            if out:
+                self._send(sock, out)
+
+    def _progress(self) -> None:
+        """The filter called progress(): tell the MTA now, as libmilter does."""
+        if self._sock is not None and self.fc.reply_owed:
+            self._send(self._sock, self.fc.send(Progress()))
 
     async def _dispatch(self, event: object) -> bytes:
         if isinstance(event, OptionNegotiation):
@@ -85,6 +209,7 @@ class PymilterHandler(MilterHandler):
         assert offer is not None
         _version, mta_actions, mta_protocol = effective_offer(offer)
         session = self.plugin.new_session(self.conn)
+        session.ctx.on_progress = self._progress
         # libmilter answers for the filter where the MTA lacks a no-reply
         # step, so the filter is offered every one of them.
         offered = int(mta_protocol) | milter.P_NR_ALL
@@ -129,6 +254,28 @@ class PymilterHandler(MilterHandler):
         return self._answer(verdict)
 
 
+class _Unfinished(RuntimeError):
+    """A coroutine of the chain waited on the event loop inside a
+    connection thread (only an inline chain runs there)."""
+
+
+def _finish(coro: Any) -> Any:
+    """Run a chain coroutine that never suspends to its end, in this thread."""
+    finished, value = start(coro)
+    if not finished:
+        raise _Unfinished("a hook suspended in a pymilter connection thread")
+    return value
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    if done.done():
+        return
+    if exc is None:
+        done.set_result(None)
+    else:
+        done.set_exception(exc)
+
+
 class PymilterDaemon(Daemon):
     """miltrd's daemon serving one pymilter program."""
 
@@ -170,10 +317,10 @@ def build(name: str, socketname: str, timeout: float) -> tuple[str, Runtime]:
         max_messages=0,
         log_level=options.log_level or config.daemon.log_level,
     )
+    # Callbacks run inline in each connection's own thread.
     adapter = adapter_for(
-        None, factory=_factory, catch_exceptions=True, filter_name=name, inline=options.inline
+        None, factory=_factory, catch_exceptions=True, filter_name=name, inline=True
     )
-    # A callback may take as long as the MTA waits (libmilter has no limit).
     entry = PluginEntry(
         name=name or "pythonfilter", cls=adapter, options=NoOptions(), timeout=io_timeout
     )

@@ -52,7 +52,14 @@ from ..protocol import (
     Skip,
     Unknown,
 )
-from .translate import eom_responses, family_name, no_reply_phases, reply_of, request_for
+from .translate import (
+    eom_responses,
+    family_name,
+    no_reply_phases,
+    reply_of,
+    request_for,
+    uses_smtputf8,
+)
 
 __all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
 
@@ -94,6 +101,7 @@ class MilterHandler:
             id=self.cid, internal_rules=runtime.config.internal, dry_run=runtime.dry_run
         )
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
+        self.smtputf8 = False  # the client gave SMTPUTF8 with this message's MAIL FROM
         self.idle_timeout = daemon.idle_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._last_read = 0.0
@@ -207,7 +215,7 @@ class MilterHandler:
         then holds any verdict that ends the message for the next reply)."""
         if not self.fc.reply_owed:
             return b""
-        return self.fc.send(reply_of(verdict, self.fc.awaiting))
+        return self.fc.send(reply_of(verdict, self.fc.awaiting, smtputf8=self.smtputf8))
 
     async def _dispatch(self, event: object) -> bytes:
         chain = self.chain
@@ -226,6 +234,7 @@ class MilterHandler:
             case Helo():
                 return self._answer(await chain.helo(event.name))
             case MailFrom():
+                self.smtputf8 = uses_smtputf8(event.args)
                 return self._answer(await chain.mail(event.sender, event.args))
             case RcptTo():
                 return self._answer(await chain.rcpt(event.recipient, event.args))
@@ -309,7 +318,9 @@ class MilterHandler:
             result = task.result()
         assert self.fc.negotiated is not None
         out = bytearray()
-        for response in eom_responses(result.verdict, result.changes, self.fc.negotiated.actions):
+        for response in eom_responses(
+            result.verdict, result.changes, self.fc.negotiated.actions, smtputf8=self.smtputf8
+        ):
             out += self.fc.send(response)
             # A large replacement body is written out as it is read.
             if len(out) >= _WRITE_AT and self._writer is not None:

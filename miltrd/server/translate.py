@@ -170,11 +170,15 @@ def family_name(family: Family) -> str:
     return _FAMILIES[family]
 
 
-def reply_of(verdict: Verdict, command: Command | None = None) -> FilterResponse:
+def reply_of(
+    verdict: Verdict, command: Command | None = None, *, smtputf8: bool = False
+) -> FilterResponse:
     """The protocol response for a chain verdict, in reply to ``command``.
 
-    A REJECT or TEMPFAIL with an SMTP reply becomes SMFIR_REPLYCODE. DISCARD
-    is not a valid answer to CONNECT or HELO, so it becomes a tempfail there.
+    A REJECT or TEMPFAIL with an SMTP reply becomes SMFIR_REPLYCODE, its
+    text printable ASCII unless the client gave SMTPUTF8 for this message
+    (``SmtpReply.wire_lines``). DISCARD is not a valid answer to CONNECT or
+    HELO, so it becomes a tempfail there.
     """
     kind = verdict.kind
     if kind is VerdictKind.CONTINUE:
@@ -184,12 +188,17 @@ def reply_of(verdict: Verdict, command: Command | None = None) -> FilterResponse
     if kind is VerdictKind.DISCARD:
         return TempFail() if command in (Command.CONNECT, Command.HELO) else Discard()
     if verdict.reply is not None:
-        return _reply_code(verdict.reply)
+        return _reply_code(verdict.reply, smtputf8)
     return Reject() if kind is VerdictKind.REJECT else TempFail()
 
 
-def _reply_code(reply: SmtpReply) -> ReplyCode:
-    return ReplyCode(reply.code, reply.lines, reply.xcode)
+def _reply_code(reply: SmtpReply, smtputf8: bool) -> ReplyCode:
+    return ReplyCode(reply.code, reply.wire_lines(smtputf8=smtputf8), reply.xcode)
+
+
+def uses_smtputf8(esmtp_args: Iterable[str]) -> bool:
+    """Did MAIL FROM carry the SMTPUTF8 parameter (RFC 6531)?"""
+    return any(arg.upper() == "SMTPUTF8" for arg in esmtp_args)
 
 
 def change_response(change: Change) -> FilterResponse:
@@ -221,7 +230,12 @@ def change_response(change: Change) -> FilterResponse:
 
 
 def eom_responses(
-    verdict: Verdict, changes: Iterable[Change], actions: ActionFlag, piece: int = 65535
+    verdict: Verdict,
+    changes: Iterable[Change],
+    actions: ActionFlag,
+    piece: int = 65535,
+    *,
+    smtputf8: bool = False,
 ) -> Iterator[FilterResponse]:
     """Everything sent in reply to end of message: the changes in chain
     order, then the final reply.
@@ -249,4 +263,4 @@ def eom_responses(
             yield ReplaceBody(b"")
         for data in body.chunks(piece):
             yield ReplaceBody(data)
-    yield reply_of(verdict, Command.BODYEOB)
+    yield reply_of(verdict, Command.BODYEOB, smtputf8=smtputf8)

@@ -385,3 +385,69 @@ def test_large_body_is_spooled_to_disk() -> None:
         return await s.eom()
 
     run(go())
+
+
+def _two_plugin_session(first_mode: str = "enforce") -> ChainSession:
+    config = load_text(
+        '[chain]\nplugins = ["swap", "snap"]\n'
+        f'[plugins.swap]\nuse = "tests.testplugins:SwapContent"\nmode = "{first_mode}"\n'
+        '[plugins.snap]\nuse = "tests.testplugins:Snapshot"\n'
+    )
+    conn = Connection(id="t", internal_rules=config.internal, hostname="c", address="192.0.2.1")
+    return ChainSession(build_runtime(config), conn)
+
+
+async def _headed_message(session: ChainSession):
+    await session.mail("<s@y>", ())
+    await session.rcpt("<a@x>", ())
+    for name, value in (("From", "s@y"), ("Subject", "old"), ("Content-Type", "text/plain")):
+        await session.header(name, value)
+    await session.body(b"old body\r\n")
+    return await session.eom()
+
+
+def test_a_later_plugin_sees_earlier_header_changes_and_body_together() -> None:
+    from tests.testplugins import Snapshot
+
+    Snapshot.seen.clear()
+    run(_headed_message(_two_plugin_session()))
+    (seen,) = Snapshot.seen
+    assert seen["subject"] == "swapped"  # never the new body under old headers
+    assert seen["headers"] == ["From", "Subject", "Content-Type", "X-Swapped"]
+    assert seen["body"] == b"new body\r\n"
+    # and the message as received stays at hand
+    assert seen["received_headers"] == [
+        ("From", "s@y"),
+        ("Subject", "old"),
+        ("Content-Type", "text/plain"),
+    ]
+    assert seen["received_body"] == b"old body\r\n"
+
+
+def test_an_observing_plugin_leaves_later_plugins_the_received_message() -> None:
+    from tests.testplugins import Snapshot
+
+    Snapshot.seen.clear()
+    result = run(_headed_message(_two_plugin_session("observe")))
+    (seen,) = Snapshot.seen
+    assert result.changes == []
+    assert seen["subject"] == "old" and seen["body"] == b"old body\r\n"
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ([m.HeaderAddition("X-A", "1")], [("To", "t"), ("Subject", "s"), ("X-A", "1")]),
+        ([m.HeaderInsertion(0, "X-A", "1")], [("X-A", "1"), ("To", "t"), ("Subject", "s")]),
+        ([m.HeaderInsertion(99, "X-A", "1")], [("To", "t"), ("Subject", "s"), ("X-A", "1")]),
+        ([m.HeaderChange(1, "subject", "n")], [("To", "t"), ("Subject", "n")]),
+        ([m.HeaderChange(1, "Subject", "")], [("To", "t")]),
+        ([m.HeaderChange(2, "Subject", "n")], [("To", "t"), ("Subject", "s"), ("Subject", "n")]),
+        ([m.HeaderChange(2, "Subject", "")], [("To", "t"), ("Subject", "s")]),
+        ([m.BodyReplacement(b"x"), m.RecipientAddition("r@x")], [("To", "t"), ("Subject", "s")]),
+    ],
+)
+def test_header_changes_apply_as_the_mta_applies_them(changes, expected) -> None:
+    from miltrd.api import apply_header_changes
+
+    assert apply_header_changes([("To", "t"), ("Subject", "s")], changes) == expected

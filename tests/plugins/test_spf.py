@@ -28,8 +28,9 @@ def spf_config(port: int, extra: str = "", internal: str = "") -> str:
 
 
 def headers(outcome, name: str) -> list[str]:
+    """Added values, unfolded (miltrd folds long values with LF + white space)."""
     return [
-        m.value
+        m.value.replace("\n", "")
         for m in outcome.changes
         if isinstance(m, HeaderAddition | HeaderInsertion) and m.name == name
     ]

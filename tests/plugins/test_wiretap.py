@@ -157,3 +157,47 @@ def test_wiretap_adds_the_copy_recipient_once(tmp_path: Path) -> None:
     s = session(config(tmp_path, rules), ip="192.0.2.1")
     out = run_message(s, "x@other.example", ["b@example.com"], RAW)
     assert out.changes == []
+
+
+# --- after other plugins: one consistent message (case 21's kind) ------------
+
+SWAP = (
+    '[plugins.swap]\nuse = "tests.testplugins:SwapContent"\n'
+    '[[plugins.wiretap.archive]]\npath = "all"\n'
+)
+
+
+def chain_config(root: Path, copy: str, chain: str = '["swap", "wiretap"]') -> str:
+    return (
+        f'[chain]\nplugins = {chain}\n[plugins.wiretap]\nroot = "{root}"\ncopy = "{copy}"\n' + SWAP
+    )
+
+
+def archived(root: Path) -> bytes:
+    data = only_file(root / "all" / "new").read_bytes()
+    return data.partition(b"X-Miltrd-Direction: incoming\r\n")[2]
+
+
+def test_copy_as_received_after_a_plugin_changed_headers_and_body(tmp_path: Path) -> None:
+    out = run_message(session(chain_config(tmp_path, "received")), "a@x.example", ["b@y"], RAW)
+    assert out.changes  # the swap plugin did change the message
+    assert archived(tmp_path) == RAW
+
+
+def test_copy_as_delivered_has_the_new_headers_over_the_new_body(tmp_path: Path) -> None:
+    run_message(session(chain_config(tmp_path, "delivered")), "a@x.example", ["b@y"], RAW)
+    assert archived(tmp_path) == (
+        b"From: a@example.org\r\nSubject: swapped\r\nX-Long: one\r\nX-Swapped: yes\r\n\r\n"
+        b"new body\r\n"
+    )
+
+
+def test_an_observing_plugin_changes_nothing_wiretap_sees(tmp_path: Path) -> None:
+    cfg = (
+        f'[chain]\nplugins = ["swap", "wiretap"]\n[plugins.wiretap]\nroot = "{tmp_path}"\n'
+        'copy = "delivered"\n[[plugins.wiretap.archive]]\npath = "all"\n'
+        '[plugins.swap]\nuse = "tests.testplugins:SwapContent"\nmode = "observe"\n'
+    )
+    out = run_message(session(cfg), "a@x.example", ["b@y"], RAW)
+    assert out.changes == []
+    assert archived(tmp_path) == RAW

@@ -14,17 +14,21 @@ from miltrd.chain import build_runtime
 from miltrd.config import load
 from miltrd.mta import MilterClient, open_milter
 from miltrd.protocol import (
+    NEED_DATA,
     ActionFlag,
     BodyChunk,
     Connect,
+    EndOfHeaders,
     EndOfMessage,
     Family,
+    Header,
     MailFrom,
     MtaConnection,
     OptionNegotiation,
     ProtocolFlag,
     RcptTo,
 )
+from miltrd.protocol import AddHeader as AddHeaderResponse
 from miltrd.server import Daemon
 
 from ..tools import free_port
@@ -200,3 +204,53 @@ def test_negotiation_that_cannot_give_needed_actions_is_logged(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="miltrd"):
         asyncio.run(with_daemon(cfg, body))
     assert "the MTA does not offer actions" in caplog.text
+
+
+def test_header_value_with_a_nul_is_read_to_the_nul_and_the_message_goes_on(
+    tmp_path, caplog
+) -> None:
+    """libmilter reads a header value as a C string; an MTA that sends bytes
+    after a NUL must not see its connection closed (its default action would
+    then tempfail mail it had already accepted)."""
+    cfg, spec = start_config(
+        tmp_path,
+        chain='[chain]\nplugins = ["echo"]\n[plugins.echo]\nuse = "tests.testplugins:EchoHeader"\n',
+    )
+
+    async def body(daemon):
+        reader, writer = await open_milter(spec)
+        client = MilterClient(reader, writer)
+        await client.negotiate()
+        mta = client.mta
+        replies = []
+        for cmd in (
+            Connect("h", Family.INET, 1, "192.0.2.1"),
+            MailFrom("<a@example.org>"),
+            RcptTo("<b@example.com>"),
+            Header("X-A", "abcXdef"),
+            Header("Subject", "after"),
+            EndOfHeaders(),
+            BodyChunk(b"text\r\n"),
+            EndOfMessage(),
+        ):
+            if mta.skips(type(cmd)):
+                continue
+            if isinstance(cmd, Header) and cmd.value == "abcXdef":
+                wire = mta.send(cmd).replace(b"abcXdef", b"abc\x00def")
+                writer.write(wire)
+                while mta.awaiting is not None:  # read its reply, if one is owed
+                    event = mta.next_event()
+                    if event is NEED_DATA:
+                        mta.receive_data(await reader.read(65536))
+                    else:
+                        replies.append(event)
+                continue
+            replies += await client.command(cmd)
+        await client.close()
+        return replies
+
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        replies = asyncio.run(with_daemon(cfg, body))
+    assert "protocol error" not in caplog.text
+    echoed = [r.value for r in replies if isinstance(r, AddHeaderResponse) and r.name == "X-Echo"]
+    assert echoed == ["abc"]
