@@ -21,6 +21,7 @@ back, lives here and nowhere else:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -132,8 +133,24 @@ class Request:
     macros: Mapping[MacroStage, tuple[str, ...]]
 
 
+# request_for is asked at every MTA connection; a chain's declarations
+# change only with a reload, so each Declared is worked out once.
+_requests: dict[int, tuple[Declared, Request]] = {}
+
+
 def request_for(declared: Declared) -> Request:
     """The negotiation request for a chain's joined declarations."""
+    hit = _requests.get(id(declared))
+    if hit is not None and hit[0] is declared:
+        return hit[1]
+    if len(_requests) > 16:  # only reloads add entries; keep the last few
+        _requests.clear()
+    request = _request_for(declared)
+    _requests[id(declared)] = (declared, request)
+    return request
+
+
+def _request_for(declared: Declared) -> Request:
     protocol = ProtocolFlag.NOUNKNOWN | ProtocolFlag.NR_UNKN
     for phase, (off, no_reply) in STEP_FLAGS.items():
         if not phase & declared.observes:
@@ -155,6 +172,7 @@ def request_for(declared: Declared) -> Request:
     return Request(actions, protocol, dict(sorted(macros.items())))
 
 
+@functools.lru_cache(maxsize=64)
 def no_reply_phases(protocol: ProtocolFlag) -> Phase:
     """The phases whose events the MTA sends without waiting for a reply,
     given the negotiated protocol flags."""
