@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
-from ..config import Config, ConfigError, PluginEntry
+from ..config import Config, ConfigError, Mode, OnError, PluginEntry
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
@@ -41,8 +41,8 @@ class LoadedPlugin:
     observes: Phase
     deciding: Phase
     actions: Action
-    timeout: float
-    on_error: str
+    timeout: float  # seconds
+    on_error: OnError
     position: int = 0  # in chain.plugins
     caller: Caller = field(init=False)  # what the chain sets on the connection around its hooks
     keeps_body: bool = field(init=False)  # declared ``needs = Phase.BODY``: msg.body is kept
@@ -52,7 +52,7 @@ class LoadedPlugin:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.entry.name)
-        object.__setattr__(self, "observe_only", self.entry.mode == "observe")
+        object.__setattr__(self, "observe_only", self.entry.mode is Mode.OBSERVE)
         caller = Caller(self.name, self.actions, self.observe_only, self.position)
         object.__setattr__(self, "caller", caller)
         object.__setattr__(self, "keeps_body", bool(Phase.BODY & type(self.plugin).needs))

@@ -52,6 +52,7 @@ from ..api import (
     reject,
     tempfail,
 )
+from ..config import OnError
 from ..logs import queue_id
 from .applicability import Applicability
 from .authresults import with_auth_results
@@ -64,12 +65,14 @@ __all__ = ["ChainSession", "EomResult", "on_error_verdict"]
 log = logging.getLogger("miltrd.chain")
 
 
-def on_error_verdict(policy: str) -> Verdict:
-    if policy == "continue":
+def on_error_verdict(policy: OnError) -> Verdict:
+    """The verdict a failed hook's message gets under ``policy``: tempfail
+    is 451 4.3.0 (the sender retries), reject is 550 5.7.1."""
+    if policy is OnError.CONTINUE:
         return CONTINUE
-    if policy == "accept":
+    if policy is OnError.ACCEPT:
         return ACCEPT
-    if policy == "reject":
+    if policy is OnError.REJECT:
         return reject(
             "Message rejected by mail filter", code=550, xcode="5.7.1", reason="plugin error"
         )
