@@ -11,7 +11,7 @@ from pathlib import Path
 from miltrd.chain import build_runtime
 from miltrd.cli.check import END_OF_MESSAGE, SENDMAIL_REPLY, timeout_warnings
 from miltrd.config import load, load_text
-from miltrd.config.model import DaemonSection
+from miltrd.config.model import DaemonConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "etc" / "miltrd.toml"
@@ -91,7 +91,7 @@ def test_placeholder_domains_turn_enforce_into_observe() -> None:
 
 
 def test_shipped_timeouts_suit_the_mtas_stock_timeouts() -> None:
-    assert DaemonSection().timeout < SENDMAIL_REPLY < POSTFIX_COMMAND
+    assert DaemonConfig.__dataclass_fields__["timeout"].default < SENDMAIL_REPLY < POSTFIX_COMMAND
     runtime = build_runtime(load(SAMPLE))
     assert timeout_warnings(runtime) == []
     for p in runtime.plugins:
