@@ -208,3 +208,25 @@ def test_temperror_reply_reveals_nothing_internal_and_the_log_has_the_detail(cap
     )
     assert "127.0.0.1" not in text and str(port) not in text
     assert f"127.0.0.1@{port}" in caplog.text  # the detail is in the log
+
+
+def test_the_lookup_limit_belongs_to_each_spf_entry_not_the_process() -> None:
+    import spf as pyspf
+
+    twice = (
+        'txt-record=twice.example.net,"v=spf1 include:soft.example.net include:example.org -all"\n'
+    )
+    before = pyspf.MAX_LOOKUP
+    with dns_server(twice) as port:
+        roomy = session(spf_config(port, "max_dns_lookups = 10"), ip="192.0.2.55")
+        tight = session(spf_config(port, "max_dns_lookups = 1"), ip="192.0.2.55")
+        assert before == pyspf.MAX_LOOKUP  # building an entry changes nothing process-wide
+        # The entry built first keeps its own limit after another was built.
+        (roomy_header,) = headers(
+            run_message(roomy, "a@twice.example.net", ["b@example.com"]), "Received-SPF"
+        )
+        (tight_header,) = headers(
+            run_message(tight, "a@twice.example.net", ["b@example.com"]), "Received-SPF"
+        )
+    assert roomy_header.startswith("Pass ")
+    assert tight_header.startswith("PermError ")
