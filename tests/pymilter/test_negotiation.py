@@ -43,6 +43,7 @@ def on_engine(engine: str, path: Path, *extra: str) -> object:
     ("program", "extra"),
     [
         (PROGRAMS / "modifier.py", ()),
+        (PROGRAMS / "steps.py", ()),
         (REPO / "bench" / "pymilter_ref.py", ()),
         (REPO / "bench" / "pymilter_ref.py", ("--noreply",)),
     ],
