@@ -95,14 +95,14 @@ class Filter:
                 self.proc.kill()
 
 
-def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1) -> Filter:
+def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1, tree: Path = REPO) -> Filter:
     port = free_port()
     cfg = tmp / f"{name.replace(' ', '-')}.toml"
     cfg.write_text(
         f'[daemon]\nlisten = ["inet:{port}@127.0.0.1"]\nlog_level = "warning"\n'
         f"workers = {workers}\nmax_connections = 2048\n{chain}"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(tree))
     return Filter(name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env)
 
 
@@ -243,6 +243,14 @@ LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
 
 def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
     filters = make_filters(tmp, set(args.filters.split(",")))
+    if args.compare_tree:
+        # The same work on another checkout of miltrd (say, before a change),
+        # in the same run: a before/after comparison on one machine at once.
+        tree = Path(args.compare_tree).resolve()
+        for cls in ("Reference", "Declared"):
+            label = f"miltrd {cls} @{args.compare_label or tree.name}"
+            chain = REFERENCE_CHAIN.format(cls=cls)
+            filters.append(miltrd_filter(label, chain, tmp, tree=tree))
     conns = [int(c) for c in args.conns.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     sessions = [int(m) for m in args.per_connection.split(",")]
@@ -299,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         default="1,10,0",
         help="messages per milter connection (0: one endless connection)",
     )
+    parser.add_argument(
+        "--compare-tree",
+        metavar="DIR",
+        help="also run miltrd Reference/Declared from another checkout (e.g. before a change)",
+    )
+    parser.add_argument("--compare-label", help="the name of --compare-tree in the table")
     parser.add_argument(
         "--endless",
         action="store_true",

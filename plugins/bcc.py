@@ -1,8 +1,9 @@
 """bcc: add envelope recipients by rules, never duplicating one already there.
 
 Each rule matches on direction (incoming / outgoing / internal, from
-``[internal]``), sender patterns and recipient patterns (shell-style
-globs on the address, compared without case), and adds the addresses in
+``[internal]``), sender patterns and recipient patterns (the address
+patterns of ``miltrd.api.AddressPattern``, the same everywhere), and adds
+the addresses in
 ``copy_to``. Templates: ``{user}`` and ``{domain}`` are the matching
 recipient's (or, for a rule without recipient patterns, the sender's);
 ``{sender_user}``, ``{sender_domain}`` and ``{direction}`` are always set.
@@ -10,12 +11,21 @@ recipient's (or, for a rule without recipient patterns, the sender's);
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from miltrd.api import Action, Message, OptionError, Plugin, Verdict, domain_of, local_part
+from miltrd.api import (
+    Action,
+    Message,
+    OptionError,
+    Plugin,
+    Verdict,
+    domain_of,
+    local_part,
+    matches_any,
+    option_patterns,
+)
 
 _SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 _FIELDS = {"user", "domain", "sender_user", "sender_domain", "direction"}
@@ -34,11 +44,6 @@ class BccOptions:
     rules: list[Rule] = field(default_factory=list)
 
 
-def _matches(address: str, patterns: list[str]) -> bool:
-    address = address.lower()
-    return any(fnmatch.fnmatchcase(address, p.lower()) for p in patterns)
-
-
 def _safe(value: str) -> str:
     # Values come from the SMTP peer: keep them to characters valid in an address.
     return _SAFE.sub("_", value)
@@ -50,6 +55,13 @@ class Bcc(Plugin):
 
     def __init__(self, options: BccOptions, **kw: Any) -> None:
         super().__init__(options, **kw)
+        self.senders = [
+            option_patterns(r.senders, f"rules[{i}].senders") for i, r in enumerate(options.rules)
+        ]
+        self.recipients = [
+            option_patterns(r.recipients, f"rules[{i}].recipients")
+            for i, r in enumerate(options.rules)
+        ]
         for i, rule in enumerate(options.rules):
             for j, template in enumerate(rule.copy_to):
                 names = set(re.findall(r"{(\w*)}", template))
@@ -69,13 +81,13 @@ class Bcc(Plugin):
             "sender_domain": _safe(msg.sender_domain),
             "direction": direction,
         }
-        for rule in self.options.rules:
+        for i, rule in enumerate(self.options.rules):
             if rule.direction and direction not in rule.direction:
                 continue
-            if rule.senders and not _matches(msg.sender, rule.senders):
+            if self.senders[i] and not matches_any(msg.sender, self.senders[i]):
                 continue
-            if rule.recipients:
-                targets = [r for r in msg.recipients if _matches(r, rule.recipients)]
+            if self.recipients[i]:
+                targets = [r for r in msg.recipients if matches_any(r, self.recipients[i])]
             else:
                 targets = [msg.sender] if msg.sender else [""]
             for target in targets:

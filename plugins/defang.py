@@ -21,6 +21,7 @@ reads the spooled body a window at a time.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import lzma
 import os
@@ -29,6 +30,7 @@ import re
 import secrets
 import shutil
 import tarfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -155,14 +157,22 @@ def is_executable(data: bytes) -> str | None:
     return None
 
 
-class _BodySource:
-    """The message body as a Source, read a window at a time."""
+class _Stopped(Exception):
+    """The hook was given up on; the worker thread stops."""
 
-    def __init__(self, body: Body) -> None:
+
+class _BodySource:
+    """The message body as a Source, read a window at a time; reading
+    raises _Stopped once ``stop`` is set."""
+
+    def __init__(self, body: Body, stop: threading.Event) -> None:
         self.body = body
         self.size = body.size
+        self.stop = stop
 
     def read(self, start: int, end: int) -> bytes:
+        if self.stop.is_set():
+            raise _Stopped
         return self.body.read_range(start, end)
 
 
@@ -478,15 +488,21 @@ class Defang(Plugin):
             return None
         # The walk is CPU-heavy for big messages: a worker thread keeps
         # other connections served meanwhile.
+        stop = threading.Event()
         try:
             outcome = await run_blocking(
                 self._work,
                 list(msg.headers),
-                _BodySource(msg.body),
+                _BodySource(msg.body, stop),
                 msg.queue_id,
                 msg.observing,
                 msg.conn.dry_run,
             )
+        except asyncio.CancelledError:
+            # The hook ran past its timeout (the message gets on_error): the
+            # thread stops at its next read and saves nothing for it.
+            stop.set()
+            raise
         except OSError as exc:
             self.log.error("cannot save what was removed: %s: tempfail", exc)
             return tempfail(
@@ -532,9 +548,14 @@ class Defang(Plugin):
         observing: bool,
         dry_run: bool,
     ) -> Outcome:
-        root, limit_problems = parse_tree(body, headers, self.limits)
+        try:
+            root, limit_problems = parse_tree(body, headers, self.limits)
+        except _Stopped:
+            return Outcome()
         try:
             return self._decide(root, limit_problems, headers, body, queue_id, observing, dry_run)
+        except _Stopped:
+            return Outcome()
         finally:
             root.close()
 
@@ -611,12 +632,16 @@ class Defang(Plugin):
         written; ``paths`` gets what was (or would have been) saved."""
         if self.options.save == "none" or not findings:
             return {}
+        if isinstance(body, _BodySource) and body.stop.is_set():
+            raise _Stopped  # the message was given up on: nothing lasting
         day = Path(self.options.save_dir) / time.strftime("%Y-%m-%d")
         if not dry_run:
             day.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(day, 0o700)
 
         def write(path: Path, pieces: Iterator[bytes]) -> None:
+            if isinstance(body, _BodySource) and body.stop.is_set():
+                raise _Stopped
             if not dry_run:
                 _write_private(path, pieces)
 

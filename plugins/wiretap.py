@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import itertools
 import os
 import re
@@ -53,6 +52,8 @@ from miltrd.api import (
     domain_of,
     fold_header,
     local_part,
+    matches_any,
+    option_patterns,
     run_blocking,
     tempfail,
 )
@@ -78,7 +79,7 @@ class ArchiveRule:
 
 @dataclass(frozen=True)
 class TapRule:
-    users: list[str]  # addresses or "@domain" / patterns
+    users: list[str]  # address patterns (miltrd.api.AddressPattern)
     copy_to: str
 
 
@@ -91,18 +92,6 @@ class WiretapOptions:
     copy: Literal["received", "delivered"] = "received"
     archive: list[ArchiveRule] = field(default_factory=list)
     tap: list[TapRule] = field(default_factory=list)
-
-
-def _matches(address: str, patterns: list[str]) -> bool:
-    address = address.lower()
-    for p in patterns:
-        p = p.lower()
-        if p.startswith("@"):
-            if address.endswith(p) or address.endswith("." + p[1:]):
-                return True
-        elif fnmatch.fnmatchcase(address, p):
-            return True
-    return False
 
 
 def safe_component(value: str) -> str:
@@ -133,6 +122,18 @@ class Wiretap(Plugin):
                 raise OptionError(f"archive[{i}].path", f"unknown template field {{{bad}}}")
             if rule.path.startswith("/") or ".." in Path(rule.path).parts:
                 raise OptionError(f"archive[{i}].path", "must be relative, below root")
+        # One pattern language for every rule (miltrd.api.addresses).
+        self.senders = [
+            option_patterns(r.senders, f"archive[{i}].senders")
+            for i, r in enumerate(options.archive)
+        ]
+        self.recipients = [
+            option_patterns(r.recipients, f"archive[{i}].recipients")
+            for i, r in enumerate(options.archive)
+        ]
+        self.tap_users = [
+            option_patterns(t.users, f"tap[{i}].users") for i, t in enumerate(options.tap)
+        ]
         for i, tap in enumerate(options.tap):
             if "@" not in tap.copy_to:
                 raise OptionError(f"tap[{i}].copy_to", "not an address")
@@ -141,10 +142,10 @@ class Wiretap(Plugin):
     async def on_eom(self, msg: Message) -> Verdict | None:
         self._tap(msg)
         failed = False
-        for rule in self.options.archive:
-            if not self._selects(rule, msg):
+        for i, rule in enumerate(self.options.archive):
+            if not self._selects(i, rule, msg):
                 continue
-            for target in sorted(self._targets(rule, msg)):
+            for target in sorted(self._targets(i, rule, msg)):
                 if msg.conn.dry_run:  # miltrd replay: say where, write nothing
                     msg.record("archived", f"{target} ({rule.format})")
                     continue
@@ -173,19 +174,20 @@ class Wiretap(Plugin):
 
     # --- selection ----------------------------------------------------------
 
-    def _selects(self, rule: ArchiveRule, msg: Message) -> bool:
+    def _selects(self, i: int, rule: ArchiveRule, msg: Message) -> bool:
         if rule.direction and msg.direction not in rule.direction:
             return False
-        if rule.senders and not _matches(msg.sender, rule.senders):
+        if self.senders[i] and not matches_any(msg.sender, self.senders[i]):
             return False
-        return not rule.recipients or any(_matches(r, rule.recipients) for r in msg.recipients)
+        recipients = self.recipients[i]
+        return not recipients or any(matches_any(r, recipients) for r in msg.recipients)
 
-    def _targets(self, rule: ArchiveRule, msg: Message) -> set[Path]:
+    def _targets(self, i: int, rule: ArchiveRule, msg: Message) -> set[Path]:
         now = time.localtime()
         if rule.side == "sender":
             addresses = [msg.sender or "MAILER-DAEMON"]
         elif rule.recipients:
-            addresses = [r for r in msg.recipients if _matches(r, rule.recipients)]
+            addresses = [r for r in msg.recipients if matches_any(r, self.recipients[i])]
         else:
             addresses = list(msg.recipients)
         targets = set()
@@ -208,9 +210,9 @@ class Wiretap(Plugin):
 
     def _tap(self, msg: Message) -> None:
         present = {r.lower() for r in msg.recipients}
-        for tap in self.options.tap:
+        for tap, users in zip(self.options.tap, self.tap_users, strict=True):
             parties = [msg.sender, *msg.recipients]
-            if any(p and _matches(p, tap.users) for p in parties) and (
+            if any(p and matches_any(p, users) for p in parties) and (
                 tap.copy_to.lower() not in present
             ):
                 msg.add_recipient(tap.copy_to)

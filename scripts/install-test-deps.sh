@@ -18,6 +18,20 @@ PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwra
       opendkim opendkim-tools opendmarc publicsuffix"
 # Without their recommends (libnss-mymachines would edit nsswitch.conf).
 BARE="debootstrap systemd-container"
+# Installing postfix would remove the machine's own MTA (sendmail-bin, exim4,
+# ...: they all provide mail-transport-agent and conflict). The tests never
+# do that: with another MTA installed, postfix is left out (the Postfix tests
+# then fail, saying postfix is missing), and no install below may remove
+# any package (--no-remove).
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+other_mta=$(dpkg-query -W -f='${Package} ${Status} ${Provides}\n' 2>/dev/null |
+    awk '/ok installed/ && /mail-transport-agent/ && $1 != "postfix" { printf "%s ", $1 }')
+if [ -n "$other_mta" ] && ! installed postfix; then
+    echo "install-test-deps.sh: not installing postfix: it would replace this machine's MTA (${other_mta% })" >&2
+    PKGS=$(echo $PKGS | sed 's/^postfix //')
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -30,7 +44,8 @@ if [ -n "$bare" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -q
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $bare
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-remove \
+        --no-install-recommends $bare
 fi
 if [ -n "$missing" ]; then
     SUDO=""
@@ -38,7 +53,7 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -q
     # Postfix asks how to configure the system MTA; the tests need none.
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-remove $missing
 fi
 
 # Sendmail conflicts with Postfix as an installed package, so the tests run

@@ -4,6 +4,7 @@ This package imports nothing else of miltrd, so a plugin written against
 it does not depend on the daemon's internals.
 """
 
+from .addresses import AddressPattern, domain_pattern, matches_any, option_patterns
 from .authresults import AuthResult, authserv_id_of, format_authentication_results
 from .changes import (
     BodyReplacement,
@@ -44,6 +45,10 @@ from .verdicts import (
 from .wiretext import clean_text, fold_header, header_text, reply_lines
 
 __all__ = [
+    "AddressPattern",
+    "domain_pattern",
+    "matches_any",
+    "option_patterns",
     "ACCEPT",
     "CONTINUE",
     "DECIDING_PHASES",

@@ -10,6 +10,11 @@ __all__ = ["Phase", "Action", "MESSAGE_PHASES", "DECIDING_PHASES"]
 class Phase(enum.Flag):
     """The milter phases a plugin can hook, in the order they happen."""
 
+    # Members (and the combinations Flag caches) are singletons, so hashing
+    # by identity agrees with equality; Enum's own __hash__ is a Python call
+    # on the member's name, paid at every dict or set lookup on the hot path.
+    __hash__ = object.__hash__
+
     NONE = 0
     CONNECT = enum.auto()
     HELO = enum.auto()

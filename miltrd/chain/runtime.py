@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
-from ..config import Config, ConfigError, PluginEntry
+from ..config import Config, ConfigError, Mode, OnError, PluginEntry
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
@@ -41,24 +41,21 @@ class LoadedPlugin:
     observes: Phase
     deciding: Phase
     actions: Action
-    timeout: float
-    on_error: str
+    timeout: float  # seconds
+    on_error: OnError
     position: int = 0  # in chain.plugins
     caller: Caller = field(init=False)  # what the chain sets on the connection around its hooks
     keeps_body: bool = field(init=False)  # declared ``needs = Phase.BODY``: msg.body is kept
+    # Read at every hook call, so stored rather than derived each time.
+    name: str = field(init=False)  # the chain entry's name
+    observe_only: bool = field(init=False)  # mode = "observe"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.entry.name)
+        object.__setattr__(self, "observe_only", self.entry.mode is Mode.OBSERVE)
         caller = Caller(self.name, self.actions, self.observe_only, self.position)
         object.__setattr__(self, "caller", caller)
         object.__setattr__(self, "keeps_body", bool(Phase.BODY & type(self.plugin).needs))
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def observe_only(self) -> bool:
-        return self.entry.mode == "observe"
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,13 @@ class Runtime:
     plugins: tuple[LoadedPlugin, ...]
     declared: Declared
     dry_run: bool = False  # miltrd replay: plugins make no lasting change (Connection.dry_run)
+    # The plugins that hook each phase, in chain order: worked out once per
+    # runtime (a reload), not at every connection.
+    hooked: Mapping[Phase, tuple[LoadedPlugin, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        hooked = {phase: tuple(p for p in self.plugins if phase & p.implemented) for phase in Phase}
+        object.__setattr__(self, "hooked", hooked)
 
     async def close(self) -> None:
         for loaded in self.plugins:

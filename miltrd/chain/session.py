@@ -31,7 +31,7 @@ every plugin's verdict is logged as it happens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import metrics
@@ -52,6 +52,7 @@ from ..api import (
     reject,
     tempfail,
 )
+from ..config import OnError
 from ..logs import queue_id
 from .applicability import Applicability
 from .authresults import with_auth_results
@@ -64,12 +65,14 @@ __all__ = ["ChainSession", "EomResult", "on_error_verdict"]
 log = logging.getLogger("miltrd.chain")
 
 
-def on_error_verdict(policy: str) -> Verdict:
-    if policy == "continue":
+def on_error_verdict(policy: OnError) -> Verdict:
+    """The verdict a failed hook's message gets under ``policy``: tempfail
+    is 451 4.3.0 (the sender retries), reject is 550 5.7.1."""
+    if policy is OnError.CONTINUE:
         return CONTINUE
-    if policy == "accept":
+    if policy is OnError.ACCEPT:
         return ACCEPT
-    if policy == "reject":
+    if policy is OnError.REJECT:
         return reject(
             "Message rejected by mail filter", code=550, xcode="5.7.1", reason="plugin error"
         )
@@ -87,6 +90,13 @@ class EomResult:
     changes: list[Change] = field(default_factory=list)
 
 
+# A phase's name in log lines and metrics labels, and whether it belongs to
+# a message: asked at every hook call, where Flag arithmetic and Enum names
+# cost more than the rest of the call.
+_PHASE_NAME: dict[Phase, str] = {phase: (phase.name or "").lower() for phase in Phase}
+_IN_MESSAGE: dict[Phase, bool] = {phase: bool(phase & MESSAGE_PHASES) for phase in Phase}
+
+
 class ChainSession:
     """Per-connection chain state; one hook call at a time."""
 
@@ -98,7 +108,6 @@ class ChainSession:
         self.conn = conn
         self.plugins = runtime.plugins
         self._conn_retired: set[str] = set()
-        self._by_phase: dict[Phase, list[LoadedPlugin]] = {}
         self._decider = ""  # the plugin whose verdict ended the last phase
         self._accepted: set[str] = set()
         self.msg: Message | None = None
@@ -111,6 +120,8 @@ class ChainSession:
         # there cannot be sent, so the chain holds it (see ``_settle``).
         self.no_reply = Phase.NONE
         self._final: Verdict | None = None
+        # Forged Authentication-Results are removed at end of message.
+        self._writes_auth_results = bool(Action.AUTH_RESULTS & runtime.declared.actions)
 
     # --- helpers ------------------------------------------------------------
 
@@ -136,17 +147,16 @@ class ChainSession:
         if qid:
             queue_id.set(qid)
 
-    def _active(self, phase: Phase, recipient: str | None = None) -> list[LoadedPlugin]:
-        hooked = self._by_phase.get(phase)
-        if hooked is None:
-            hooked = self._by_phase[phase] = [p for p in self.plugins if phase & p.implemented]
-        skip: set[str] = set()
+    def _active(self, phase: Phase, recipient: str | None = None) -> Sequence[LoadedPlugin]:
+        hooked = self.runtime.hooked[phase]
         if self._when.conditional:
             excluded, skip = self._when.judge(self.conn, self.msg, recipient)
             self._retired |= excluded
-        if not self._retired and not skip:
+            if skip:
+                return [p for p in hooked if p.name not in self._retired and p.name not in skip]
+        if not self._retired:
             return hooked
-        return [p for p in hooked if p.name not in self._retired and p.name not in skip]
+        return [p for p in hooked if p.name not in self._retired]
 
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
@@ -162,14 +172,18 @@ class ChainSession:
         # end of message they are sent ahead of it.
         if phase is not Phase.EOM and self.msg is not None and self.msg.changes():
             return False
-        # Forged Authentication-Results are removed at end of message.
         if self._writes_auth_results:
             return False
         # Plugins whose `when` does not match do not count.
-        counted = [p for p in self.plugins if p.name not in self._when.excluded]
-        return bool(counted) and all(
-            p.name in self._accepted or p.name in self._conn_retired for p in counted
-        )
+        excluded = self._when.excluded
+        counted = False
+        for p in self.plugins:
+            if p.name in excluded:
+                continue
+            if p.name not in self._accepted and p.name not in self._conn_retired:
+                return False
+            counted = True
+        return counted
 
     def _failed(self, p: LoadedPlugin, how: str) -> Verdict:
         """The on_error verdict for a hook that raised or timed out (``how``)."""
@@ -183,7 +197,8 @@ class ChainSession:
     ) -> Verdict:
         self.conn.caller = p.caller
         tally = self._tally
-        (tally.called if phase & MESSAGE_PHASES else tally.conn_called).add(p.name)
+        in_message = _IN_MESSAGE[phase]
+        (tally.called if in_message else tally.conn_called).add(p.name)
         started = self._metrics.clock()
         try:
             result: Verdict | None = await bounded(call(), p.timeout)  # type: ignore[arg-type]
@@ -191,7 +206,7 @@ class ChainSession:
                 result = CONTINUE
             if not isinstance(result, Verdict):
                 raise PluginContractError(f"returned {result!r}, not a Verdict or None")
-            if result.kind is VerdictKind.DISCARD and not phase & MESSAGE_PHASES:
+            if result.kind is VerdictKind.DISCARD and not in_message:
                 raise PluginContractError(f"DISCARD is not allowed at {phase.name}")
         except TimeoutError:
             log.error(
@@ -212,7 +227,7 @@ class ChainSession:
             return self._failed(p, "error")
         finally:
             self.conn.caller = None
-            self._metrics.hook_done(p.name, (phase.name or "").lower(), started)
+            self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "plugin %s: %s -> %s%s",
@@ -236,7 +251,7 @@ class ChainSession:
         make_call: Callable[[LoadedPlugin], Callable[[], Awaitable[Verdict | None]]],
         recipient: str | None = None,
     ) -> Verdict:
-        retired_scope = self._conn_retired if not phase & MESSAGE_PHASES else self._retired
+        retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
         active = self._active(phase, recipient)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -373,10 +388,6 @@ class ChainSession:
                 continue
             out.append(change)
         return out
-
-    @property
-    def _writes_auth_results(self) -> bool:
-        return bool(Action.AUTH_RESULTS & self.runtime.declared.actions)
 
     def _settle(self, verdict: Verdict, phase: Phase) -> Verdict:
         """Return ``verdict``; if it ends the message (reject, tempfail,

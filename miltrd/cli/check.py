@@ -55,7 +55,7 @@ def describe_runtime(runtime: Runtime) -> str:
     steps.append("eom=reply")
     lines.append("protocol steps: " + " ".join(steps))
     if "SKIP" in repr(req.protocol):
-        lines.append("  body: skipped once no plugin wants more of it")
+        lines.append("  body: skipped (SMFIR_SKIP) from the first chunk no plugin wants")
     actions = " ".join(a.name or "" for a in type(req.actions) if a & req.actions and a.name)
     lines.append(f"actions: {actions or 'none'}")
     lines.append("macros:")

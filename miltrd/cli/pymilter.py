@@ -13,6 +13,10 @@ import os
 import runpy
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from ..config import LogLevel
 
 __all__ = ["pymilter_main", "USAGE"]
 
@@ -53,7 +57,7 @@ def pymilter_main(argv: Sequence[str]) -> int:
     from ..pymilter import finder, serve
 
     serve.options.config_path = config
-    serve.options.log_level = level
+    serve.options.log_level = cast("LogLevel | None", level)
     finder.install()
     try:
         if module is not None:

@@ -2,21 +2,27 @@
 
 Used for miltrd's own sections and for each plugin's ``Options``, so all
 errors read the same. Supported field types: str, int, float, bool,
-list[T], tuple[T, ...], dict[str, T], Literal[...], X | None, and nested
-dataclasses. Unknown keys are errors, with a "did you mean" hint.
+list[T], tuple[T, ...], dict[str, T], Literal[...], enums (by value),
+X | None, nested dataclasses, and parsed types: a class with ``toml_type``
+(what the file holds) and a ``from_toml`` classmethod that raises
+ValueError with the message to show (``ListenSpec``, ``FileMode``); a
+caller may parse such a type its own way (``parsers``). Unknown keys are
+errors, with a "did you mean" hint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = ["coerce", "Problems"]
 
 Problems = list[tuple[str, str]]  # (key path, message)
+Parsers = Mapping[type, Callable[[Any], Any]]  # parsed type -> its parser for this call
 
 
 class _Invalid(Exception):
@@ -27,6 +33,8 @@ def _describe(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
     if origin in (list, tuple):
@@ -54,19 +62,30 @@ def _got(value: Any) -> str:
     return type(value).__name__
 
 
-def _value(tp: Any, value: Any, path: str, problems: Problems) -> Any:
+def _value(tp: Any, value: Any, path: str, problems: Problems, parsers: Parsers) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
+    if isinstance(tp, type) and hasattr(tp, "from_toml"):
+        raw = _value(getattr(tp, "toml_type"), value, path, problems, parsers)  # noqa: B009
+        try:
+            return parsers.get(tp, tp.from_toml)(raw)
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        for member in tp:
+            if value == member.value and type(value) is type(member.value):
+                return member
+        raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
         for option in options:
             sub: Problems = []
-            result = _value(option, value, path, sub)
+            result = _value(option, value, path, sub, parsers)
             if not sub:
                 return result
         if len(options) == 1:
-            return _value(options[0], value, path, problems)
+            return _value(options[0], value, path, problems, parsers)
         raise _Invalid(f"expected {_describe(tp)}, got {_got(value)}")
     if origin is Literal:
         if value not in get_args(tp) or isinstance(value, bool) != any(
@@ -81,7 +100,7 @@ def _value(tp: Any, value: Any, path: str, problems: Problems) -> Any:
         items = []
         for i, item in enumerate(value):
             try:
-                items.append(_value(item_tp, item, f"{path}[{i}]", problems))
+                items.append(_value(item_tp, item, f"{path}[{i}]", problems, parsers))
             except _Invalid as exc:
                 problems.append((f"{path}[{i}]", str(exc)))
         return tuple(items) if origin is tuple else items
@@ -92,14 +111,14 @@ def _value(tp: Any, value: Any, path: str, problems: Problems) -> Any:
         out = {}
         for key, item in value.items():
             try:
-                out[key] = _value(item_tp, item, f"{path}.{key}", problems)
+                out[key] = _value(item_tp, item, f"{path}.{key}", problems, parsers)
             except _Invalid as exc:
                 problems.append((f"{path}.{key}", str(exc)))
         return out
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
             raise _Invalid(f"expected a table, got {_got(value)}")
-        return coerce(tp, value, path, problems)
+        return coerce(tp, value, path, problems, parsers)
     if tp is bool:
         if not isinstance(value, bool):
             raise _Invalid(f"expected true or false, got {_got(value)}")
@@ -119,12 +138,20 @@ def _value(tp: Any, value: Any, path: str, problems: Problems) -> Any:
     raise TypeError(f"unsupported option type {tp!r} at {path}")
 
 
-def coerce(cls: type, table: Mapping[str, Any], path: str, problems: Problems) -> Any:
+def coerce(
+    cls: type,
+    table: Mapping[str, Any],
+    path: str,
+    problems: Problems,
+    parsers: Parsers | None = None,
+) -> Any:
     """Return ``cls(**table)`` with every value checked, or None if any problem.
 
     Problems are appended as (key path, message); ``path`` is the table's own
-    key path ("" at top level).
+    key path ("" at top level). ``parsers`` replace ``from_toml`` for the
+    parsed types named, for this call.
     """
+    parsers = parsers or {}
     hints = get_type_hints(cls)
     # Fields starting with "_" are computed, never read from the file.
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.name.startswith("_")}
@@ -142,7 +169,7 @@ def coerce(cls: type, table: Mapping[str, Any], path: str, problems: Problems) -
             )
             continue
         try:
-            kwargs[name] = _value(hints[name], value, key_path, problems)
+            kwargs[name] = _value(hints[name], value, key_path, problems, parsers)
         except _Invalid as exc:
             problems.append((key_path, str(exc)))
     for name, f in fields.items():

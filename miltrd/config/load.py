@@ -24,15 +24,14 @@ from .model import (
     ChainSection,
     Config,
     DaemonConfig,
-    DaemonSection,
     InternalSection,
     ListenSpec,
+    PluginCommon,
     PluginEntry,
     parse_listen,
     parse_metrics_listen,
 )
 from .sendmail_cf import SendmailCfError, class_members, filter_socket, read_cf
-from .when import When
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,13 +89,15 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
         if key not in _TOP_LEVEL:
             problems.append((key, f"unknown section (expected {', '.join(_TOP_LEVEL)})"))
     daemon_table = _table(data, "daemon", problems)
-    daemon_raw = coerce(DaemonSection, daemon_table, "daemon", problems)
-    cf_path = daemon_table.get("sendmail_cf", DaemonSection().sendmail_cf)
-    cf = _SendmailCf(cf_path if isinstance(cf_path, str) else DaemonSection().sendmail_cf)
-    specs = _listen(daemon_table.get("listen", DaemonSection().listen), problems, cf)
+    cf_path = daemon_table.get("sendmail_cf", DaemonConfig.sendmail_cf)
+    cf = _SendmailCf(cf_path if isinstance(cf_path, str) else DaemonConfig.sendmail_cf)
+    daemon = coerce(
+        DaemonConfig, daemon_table, "daemon", problems, parsers={ListenSpec: cf.listen_spec}
+    )
+    if daemon is not None:
+        _check_daemon(daemon, problems)
     internal_raw = coerce(InternalSection, _table(data, "internal", problems), "internal", problems)
     chain = coerce(ChainSection, _table(data, "chain", problems), "chain", problems)
-    daemon = _daemon(daemon_raw, specs, problems) if daemon_raw else None
     internal = _internal(internal_raw, problems, cf) if internal_raw else None
     plugins_tables = _table(data, "plugins", problems)
     entries: list[PluginEntry] = []
@@ -132,100 +133,58 @@ class _SendmailCf:
             self._text = read_cf(self.path)
         return self._text
 
-
-def _listen(listen: Any, problems: Problems, cf: _SendmailCf) -> list[ListenSpec]:
-    specs: list[ListenSpec] = []
-    if not isinstance(listen, list):
-        return specs  # the type problem is reported by coerce
-    if not listen:
-        problems.append(("daemon.listen", "at least one listen address is needed"))
-    for i, text in enumerate(listen):
-        if not isinstance(text, str):
-            continue
+    def listen_spec(self, text: str) -> ListenSpec:
+        """``parse_listen``, and ``sendmail:NAME``: the socket of the filter
+        NAME defined in sendmail.cf (its X line)."""
+        if not text.startswith("sendmail:"):
+            return parse_listen(text)
         try:
-            if text.startswith("sendmail:"):
-                # The socket of a filter defined in sendmail.cf (its X line).
-                name = text.partition(":")[2]
-                socket_spec = filter_socket(cf.text(), name)
-                spec = parse_listen(socket_spec)
-                specs.append(dataclasses.replace(spec, text=f"{text} ({socket_spec})"))
-            else:
-                specs.append(parse_listen(text))
+            socket_spec = filter_socket(self.text(), text.partition(":")[2])
         except SendmailCfError as exc:
-            problems.append((f"daemon.listen[{i}]", f"{cf.path}: {exc}"))
-        except ValueError as exc:
-            problems.append((f"daemon.listen[{i}]", str(exc)))
-    return specs
+            raise ValueError(f"{self.path}: {exc}") from None
+        spec = parse_listen(socket_spec)
+        return dataclasses.replace(spec, text=f"{text} ({socket_spec})")
 
 
-def _daemon(raw: DaemonSection, specs: list[ListenSpec], problems: Problems) -> DaemonConfig:
-    try:
-        mode = int(raw.socket_mode, 8)
-        if not 0 <= mode <= 0o777:
-            raise ValueError
-    except ValueError:
-        problems.append(
-            ("daemon.socket_mode", f'expected an octal mode like "0660", got "{raw.socket_mode}"')
-        )
-        mode = 0o660
+def _check_daemon(daemon: DaemonConfig, problems: Problems) -> None:
+    """What the types alone do not say about ``[daemon]``."""
+    if not daemon.listen:
+        problems.append(("daemon.listen", "at least one listen address is needed"))
     for key in ("timeout", "shutdown_timeout", "idle_timeout"):
-        if getattr(raw, key) <= 0:
+        if getattr(daemon, key) <= 0:
             problems.append((f"daemon.{key}", "must be more than 0 seconds"))
-    if raw.metrics_listen:
+    if daemon.metrics_listen:
         try:
-            host, _ = parse_metrics_listen(raw.metrics_listen)
+            host, _ = parse_metrics_listen(daemon.metrics_listen)
         except ValueError:
             problems.append(
                 (
                     "daemon.metrics_listen",
-                    f'expected "IP:PORT" or "[IPv6]:PORT", got "{raw.metrics_listen}"',
+                    f'expected "IP:PORT" or "[IPv6]:PORT", got "{daemon.metrics_listen}"',
                 )
             )
         else:
-            if not ipaddress.ip_address(host).is_loopback and not raw.metrics_public:
+            if not ipaddress.ip_address(host).is_loopback and not daemon.metrics_public:
                 problems.append(
                     (
                         "daemon.metrics_listen",
                         f"{host} is not a loopback address (set metrics_public = true to allow it)",
                     )
                 )
-        if raw.workers > 1:
+        if daemon.workers > 1:
             problems.append(("daemon.metrics_listen", "metrics need workers = 1"))
-    if not 1 <= raw.workers <= 256:
+    if not 1 <= daemon.workers <= 256:
         problems.append(("daemon.workers", "must be between 1 and 256"))
-    if raw.max_messages < 0:
+    if daemon.max_messages < 0:
         problems.append(("daemon.max_messages", "must be 0 (no limit) or more"))
-    if not 1 <= raw.backlog <= 65535:
+    if not 1 <= daemon.backlog <= 65535:
         problems.append(("daemon.backlog", "must be between 1 and 65535"))
-    if raw.max_connections < 1:
+    if daemon.max_connections < 1:
         problems.append(("daemon.max_connections", "must be at least 1"))
-    if raw.spool_threshold < 0:
+    if daemon.spool_threshold < 0:
         problems.append(("daemon.spool_threshold", "must be 0 or more bytes"))
-    if not 65535 <= raw.max_packet <= 64 * 1024 * 1024:
+    if not 65535 <= daemon.max_packet <= 64 * 1024 * 1024:
         problems.append(("daemon.max_packet", "must be between 65535 and 67108864 bytes"))
-    return DaemonConfig(
-        listen=tuple(specs),
-        socket_mode=mode,
-        user=raw.user,
-        group=raw.group,
-        max_connections=raw.max_connections,
-        on_error=raw.on_error,
-        timeout=raw.timeout,
-        shutdown_timeout=raw.shutdown_timeout,
-        log_level=raw.log_level,
-        log=raw.log,
-        syslog_socket=raw.syslog_socket,
-        spool_threshold=raw.spool_threshold,
-        max_packet=raw.max_packet,
-        idle_timeout=raw.idle_timeout,
-        backlog=raw.backlog,
-        metrics_listen=raw.metrics_listen,
-        metrics_public=raw.metrics_public,
-        workers=raw.workers,
-        max_messages=raw.max_messages,
-        serial=raw.serial,
-        sendmail_cf=raw.sendmail_cf,
-    )
 
 
 # RFC 8601 section 2.5: a host name (a token without ';' or spaces).
@@ -271,40 +230,24 @@ def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntr
     except PluginLoadError as exc:
         problems.append((f"{prefix}.use" if use else where, str(exc)))
         return None
-    common: dict[str, Any] = {k: table[k] for k in PLUGIN_COMMON_KEYS if k in table}
-    mode = common.get("mode", "enforce")
-    if mode not in ("enforce", "observe"):
-        problems.append((f"{prefix}.mode", f'expected "enforce" or "observe", got {mode!r}'))
-    on_error = common.get("on_error")
-    if on_error is not None and on_error not in ("tempfail", "continue", "reject", "accept"):
+    common_table = {k: table[k] for k in PLUGIN_COMMON_KEYS if k in table}
+    common: PluginCommon | None = coerce(PluginCommon, common_table, prefix, problems)
+    if common is not None and common.timeout is not None and common.timeout <= 0:
         problems.append(
-            (
-                f"{prefix}.on_error",
-                f"expected one of tempfail, continue, reject, accept, got {on_error!r}",
-            )
+            (f"{prefix}.timeout", f"expected a number of seconds > 0, got {common.timeout:g}")
         )
-    timeout = common.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        problems.append((f"{prefix}.timeout", f"expected a number of seconds > 0, got {timeout!r}"))
-        timeout = None
-    when = None
-    if isinstance(common.get("when"), dict):
-        when = coerce(When, common["when"], f"{prefix}.when", problems)
-    elif "when" in common:
-        problems.append((f"{prefix}.when", "expected a table"))
+        common = None
     own = {k: v for k, v in table.items() if k not in PLUGIN_COMMON_KEYS}
     options = coerce(cls.Options, own, prefix, problems)
-    if options is None:
+    if options is None or common is None:
         return None
     return PluginEntry(
         name=name,
         cls=cls,
         options=options,
-        mode=mode,
-        on_error=on_error,
-        timeout=float(timeout) if timeout is not None else None,
+        mode=common.mode,
+        on_error=common.on_error,
+        timeout=common.timeout,
         use=use,
-        when=when,
+        when=common.when,
     )

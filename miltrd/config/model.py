@@ -1,11 +1,21 @@
-"""The validated configuration, as frozen objects."""
+"""The validated configuration, as frozen objects: one dataclass per section.
+
+Each section's dataclass is what ``coerce`` builds from the TOML table, so
+its fields, types and defaults are the section's keys. A field whose type
+has ``toml_type`` and ``from_toml`` (``ListenSpec``, ``FileMode``) is
+written in the file as that TOML type and parsed into the field's type.
+``[internal]`` is the exception that proves it: the file form
+(``InternalSection``) becomes the plugin API's ``InternalRules``, which
+also takes domains from sendmail.cf and must not know the file.
+"""
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ..api import InternalRules, Plugin
 from .errors import Problem
@@ -15,10 +25,12 @@ __all__ = [
     "ListenSpec",
     "parse_listen",
     "parse_metrics_listen",
-    "DaemonSection",
+    "FileMode",
+    "LogLevel",
     "InternalSection",
     "ChainSection",
     "DaemonConfig",
+    "PluginCommon",
     "PluginEntry",
     "Config",
     "OnError",
@@ -26,21 +38,52 @@ __all__ = [
     "PLUGIN_COMMON_KEYS",
 ]
 
-OnError = Literal["tempfail", "continue", "reject", "accept"]
-Mode = Literal["enforce", "observe"]
-# Keys every [plugins.NAME] table may carry besides the plugin's own.
-PLUGIN_COMMON_KEYS = ("use", "mode", "on_error", "timeout", "when")
+
+class _Choice(str, enum.Enum):
+    """A config choice: compares, prints and formats as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class OnError(_Choice):
+    """What a message gets when a hook raises or times out (``on_error``)."""
+
+    TEMPFAIL = "tempfail"  # 451 4.3.0: the sender retries, nothing is lost
+    CONTINUE = "continue"  # as if the plugin had said nothing
+    REJECT = "reject"  # 550 5.7.1
+    ACCEPT = "accept"  # as if the plugin had accepted
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Mode(_Choice):
+    """How a plugin's verdicts and changes are used (``mode``)."""
+
+    ENFORCE = "enforce"
+    OBSERVE = "observe"  # logged as "would ...", never sent to the MTA
 
 
 @dataclass(frozen=True)
 class ListenSpec:
     """Where to listen, in Sendmail's X-line syntax."""
 
+    toml_type: ClassVar[type] = str
+
     kind: Literal["unix", "inet", "inet6"]
     text: str
     path: str = ""
     host: str = ""
     port: int = 0
+
+    @classmethod
+    def from_toml(cls, text: str) -> ListenSpec:
+        """``parse_listen``; a ``sendmail:NAME`` form is resolved by the loader."""
+        return parse_listen(text)
 
     @property
     def all_addresses(self) -> bool:
@@ -95,24 +138,45 @@ def parse_metrics_listen(text: str) -> tuple[str, int]:
     return host, number
 
 
-@dataclass(frozen=True)
-class DaemonSection:
-    """[daemon] as written in the file."""
+class FileMode(int):
+    """A file mode, written in the config as an octal string ("0660")."""
 
-    listen: list[str] = field(default_factory=lambda: ["inet:8894@127.0.0.1"])
-    socket_mode: str = "0660"
+    toml_type: ClassVar[type] = str
+
+    @classmethod
+    def from_toml(cls, text: str) -> FileMode:
+        """ValueError unless ``text`` is an octal mode from 0 to 0777."""
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ValueError(f'expected an octal mode like "0660", got "{text}"')
+        return cls(mode)
+
+
+_LISTEN = (ListenSpec.from_toml("inet:8894@127.0.0.1"),)
+_SOCKET_MODE = FileMode(0o660)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``[daemon]``: listeners, limits, logging, process model."""
+
+    listen: tuple[ListenSpec, ...] = _LISTEN
+    socket_mode: FileMode = _SOCKET_MODE
     user: str | None = None
     group: str | None = None
     max_connections: int = 512
-    on_error: OnError = "tempfail"
-    timeout: float = 30.0
-    shutdown_timeout: float = 30.0
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    on_error: OnError = OnError.TEMPFAIL
+    timeout: float = 30.0  # seconds per hook
+    shutdown_timeout: float = 30.0  # seconds to drain at SIGTERM
+    log_level: LogLevel = "info"
     log: Literal["stderr", "syslog"] = "stderr"
     syslog_socket: str = "/dev/log"
-    spool_threshold: int = 1024 * 1024
-    max_packet: int = 1024 * 1024 - 1
-    idle_timeout: float = 3600.0
+    spool_threshold: int = 1024 * 1024  # bytes of body kept in memory
+    max_packet: int = 1024 * 1024 - 1  # bytes
+    idle_timeout: float = 3600.0  # seconds
     backlog: int = 128
     metrics_listen: str = ""  # e.g. "127.0.0.1:9187" (Prometheus text format)
     metrics_public: bool = False  # allow metrics_listen on a non-loopback address
@@ -137,28 +201,18 @@ class ChainSection:
 
 
 @dataclass(frozen=True)
-class DaemonConfig:
-    listen: tuple[ListenSpec, ...]
-    socket_mode: int
-    user: str | None
-    group: str | None
-    max_connections: int
-    on_error: OnError
-    timeout: float
-    shutdown_timeout: float
-    log_level: str
-    log: str
-    syslog_socket: str
-    spool_threshold: int
-    max_packet: int
-    idle_timeout: float
-    backlog: int
-    metrics_listen: str
-    metrics_public: bool
-    workers: int
-    max_messages: int
-    serial: bool
-    sendmail_cf: str
+class PluginCommon:
+    """The keys every ``[plugins.NAME]`` table may carry besides the plugin's own."""
+
+    use: str | None = None  # "module:Class", or another plugin's name
+    mode: Mode = Mode.ENFORCE
+    on_error: OnError | None = None  # None: the daemon's
+    timeout: float | None = None  # seconds; None: the daemon's
+    when: When | None = None
+
+
+# Keys every [plugins.NAME] table may carry besides the plugin's own.
+PLUGIN_COMMON_KEYS = tuple(PluginCommon.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -166,7 +220,7 @@ class PluginEntry:
     name: str
     cls: type[Plugin]
     options: Any
-    mode: Mode = "enforce"
+    mode: Mode = Mode.ENFORCE
     on_error: OnError | None = None
     timeout: float | None = None
     use: str | None = None

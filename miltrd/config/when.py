@@ -10,8 +10,13 @@
     recipients = ["sales@*"]                  # any recipient's address patterns
     macros = { "{daemon_name}" = "submission" }   # MTA macro values (patterns)
 
-Every key given must match; a list matches if any entry does. Patterns are
-shell-style and compared without case.
+Every key given must match; a list matches if any entry does. ``senders``
+and ``recipients`` are address patterns, the one syntax every rule that
+matches addresses uses (``miltrd.api.AddressPattern``: ``user@example.com``,
+``@example.com`` for a domain and its subdomains, ``*`` ``?`` ``[...]``
+wildcards, ``<>`` for the null sender); a ``*_domains`` entry ``d`` is the
+pattern ``@d``. Macro values are shell-style patterns. All compare without
+case.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import fnmatch
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ..api import AddressPattern, matches_any
 
 __all__ = ["When", "Facts", "check_when", "NO_RECIPIENT_MATCHES"]
 
@@ -39,6 +46,9 @@ class When:
     recipients: list[str] | None = None
     macros: dict[str, str] | None = None
     _networks: tuple[IPNet, ...] = field(default=(), repr=False, compare=False)
+    _patterns: dict[str, tuple[AddressPattern, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         nets = []
@@ -48,6 +58,17 @@ class When:
             except ValueError:
                 raise ValueError(f"client_networks: not a network: {text!r}") from None
         object.__setattr__(self, "_networks", tuple(nets))
+        patterns: dict[str, tuple[AddressPattern, ...]] = {}
+        for key, domains in (
+            ("sender_domains", self.sender_domains),
+            ("recipient_domains", self.recipient_domains),
+        ):
+            patterns[key] = tuple(
+                _compiled(key, "@" + d.strip().lstrip("@"), d) for d in domains or ()
+            )
+        for key, texts in (("senders", self.senders), ("recipients", self.recipients)):
+            patterns[key] = tuple(_compiled(key, text, text) for text in texts or ())
+        object.__setattr__(self, "_patterns", patterns)
 
     def describe(self) -> str:
         parts = []
@@ -79,13 +100,11 @@ class Facts:
     macros: dict[str, str] = field(default_factory=dict)
 
 
-def _domain_in(domain: str, domains: list[str]) -> bool:
-    domain = domain.lower().rstrip(".")
-    for d in domains:
-        d = d.lower().rstrip(".")
-        if domain == d or domain.endswith("." + d):
-            return True
-    return False
+def _compiled(key: str, text: str, given: str) -> AddressPattern:
+    try:
+        return AddressPattern(text)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {given!r}: {exc}") from None
 
 
 def _pattern(value: str, patterns: list[str]) -> bool:
@@ -119,9 +138,12 @@ def check_when(when: When, facts: Facts) -> tuple[bool | None, str]:
         else:
             sender = facts.sender
             domain = sender.rpartition("@")[2] if "@" in sender else ""
-            if when.sender_domains is not None and not _domain_in(domain, when.sender_domains):
+            patterns = when._patterns
+            if when.sender_domains is not None and not matches_any(
+                sender, patterns["sender_domains"]
+            ):
                 return False, f"sender domain {domain or '(none)'} not listed"
-            if when.senders is not None and not _pattern(sender, when.senders):
+            if when.senders is not None and not matches_any(sender, patterns["senders"]):
                 return False, f"sender <{sender}> does not match"
     if when.recipient_domains is not None or when.recipients is not None:
         if not facts.recipients:
@@ -132,9 +154,9 @@ def check_when(when: When, facts: Facts) -> tuple[bool | None, str]:
                 for r in facts.recipients
                 if (
                     when.recipient_domains is None
-                    or _domain_in(r.rpartition("@")[2], when.recipient_domains)
+                    or matches_any(r, when._patterns["recipient_domains"])
                 )
-                and (when.recipients is None or _pattern(r, when.recipients))
+                and (when.recipients is None or matches_any(r, when._patterns["recipients"]))
             ]
             if not ok:
                 return False, NO_RECIPIENT_MATCHES

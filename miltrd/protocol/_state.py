@@ -20,6 +20,7 @@ conversation; this module does not know which side it serves):
 from __future__ import annotations
 
 import enum
+import functools
 
 from ._constants import NO_REPLY_FLAG, Command, ProtocolFlag
 from ._responses import (
@@ -47,6 +48,10 @@ __all__ = [
 
 
 class State(enum.Enum):
+    # Members are singletons: identity hashing agrees with equality and
+    # costs no Python call per lookup (the transition table is keyed by it).
+    __hash__ = object.__hash__
+
     INIT = "init"  # waiting for OPTNEG
     NEGOTIATED = "negotiated"  # waiting for CONNECT (or whatever comes)
     SESSION = "session"  # connected, between messages
@@ -108,10 +113,27 @@ REPLY_COMMANDS = frozenset(
 
 def reply_expected(code: int, protocol: ProtocolFlag) -> bool:
     """Does command ``code`` get a reply, given the negotiated ``protocol``?"""
-    if code not in REPLY_COMMANDS:
-        return False
-    flag = NO_REPLY_FLAG.get(code)  # type: ignore[call-overload]
-    return flag is None or flag not in protocol
+    return code in reply_codes(protocol)
+
+
+@functools.lru_cache(maxsize=256)
+def reply_codes(protocol: ProtocolFlag) -> frozenset[int]:
+    """The command codes that get a reply under the negotiated ``protocol``.
+
+    A side asks this once per negotiation and then tests membership per
+    command: Flag arithmetic per packet costs more than the rest of the
+    state machine together.
+    """
+    return frozenset(
+        code
+        for code in REPLY_COMMANDS
+        if (flag := NO_REPLY_FLAG.get(code)) is None or flag not in protocol
+    )
+
+
+# (state, command code) -> (new state, implicit abort): the state machine is a
+# pure function of a small domain, so each pair is worked out once.
+_ADVANCED: dict[tuple[State, int], tuple[State, bool]] = {}
 
 
 def advance(state: State, code: int) -> tuple[State, bool]:
@@ -119,6 +141,16 @@ def advance(state: State, code: int) -> tuple[State, bool]:
 
     Raises IllegalTransition if the command cannot come now.
     """
+    try:
+        return _ADVANCED[state, code]
+    except KeyError:
+        pass
+    result = _advance(state, code)  # raises for an illegal pair: never stored
+    _ADVANCED[state, code] = result
+    return result
+
+
+def _advance(state: State, code: int) -> tuple[State, bool]:
     if state in (State.CLOSED, State.ERROR):
         raise IllegalTransition(f"{_name(code)} after the connection ended")
     if code == Command.MACRO:
@@ -163,6 +195,7 @@ _MSG_LEVEL: frozenset[type] = _CONN_LEVEL | {Discard}
 _MSG_LEVEL_SKIP: frozenset[type] = _MSG_LEVEL | {Skip}
 
 
+@functools.lru_cache(maxsize=1024)
 def legal_finals(code: int, protocol: ProtocolFlag, *, lenient_skip: bool) -> frozenset[type]:
     """The final replies allowed to command ``code``.
 

@@ -34,7 +34,7 @@ from .. import metrics
 from ..api import NoOptions, VerdictKind
 from ..chain import Runtime, build_runtime
 from ..chain.timebound import start
-from ..config import ConfigError, PluginEntry, load, load_text, parse_listen
+from ..config import ConfigError, LogLevel, PluginEntry, load, load_text, parse_listen
 from ..logs import conn_id, queue_id, setup_logging
 from ..protocol import (
     NEED_DATA,
@@ -71,7 +71,7 @@ class ServeOptions:
     """Set by ``miltrd pymilter`` before the program runs."""
 
     config_path: str | None = None
-    log_level: str | None = None
+    log_level: LogLevel | None = None
 
 
 options = ServeOptions()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import socket
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import metrics
-from ..api import Connection, Phase, Verdict, VerdictKind
+from ..api import Connection, Phase, Verdict
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
 from ..chain.timebound import start
 from ..logs import conn_id, queue_id
@@ -49,10 +50,10 @@ from ..protocol import (
     RcptTo,
     RemoteProtocolError,
     ReplyCode,
-    Skip,
     Unknown,
 )
 from .translate import (
+    body_reply,
     eom_responses,
     family_name,
     no_reply_phases,
@@ -105,6 +106,7 @@ class MilterHandler:
         self.idle_timeout = daemon.idle_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._last_read = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn_id.set(self.cid)
@@ -114,7 +116,11 @@ class MilterHandler:
         quickack = _quickack_setter(sock)
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
-        watchdog = asyncio.ensure_future(self._watch_idle(writer))
+        # A timer, not a task: it costs one heap entry per idle period, and
+        # its log line carries the connection id (this context, copied).
+        self._idle_timer = loop.call_later(
+            self.idle_timeout, self._check_idle, writer, context=contextvars.copy_context()
+        )
         record = metrics.recorder()
         record.connection_opened()
         try:
@@ -137,7 +143,8 @@ class MilterHandler:
             raise
         finally:
             record.connection_closed()
-            watchdog.cancel()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             with contextlib.suppress(Exception):
                 await self.chain.close()
             writer.close()
@@ -164,20 +171,21 @@ class MilterHandler:
             with contextlib.suppress(Exception):
                 writer.write(self.fc.send(_SHUTTING_DOWN))
 
-    async def _watch_idle(self, writer: asyncio.StreamWriter) -> None:
+    def _check_idle(self, writer: asyncio.StreamWriter) -> None:
         """Close a connection the MTA left idle past idle_timeout.
 
-        One timer per idle period instead of one per read keeps the hot
-        path free of timer and task churn.
+        One timer per idle period, checked when it fires, instead of one
+        per read keeps the hot path free of timer churn.
         """
         loop = asyncio.get_running_loop()
-        while True:
-            idle = loop.time() - self._last_read
-            if idle >= self.idle_timeout:
-                log.warning("MTA idle for %.0fs, closing the connection", idle)
-                writer.transport.abort()
-                return
-            await asyncio.sleep(self.idle_timeout - idle)
+        idle = loop.time() - self._last_read
+        if idle >= self.idle_timeout:
+            log.warning("MTA idle for %.0fs, closing the connection", idle)
+            writer.transport.abort()
+            return
+        self._idle_timer = loop.call_later(
+            self.idle_timeout - idle, self._check_idle, writer, context=contextvars.copy_context()
+        )
 
     async def _drain_events(self, writer: asyncio.StreamWriter) -> bool:
         """Handle every complete event; False when the connection is over."""
@@ -268,15 +276,12 @@ class MilterHandler:
     async def _body(self, event: BodyChunk) -> bytes:
         verdict = await self.chain.body(event.data)
         negotiated = self.fc.negotiated
-        if (
-            self.fc.reply_owed
-            and verdict.kind is VerdictKind.CONTINUE
-            and negotiated is not None
-            and ProtocolFlag.SKIP in negotiated.protocol
-            and not self.chain.wants(Phase.BODY)
-        ):
-            return self.fc.send(Skip())
-        return self._answer(verdict)
+        if not self.fc.reply_owed or negotiated is None:
+            return self._answer(verdict)
+        wanted = self.chain.wants(Phase.BODY)
+        return self.fc.send(
+            body_reply(verdict, negotiated.protocol, wanted, smtputf8=self.smtputf8)
+        )
 
     def _negotiate(self) -> bytes:
         req = request_for(self.runtime.declared)

@@ -6,7 +6,7 @@ back, lives here and nowhere else:
 - declarations -> negotiation (``request_for``): a phase no plugin observes
   is switched off (SMFIP_NO*); a phase observed but decided by no plugin is
   made reply-less (SMFIP_NR_*), which saves a round trip per event; SKIP is
-  asked for when someone decides on the body; UNKNOWN commands are never
+  always asked for (``body_reply`` uses it); UNKNOWN commands are never
   asked for; actions are the union of the declared ``api.Action`` flags;
   macro lists are the chain's own plus every plugin's;
 - negotiation -> phases without a reply (``no_reply_phases``), which the
@@ -21,6 +21,7 @@ back, lives here and nowhere else:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ from ..protocol import (
     Reject,
     ReplaceBody,
     ReplyCode,
+    Skip,
     TempFail,
 )
 
@@ -72,12 +74,14 @@ __all__ = [
     "MACRO_STAGES",
     "STEP_FLAGS",
     "Request",
+    "body_reply",
     "change_response",
     "eom_responses",
     "family_name",
     "no_reply_phases",
     "reply_of",
     "request_for",
+    "uses_smtputf8",
 ]
 
 log = logging.getLogger("miltrd.server")
@@ -132,17 +136,36 @@ class Request:
     macros: Mapping[MacroStage, tuple[str, ...]]
 
 
+# request_for is asked at every MTA connection; a chain's declarations
+# change only with a reload, so each Declared is worked out once.
+_requests: dict[int, tuple[Declared, Request]] = {}
+
+
 def request_for(declared: Declared) -> Request:
     """The negotiation request for a chain's joined declarations."""
+    hit = _requests.get(id(declared))
+    if hit is not None and hit[0] is declared:
+        return hit[1]
+    if len(_requests) > 16:  # only reloads add entries; keep the last few
+        _requests.clear()
+    request = _request_for(declared)
+    _requests[id(declared)] = (declared, request)
+    return request
+
+
+def _request_for(declared: Declared) -> Request:
     protocol = ProtocolFlag.NOUNKNOWN | ProtocolFlag.NR_UNKN
     for phase, (off, no_reply) in STEP_FLAGS.items():
         if not phase & declared.observes:
             protocol |= off
         elif not phase & declared.decides:
             protocol |= no_reply
-    # SKIP only helps where body chunks get a reply to carry it.
-    if Phase.BODY & declared.observes and Phase.BODY & declared.decides:
-        protocol |= ProtocolFlag.SKIP
+    # SKIP whenever body chunks may come with a reply owed: when the body is
+    # decided on, but also when it is not observed (an MTA that offers SKIP
+    # but not NOBODY still sends it) or observed without a decision (an MTA
+    # without NR_BODY still waits for each chunk's reply). The first chunk
+    # nobody wants is then answered SKIP, and the MTA sends no more.
+    protocol |= ProtocolFlag.SKIP
     actions = ActionFlag.NONE
     for action, bits in ACTION_BITS.items():
         if action & declared.actions:
@@ -155,6 +178,18 @@ def request_for(declared: Declared) -> Request:
     return Request(actions, protocol, dict(sorted(macros.items())))
 
 
+def body_reply(
+    verdict: Verdict, protocol: ProtocolFlag, wanted: bool, *, smtputf8: bool = False
+) -> FilterResponse:
+    """The reply to a body chunk: SKIP when the chain says continue, no
+    plugin still in the game wants more of the body, and SKIP was agreed;
+    otherwise the verdict's reply."""
+    if verdict.kind is VerdictKind.CONTINUE and not wanted and ProtocolFlag.SKIP in protocol:
+        return Skip()
+    return reply_of(verdict, Command.BODY, smtputf8=smtputf8)
+
+
+@functools.lru_cache(maxsize=64)
 def no_reply_phases(protocol: ProtocolFlag) -> Phase:
     """The phases whose events the MTA sends without waiting for a reply,
     given the negotiated protocol flags."""

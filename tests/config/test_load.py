@@ -32,11 +32,11 @@ networks = ["10.0.0.0/8", "10.0.0.300/8"]
 plugins = ["nosuch"]
 """
     assert problems(text) == [
+        'm.toml:2: daemon.listen[1]: "inet:127.0.0.1:8894": expected inet:PORT@HOST '
+        "(that is Postfix's syntax; miltrd uses inet:8894@127.0.0.1)",
         'm.toml:3: daemon.timout: unknown key (did you mean "timeout"?)',
         "m.toml:4: daemon.on_error: expected one of 'tempfail', 'continue', 'reject', 'accept', "
         'got "explode"',
-        'm.toml:2: daemon.listen[1]: "inet:127.0.0.1:8894": expected inet:PORT@HOST '
-        "(that is Postfix's syntax; miltrd uses inet:8894@127.0.0.1)",
         "m.toml:7: internal.networks[1]: not a network: '10.0.0.300/8' does not appear to be an "
         "IPv4 or IPv6 network",
         "m.toml:10: chain.plugins[0]: plugin nosuch is not installed (available: bcc, defang, dkim, dmarc, spf, wiretap, zombie)",
@@ -63,7 +63,7 @@ subdomain = true
 mode = "watch"
 """
     assert problems(text) == [
-        'm.toml:10: plugins.zombie.mode: expected "enforce" or "observe", got \'watch\'',
+        "m.toml:10: plugins.zombie.mode: expected one of 'enforce', 'observe', got \"watch\"",
         "m.toml:8: plugins.zombie.action: expected one of 'reject', 'tempfail', 'discard', "
         "'quarantine', got \"explode\"",
         'm.toml:9: plugins.zombie.subdomain: unknown key (did you mean "subdomains"?)',
@@ -164,3 +164,49 @@ def test_miltrd_config_environment_variable(tmp_path: Path, monkeypatch, capsys)
     monkeypatch.setenv("MILTRD_CONFIG", str(cfg))
     assert main(["check"]) == 0
     assert "inet:9999@127.0.0.1" in capsys.readouterr().out
+
+
+def test_plugin_common_keys_go_through_the_same_coercion() -> None:
+    text = """\
+[chain]
+plugins = ["bcc", "zombie"]
+
+[plugins.bcc]
+on_error = "explode"
+timeout = "5"
+
+[plugins.zombie]
+timeout = 0
+"""
+    assert problems(text) == [
+        "m.toml:5: plugins.bcc.on_error: expected one of 'tempfail', 'continue', 'reject', "
+        "'accept', got \"explode\"",
+        'm.toml:6: plugins.bcc.timeout: expected a number, got "5"',
+        "m.toml:9: plugins.zombie.timeout: expected a number of seconds > 0, got 0",
+    ]
+
+
+def test_mode_and_on_error_reach_the_runtime_as_enums() -> None:
+    from miltrd.chain import build_runtime
+    from miltrd.config import Mode, OnError
+
+    config = load_text(
+        '[daemon]\non_error = "continue"\nsocket_mode = "0640"\n[internal]\ndomains = ["example.com"]\n'
+        '[chain]\nplugins = ["bcc", "zombie"]\n'
+        '[plugins.bcc]\nmode = "observe"\non_error = "reject"\n',
+        "m.toml",
+    )
+    assert config.daemon.on_error is OnError.CONTINUE
+    assert config.daemon.socket_mode == 0o640
+    runtime = build_runtime(config)
+    bcc, zombie = runtime.plugins
+    assert bcc.entry.mode is Mode.OBSERVE and bcc.observe_only
+    assert bcc.on_error is OnError.REJECT
+    assert zombie.entry.mode is Mode.ENFORCE and zombie.on_error is OnError.CONTINUE
+    assert f"{bcc.on_error}" == "reject" and f"[{bcc.entry.mode}]" == "[observe]"
+
+
+def test_socket_mode_must_be_octal() -> None:
+    assert problems('[daemon]\nsocket_mode = "0999"\n') == [
+        'm.toml:2: daemon.socket_mode: expected an octal mode like "0660", got "0999"'
+    ]

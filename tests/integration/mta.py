@@ -145,7 +145,10 @@ def _uid(user: str) -> int:
 
 
 class Postfix:
-    def __init__(self, base: Path, milter: str, sink_port: int, extra: str = "") -> None:
+    def __init__(
+        self, base: Path, milter: str, sink_port: int, extra: str = "", chroot: bool = False
+    ) -> None:
+        """``chroot``: smtpd runs chrooted in the queue directory, as Debian's master.cf has it."""
         self.base = base
         self.conf = base / "conf"
         self.conf.mkdir(parents=True)
@@ -156,7 +159,12 @@ class Postfix:
         (self.conf / "main.cf").write_text(
             MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + extra
         )
-        (self.conf / "master.cf").write_text(MASTER_CF.format(smtp_port=self.smtp_port))
+        master = MASTER_CF.format(smtp_port=self.smtp_port)
+        if chroot:
+            smtpd = f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd"
+            assert smtpd in master
+            master = master.replace(smtpd, f"127.0.0.1:{self.smtp_port} inet n - y - - smtpd")
+        (self.conf / "master.cf").write_text(master)
         self._postfix("start")
         wait_for_port(self.smtp_port, timeout=30)
 

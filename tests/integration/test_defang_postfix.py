@@ -62,7 +62,7 @@ def test_banned_attachment_replaced_others_byte_identical(system) -> None:
     assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
 
 
-CASES = Path("/work/shared/cases")
+CASES = Path(__file__).resolve().parents[1] / "cases"  # copies of the issue's inputs
 
 
 def _decodings(data: bytes, depth: int = 4) -> list[bytes]:
@@ -88,7 +88,7 @@ def _send(postfix: Postfix, raw: bytes) -> None:
 )
 def test_issue_15_cases_through_postfix(system, case: str, subject: bytes, name: str) -> None:
     postfix, sink, _saved = system
-    raw = (CASES / case / "message.eml").read_bytes()
+    raw = (CASES / f"{case}.eml").read_bytes()
     tagged = raw.replace(b"Subject: " + subject, b"Subject: " + subject + b" " + case.encode())
     _send(postfix, tagged)
     got = sink.delivered(f"{subject.decode()} {case}").replace(b"\r\n", b"\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import require
-from .container import Container
+from .container import REPO, Container
 
 pytestmark = pytest.mark.integration
 SOCKET = "/var/spool/postfix/miltrd/miltrd.sock"
@@ -37,9 +37,8 @@ def box(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contain
     container = Container(tmp_path_factory.mktemp("container"), {dist: "/dist"})
     try:
         container.boot()
-        # An MTA's user in group miltrd (as the README tells a site to do), and one not.
-        container.run("groupadd", "-f", "miltrd")
-        container.run("useradd", "--system", "--groups", "miltrd", "mta")
+        # The MTA's user (Postfix's; no Postfix here), and a user who is nobody's MTA.
+        container.run("useradd", "--system", "postfix")
         container.run("useradd", "--system", "stranger")
         container.sh(f"printf '{MAIL}' > /mail.eml && chmod 0644 /mail.eml")
         yield container
@@ -111,6 +110,38 @@ def test_install_enables_and_starts_the_service(box: Container) -> None:
     assert level and float(level[1]) <= 2.0, security
 
 
+def readme_block(after: str, lang: str) -> str:
+    """The first ```lang block after the text ``after`` in README.md."""
+    readme = (REPO / "README.md").read_text()
+    m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(readme, readme.index(after))
+    assert m, f"no {lang} block after {after!r} in README.md"
+    return m.group(1)
+
+
+def test_readme_socket_set_up_with_the_hardened_unit(box: Container) -> None:
+    """The README's unix-socket steps, pasted: the group, then the listen line."""
+    section = "### The unix socket"
+    box.sh(readme_block(section, "sh"))
+    assert "miltrd" in box.run("id", "-nG", "postfix").stdout.split()
+    toml = readme_block(section, "toml")
+    config = box.run("cat", "/etc/mail/miltrd.toml").stdout
+    listen = re.search(r"^listen = .*$", toml, re.M)
+    assert listen and "[daemon]" in toml
+    config = re.sub(r"^listen = .*$", listen[0], config, count=1, flags=re.M)
+    for line in toml.splitlines()[1:]:
+        key = line.split("=")[0].strip()
+        config = re.sub(rf"^{key} = .*$", line, config, count=1, flags=re.M)
+        assert line in config
+    box.sh(f"cat > /etc/mail/miltrd.toml <<'EOF'\n{config}EOF")
+    box.run("systemctl", "restart", "miltrd.service")
+    wait_active(box, "miltrd.service")
+    # miltrd, confined by the unit, made the socket itself: postfix may connect, others not.
+    assert box.sh(f"stat -c '%U:%G %a' {SOCKET}").strip() == "miltrd:miltrd 660"
+    out = milter_session(box, "postfix")
+    assert "verdict:" in out, out
+    assert "Permission denied" in milter_session(box, "stranger")
+
+
 def test_socket_activation_from_boot_for_the_mta_user(box: Container) -> None:
     box.run("systemctl", "disable", "--now", "miltrd.service")
     box.run("systemctl", "enable", "miltrd.socket")
@@ -119,7 +150,7 @@ def test_socket_activation_from_boot_for_the_mta_user(box: Container) -> None:
     assert active(box, "miltrd.socket") == "active"
     assert active(box, "miltrd.service") == "inactive"
     assert box.sh(f"stat -c '%U:%G %a' {SOCKET}").strip() == "miltrd:miltrd 660"
-    out = milter_session(box, "mta")
+    out = milter_session(box, "postfix")
     assert "verdict:" in out, out
     wait_active(box, "miltrd.service")
     # Not in group miltrd: refused by the file system, not served.
@@ -130,12 +161,12 @@ def test_socket_activation_from_boot_for_the_mta_user(box: Container) -> None:
 def test_restart_stop_and_crash_keep_the_socket(box: Container) -> None:
     wait_active(box, "miltrd.socket")
     box.run("systemctl", "restart", "miltrd.service")
-    assert "verdict:" in milter_session(box, "mta")
+    assert "verdict:" in milter_session(box, "postfix")
 
     box.run("systemctl", "stop", "miltrd.service")
     assert active(box, "miltrd.socket") == "active"
     box.run("test", "-S", SOCKET)
-    assert "verdict:" in milter_session(box, "mta")  # activates it again
+    assert "verdict:" in milter_session(box, "postfix")  # activates it again
     wait_active(box, "miltrd.service")
 
     pid = box.run("systemctl", "show", "-p", "MainPID", "--value", "miltrd.service").stdout.strip()
@@ -147,7 +178,7 @@ def test_restart_stop_and_crash_keep_the_socket(box: Container) -> None:
         assert time.monotonic() < deadline, box.sh("journalctl -u miltrd", check=False)
         time.sleep(0.5)
     box.run("test", "-S", SOCKET)
-    assert "verdict:" in milter_session(box, "mta")
+    assert "verdict:" in milter_session(box, "postfix")
 
 
 def test_upgrade_keeps_the_sites_config(box: Container) -> None:
@@ -155,7 +186,7 @@ def test_upgrade_keeps_the_sites_config(box: Container) -> None:
     assert "max_connections = 77" in box.run("cat", "/etc/mail/miltrd.toml").stdout
     box.run("dpkg", "--force-confold", "-i", "/dist/miltrd.deb")
     assert "max_connections = 77" in box.run("cat", "/etc/mail/miltrd.toml").stdout
-    assert "verdict:" in milter_session(box, "mta")
+    assert "verdict:" in milter_session(box, "postfix")
 
 
 def test_remove_stops_the_socket_and_purge_forgets_it(box: Container) -> None:

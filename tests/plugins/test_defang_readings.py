@@ -21,7 +21,7 @@ from miltrd.mta import split_message
 from .helpers import run_message, session
 from .test_defang import PE, config, defang, new_body
 
-CASES = Path("/work/shared/cases")
+CASES = Path(__file__).resolve().parents[1] / "cases"  # copies of the issue's inputs
 PE_B64 = base64.encodebytes(PE).replace(b"\n", b"\r\n")
 TOP = (
     b"From: a@example.org\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
@@ -56,7 +56,7 @@ def parsed(raw: bytes, body: bytes) -> email.message.EmailMessage:
 
 
 def test_case_16_unindented_parameter_line(tmp_path: Path) -> None:
-    raw = (CASES / "16-unindented-param-line" / "message.eml").read_bytes()
+    raw = (CASES / "16-unindented-param-line.eml").read_bytes()
     out = defang(tmp_path, raw)
     assert 'removed "invoice.exe"' in removed(out)
     body = new_body(out) or b""
@@ -285,7 +285,7 @@ def _encoded(data: bytes, cte: str) -> bytes:
 
 
 def test_case_17_base64_message_rfc822(tmp_path: Path) -> None:
-    raw = (CASES / "17-base64-message-rfc822" / "message.eml").read_bytes()
+    raw = (CASES / "17-base64-message-rfc822.eml").read_bytes()
     out = defang(tmp_path, raw)
     assert 'removed "setup.exe"' in removed(out)
     msg = parsed(raw, new_body(out) or b"")
@@ -568,7 +568,7 @@ def test_cases_through_miltrd_replay(tmp_path: Path, case: str, name: str, insid
     cfg.write_text(config(tmp_path))
     out = tmp_path / "out.eml"
     result = miltrd(
-        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "replay", str(CASES / f"{case}.eml"), "--from", "a@example.org",
         "--rcpt", "b@example.com", "--client-ip", "192.0.2.10", "-c", str(cfg),
         "--output", str(out),
     )  # fmt: skip
@@ -584,7 +584,7 @@ def test_cases_through_miltrd_replay(tmp_path: Path, case: str, name: str, insid
     out = tmp_path / "reject.eml"
     cfg.write_text(config(tmp_path, 'action = "reject"\n'))
     result = miltrd(
-        "replay", str(CASES / case / "message.eml"), "--from", "a@example.org",
+        "replay", str(CASES / f"{case}.eml"), "--from", "a@example.org",
         "--rcpt", "b@example.com", "-c", str(cfg),
     )  # fmt: skip
     assert "verdict: reject" in result.stdout and name in result.stdout
@@ -772,3 +772,20 @@ def test_uuencode_parts_are_looked_into(tmp_path: Path, ctype: str) -> None:
         b"\n", b"\r\n"
     )
     assert "Windows executable" in removed_or_any(defang(tmp_path, with_part(part)))
+
+
+def test_a_walk_given_up_on_saves_nothing(tmp_path: Path) -> None:
+    import time
+
+    big = b"Content-Type: text/plain\r\n\r\n" + b"some words on a line\r\n" * 400_000
+    raw = (
+        TOP
+        + b"--b1\r\n"
+        + big
+        + b"\r\n--b1\r\n"
+        + (b'Content-Type: application/octet-stream; name="a.exe"\r\n\r\nxx\r\n--b1--\r\n')
+    )
+    out = defang(tmp_path, raw, "timeout = 0.05\n")
+    assert out.final is not None and out.final.kind is VerdictKind.TEMPFAIL
+    time.sleep(3.0)  # the worker thread has long noticed
+    assert not (tmp_path / "saved").exists()

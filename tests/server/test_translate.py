@@ -45,10 +45,12 @@ from miltrd.protocol import (
     Reject,
     ReplaceBody,
     ReplyCode,
+    Skip,
     TempFail,
 )
 from miltrd.server.translate import (
     ACTION_BITS,
+    body_reply,
     change_response,
     eom_responses,
     no_reply_phases,
@@ -203,10 +205,18 @@ def test_end_of_message_sends_changes_in_order_the_last_body_last_then_the_reply
 @pytest.mark.parametrize(
     ("declared", "protocol_has", "protocol_lacks", "actions"),
     [
-        (  # observes mail, decides nowhere: MAIL without reply, the rest off
+        (  # observes mail, decides nowhere: MAIL without reply, the rest off;
+            # SKIP still, for an MTA that cannot leave the body out
             Declared(Phase.CONNECT | Phase.MAIL | Phase.EOM, Phase.NONE, Action.NONE),
-            ProtocolFlag.NR_MAIL | ProtocolFlag.NOHELO | ProtocolFlag.NOBODY,
-            ProtocolFlag.NOMAIL | ProtocolFlag.SKIP,
+            ProtocolFlag.NR_MAIL | ProtocolFlag.NOHELO | ProtocolFlag.NOBODY | ProtocolFlag.SKIP,
+            ProtocolFlag.NOMAIL,
+            ActionFlag.NONE,
+        ),
+        (  # observes the body, decides nowhere: no reply, and SKIP for an
+            # MTA that has no NR_BODY
+            Declared(Phase.BODY | Phase.EOM, Phase.NONE, Action.NONE),
+            ProtocolFlag.NR_BODY | ProtocolFlag.SKIP,
+            ProtocolFlag.NOBODY,
             ActionFlag.NONE,
         ),
         (  # decides on the body: body chunks get replies, and SKIP is asked for
@@ -238,3 +248,16 @@ def test_macros_are_requested_per_stage_sorted() -> None:
 def test_no_reply_phases_read_back_from_the_negotiated_flags() -> None:
     declared = Declared(Phase.MAIL | Phase.HEADER | Phase.EOM, Phase.MAIL, Action.NONE)
     assert no_reply_phases(request_for(declared).protocol) == Phase.HEADER
+
+
+@pytest.mark.parametrize(
+    ("verdict", "protocol", "wanted", "reply"),
+    [
+        (CONTINUE, ProtocolFlag.SKIP, False, Skip()),  # nobody wants more: skip it
+        (CONTINUE, ProtocolFlag.SKIP, True, Continue()),  # still wanted
+        (CONTINUE, ProtocolFlag.NONE, False, Continue()),  # the MTA has no SKIP
+        (ACCEPT, ProtocolFlag.SKIP, False, Accept()),  # a decision is never a skip
+    ],
+)
+def test_body_chunk_replies(verdict, protocol, wanted, reply) -> None:
+    assert body_reply(verdict, protocol, wanted) == reply
