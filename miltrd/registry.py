@@ -12,6 +12,7 @@ inside the module, or the attribute is missing.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -110,8 +111,20 @@ def available_plugins() -> list[str]:
 
 
 def validate_plugin(cls: type[Plugin], name: str) -> None:
-    """Check a plugin class against the API, like pluggy's hook verification."""
+    """Check a plugin class against the API, like pluggy's hook verification.
+
+    Raises PluginLoadError naming the plugin, its source file and class, and
+    every problem: a hook that is not ``async def`` or takes other
+    parameters than the API passes, a method named like a hook that is none
+    (``on_rctp``: it would never be called), ``decides`` without the hooks,
+    ``Options`` that is not a dataclass.
+    """
     problems = []
+    for attr in sorted(dir(cls)):
+        if attr.startswith("on_") and attr not in HOOKS and callable(getattr(cls, attr)):
+            close = difflib.get_close_matches(attr, list(HOOKS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{attr} is not a hook{hint}; hooks are {', '.join(HOOKS)}")
     for hook in HOOKS:
         impl = getattr(cls, hook)
         if impl is getattr(Plugin, hook):
@@ -130,6 +143,11 @@ def validate_plugin(cls: type[Plugin], name: str) -> None:
     if not (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options)):
         problems.append("Options must be a dataclass")
     if problems:
+        try:
+            source = inspect.getsourcefile(cls)
+        except TypeError:  # defined where no source file is known
+            source = None
+        where = f"{source}: " if source else ""
         raise PluginLoadError(
-            f"plugin {name} ({cls.__module__}.{cls.__qualname__}): " + "; ".join(problems)
+            f"plugin {name} ({where}{cls.__module__}.{cls.__qualname__}): " + "; ".join(problems)
         )

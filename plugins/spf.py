@@ -150,7 +150,6 @@ class Spf(Plugin):
         self.resolver = make_resolver(options.nameservers, options.dns_timeout)
         if not 1 <= options.max_dns_lookups <= 100:
             raise OptionError("max_dns_lookups", "must be between 1 and 100")
-        pyspf.MAX_LOOKUP = options.max_dns_lookups
         if options.authserv_id:
             raise OptionError(
                 "authserv_id",
@@ -259,7 +258,7 @@ class Spf(Plugin):
             _resolver.reset(token)
 
     def _query(self, ip: str, sender: str, helo: str, receiver: str) -> Outcome:
-        q = pyspf.query(
+        q = _Query(
             i=ip,
             s=sender,
             h=helo,
@@ -267,6 +266,7 @@ class Spf(Plugin):
             timeout=self.options.dns_timeout,
             querytime=self.options.dns_timeout,
         )
+        q.max_lookups = self.options.max_dns_lookups
         result, _code, explanation = q.check()
         guessed = False
         if result == "none" and self.options.best_guess:
@@ -276,6 +276,22 @@ class Spf(Plugin):
         if guessed:
             header += "; x-best-guess=yes"
         return Outcome(result, explanation, header, q.ident, str(q.o or "").lower(), guessed)
+
+
+class _Query(pyspf.query):  # type: ignore[misc]
+    """A pyspf query whose DNS lookup limit is this instance's option, not
+    pyspf's process-wide MAX_LOOKUP (two spf entries may differ)."""
+
+    max_lookups = 10  # RFC 7208 section 4.6.4
+
+    def check_lookups(self) -> None:
+        # As pyspf: past the limit is a permerror (noted, or raised when
+        # strict); past four times the limit the evaluation stops.
+        self.lookups += 1
+        if self.lookups > self.max_lookups * 4:
+            raise pyspf.PermError(f"More than {self.max_lookups * 4} DNS lookups")
+        if self.lookups > self.max_lookups:
+            self.note_error("Too many DNS lookups")
 
 
 PLUGIN = Spf

@@ -64,3 +64,27 @@ def test_api_violations_name_the_plugin_and_the_hook() -> None:
         validate_plugin(NotAsync, "x")
     with pytest.raises(PluginLoadError, match=r"on_rcpt takes \(self, msg\)"):
         validate_plugin(WrongArgs, "y")
+
+
+class Misspelled(Plugin):
+    """Means on_rcpt; as written it would never be called."""
+
+    async def on_rctp(self, msg, recipient):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_misspelled_hook_is_refused_at_load_time_with_file_and_class() -> None:
+    from miltrd.config import ConfigError, load_text
+
+    with pytest.raises(PluginLoadError) as info:
+        validate_plugin(Misspelled, "m")
+    text = str(info.value)
+    assert "on_rctp is not a hook (did you mean on_rcpt?)" in text
+    assert f"{Path(__file__)}: tests.test_registry.Misspelled" in text
+
+    config = '[chain]\nplugins = ["m"]\n[plugins.m]\nuse = "tests.test_registry:Misspelled"\n'
+    with pytest.raises(ConfigError) as loaded:
+        load_text(config, "m.toml")
+    (problem,) = [str(p) for p in loaded.value.problems]
+    assert problem.startswith("m.toml:4: plugins.m.use: ")
+    assert "on_rctp is not a hook" in problem and "test_registry.py" in problem

@@ -94,8 +94,12 @@ class SlowOptions:
 
 class Slow(Plugin):
     Options = SlowOptions
+    # Set by an in-process test: set when a message is inside the slow hook.
+    inside: asyncio.Event | None = None
 
     async def on_eom(self, msg: Message) -> Verdict | None:
+        if Slow.inside is not None:
+            Slow.inside.set()
         await asyncio.sleep(self.options.seconds)
         return None
 

@@ -169,6 +169,7 @@ class BodyReplacement:
             yield piece
 
     def read(self) -> bytes:
+        """The whole replacement body (CRLF line ends) as bytes."""
         return b"".join(self.chunks())
 
 

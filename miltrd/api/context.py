@@ -114,6 +114,7 @@ def domain_of(addr: str) -> str:
 
 
 def local_part(addr: str) -> str:
+    """The part before the last ``@`` of the bare address, case kept; the whole address if it has no ``@``."""
     bare = bare_address(addr)
     return bare.rpartition("@")[0] if "@" in bare else bare
 
@@ -130,10 +131,12 @@ class InternalRules:
     authserv_id: str = ""
 
     def is_internal_ip(self, address: str | None) -> bool:
+        """Whether ``address`` (IP text, IPv4-mapped IPv6 unwrapped; None: no IP) is in ``networks``."""
         ip = parse_ip(address)
         return ip is not None and any(ip in net for net in self.networks)
 
     def is_internal_domain(self, domain: str, *, subdomains: bool = False) -> bool:
+        """Whether ``domain`` (any case, a trailing dot ignored) is one of ``domains``, or with ``subdomains`` below one."""
         domain = domain.lower().rstrip(".")
         if domain in self.domains:
             return True
@@ -151,6 +154,7 @@ class Body:
         self.size = 0
 
     def append(self, data: bytes) -> None:
+        """Add ``data`` at the end (the chain does this as chunks arrive)."""
         self._file.seek(0, 2)
         self._file.write(data)
         self.size += len(data)
@@ -179,15 +183,18 @@ class Body:
         return self._file.read(end - start)
 
     def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        """The body from the start, ``size`` bytes at a time (the last piece shorter)."""
         self._file.seek(0)
         while chunk := self._file.read(size):
             yield chunk
 
     @property
     def on_disk(self) -> bool:
+        """Whether the body passed ``[daemon] spool_threshold`` bytes and moved to a temporary file."""
         return bool(getattr(self._file, "_rolled", False))
 
     def close(self) -> None:
+        """Release the body's memory or file (the chain does, when the message ends)."""
         self._file.close()
 
 
@@ -236,6 +243,7 @@ class Connection:
 
     @property
     def authenticated(self) -> bool:
+        """Whether the client authenticated with SMTP AUTH (macro ``{auth_authen}`` set)."""
         return bool(self.auth_user)
 
     @property
@@ -330,10 +338,12 @@ class Message:
 
     @property
     def queue_id(self) -> str:
+        """The MTA's queue id (macro ``i``), "" until the MTA sends it."""
         return self.conn.macro("i")
 
     @property
     def sender_domain(self) -> str:
+        """The sender's domain, lower case, without a trailing dot; "" for ``<>``."""
         return domain_of(self.sender)
 
     @property
@@ -387,9 +397,11 @@ class Message:
             self.body.replace(change.chunks())
 
     def add_header(self, name: str, value: str) -> None:
+        """Append a header field at the end of the header block (``Action.ADD_HEADERS``). ``name``: an RFC 5322 field name (ValueError if not); ``value``: without the leading space, folded and made 7-bit by miltrd where needed."""
         self._request(HeaderAddition(name, value))
 
     def insert_header(self, index: int, name: str, value: str) -> None:
+        """Insert a header field before the ``index``-th (0: at the top; ``Action.ADD_HEADERS``). ValueError for a bad name or an index below 0."""
         self._request(HeaderInsertion(index, name, value))
 
     def change_header(self, name: str, value: str, index: int = 1) -> None:
@@ -397,17 +409,21 @@ class Message:
         self._request(HeaderChange(index, name, value))
 
     def delete_header(self, name: str, index: int = 1) -> None:
+        """Delete the ``index``-th (from 1) field called ``name`` (``Action.CHANGE_HEADERS``)."""
         self._request(HeaderChange(index, name, ""))
 
     def add_recipient(self, address: str, esmtp_args: str = "") -> None:
+        """Add an envelope recipient, bare or in angle brackets, with optional ESMTP arguments such as ``"NOTIFY=NEVER"`` (``Action.ADD_RECIPIENTS``). ValueError for an empty address or one with a space."""
         self._request(RecipientAddition(bare_address(address), esmtp_args))
 
     def delete_recipient(self, address: str) -> None:
+        """Remove an envelope recipient, bare or in angle brackets, any case (``Action.DELETE_RECIPIENTS``); the MTA gets it back as it sent it in RCPT."""
         bare = bare_address(address)
         raw = self.raw_recipients.get(bare.lower(), f"<{bare}>")
         self._request(RecipientDeletion(raw))
 
     def change_sender(self, address: str, esmtp_args: str | None = None) -> None:
+        """Replace the envelope sender, bare or in angle brackets, with optional ESMTP arguments (``Action.CHANGE_SENDER``)."""
         self._request(SenderChange(bare_address(address), esmtp_args))
 
     def replace_body(self, data: bytes | IO[bytes]) -> None:
@@ -427,6 +443,7 @@ class Message:
         self._request(change)
 
     def quarantine(self, reason: str) -> None:
+        """Ask the MTA to hold the message (Postfix: the hold queue) with ``reason`` (``Action.QUARANTINE``)."""
         self._request(Quarantining(reason))
 
     def record(self, effect: str, where: str = "") -> None:

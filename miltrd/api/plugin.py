@@ -111,10 +111,13 @@ class Plugin:
 
     @classmethod
     def observes(cls) -> Phase:
+        """The phases whose data the class reads: its hooks and ``needs``."""
         return cls.implemented() | cls.needs
 
     @classmethod
     def deciding(cls) -> Phase:
+        """The phases where it may answer other than continue: ``decides``,
+        or by default every deciding phase it hooks."""
         implemented = cls.implemented() & DECIDING_PHASES
         return implemented if cls.decides is None else cls.decides
 
@@ -137,37 +140,72 @@ class Plugin:
 
     # --- hooks (override what you need) --------------------------------------
 
+    # Every hook may raise: any exception (and running past the entry's
+    # timeout) gives the message the entry's on_error verdict, logged with the
+    # traceback and the queue id; so does PluginContractError from asking for
+    # a change the class did not declare. Returning None means continue.
+
     async def on_connect(self, conn: Connection) -> Verdict | None:
+        """SMTP connect: ``conn.hostname`` (the client's name, or its
+        address in brackets when it has none), ``conn.address`` (IP text,
+        IPv6 without brackets; the socket path for a unix client),
+        ``conn.port``, ``conn.family``. REJECT or TEMPFAIL refuse the whole
+        connection; DISCARD is not allowed here (PluginContractError)."""
         return None
 
     async def on_helo(self, conn: Connection, name: str) -> Verdict | None:
+        """HELO/EHLO: ``name`` as the client gave it (also ``conn.helo``).
+        DISCARD is not allowed here."""
         return None
 
     async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        """MAIL FROM: ``sender`` is the bare address, without angle brackets
+        (``""`` for the null sender ``<>``); its ESMTP parameters are
+        ``msg.sender_args`` (``("SIZE=1234", ...)``). A new ``msg`` starts here."""
         return None
 
     async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        """RCPT TO: ``recipient`` is the bare address, without angle brackets.
+        REJECT or TEMPFAIL refuse this recipient only (where RCPT has no
+        reply, negotiated away because no plugin decides there, the whole
+        message). Accepted recipients so far are in ``msg.recipients``."""
         return None
 
     async def on_data(self, msg: Message) -> Verdict | None:
+        """DATA: every recipient is known (``msg.recipients``)."""
         return None
 
     async def on_header(self, msg: Message, name: str, value: str) -> Verdict | None:
+        """One header field, in message order: ``name`` as written, ``value``
+        as the MTA sends it, without the space after the colon and not
+        unfolded (a folded field keeps its line breaks, LF followed by the
+        continuation's white space). Also appended to ``msg.headers``."""
         return None
 
     async def on_eoh(self, msg: Message) -> Verdict | None:
+        """End of headers: ``msg.headers`` is complete."""
         return None
 
     async def on_body(self, msg: Message, chunk: bytes) -> Verdict | None:
+        """One piece of the body, in order, with CRLF line ends: at most the
+        negotiated packet size (65535 bytes, or up to 1 MiB where the MTA
+        agreed to larger packets); a piece may end inside a line. The body
+        is kept in ``msg.body`` only if some plugin declares
+        ``needs = Phase.BODY``."""
         return None
 
     async def on_eom(self, msg: Message) -> Verdict | None:
+        """End of message: the last chance to decide and to ask for changes;
+        ``msg.body`` holds the body as earlier plugins left it."""
         return None
 
     async def on_abort(self, msg: Message) -> None:
+        """The MTA abandoned the message (RSET, or the client went away):
+        release what was kept for it. A return value is ignored."""
         return None
 
     async def on_close(self, conn: Connection) -> None:
+        """The MTA closed the connection. A return value is ignored."""
         return None
 
 

@@ -23,6 +23,9 @@ _XCODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
 
 class VerdictKind(enum.Enum):
+    """What a hook answers: continue, accept (this plugin is done with the
+    message), reject (5xx), tempfail (4xx), discard (accept and drop)."""
+
     CONTINUE = "continue"
     ACCEPT = "accept"
     REJECT = "reject"
@@ -85,9 +88,11 @@ class Verdict:
 
     @property
     def ends_message(self) -> bool:
+        """True for reject, tempfail and discard: nothing more of the message is read."""
         return self.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL, VerdictKind.DISCARD)
 
     def describe(self) -> str:
+        """``"reject (550 5.7.1 text)"``: the kind, with the reply or the reason, for logs."""
         text = self.kind.value
         if self.reply is not None:
             text += f" ({self.reply})"

@@ -15,6 +15,8 @@ class ConnectionClosed:
 
 
 class NeedData(enum.Enum):
+    """``next_event()`` found no complete packet: feed more bytes first."""
+
     NEED_DATA = "NEED_DATA"
 
 

@@ -112,6 +112,7 @@ class FilterConnection:
 
     @property
     def reply_owed(self) -> bool:
+        """Whether the MTA waits for a reply to the last command (``awaiting``)."""
         return self._awaiting is not None
 
     @property

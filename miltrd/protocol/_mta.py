@@ -101,6 +101,7 @@ class MtaConnection:
 
     @property
     def awaiting(self) -> Command | None:
+        """The command whose final reply is still to come, or None."""
         return None if self._awaiting is None else Command(self._awaiting)
 
     def skips(self, command: type) -> bool:

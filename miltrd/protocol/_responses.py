@@ -141,6 +141,7 @@ class ReplyCode:
 
     @property
     def is_reject(self) -> bool:
+        """True for a 5xx code, False for 4xx."""
         return self.code >= 500
 
     def to_text(self) -> str:

@@ -48,6 +48,9 @@ __all__ = [
 
 
 class State(enum.Enum):
+    """Where a milter conversation is, for both sides; ERROR is final (every
+    later call raises), CLOSED follows QUIT or a clean EOF."""
+
     # Members are singletons: identity hashing agrees with equality and
     # costs no Python call per lookup (the transition table is keyed by it).
     __hash__ = object.__hash__

@@ -189,3 +189,25 @@ def test_bad_nameserver_option_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         session('[chain]\nplugins = ["spf"]\n[plugins.spf]\nnameservers = ["dns.example:53"]\n')
     assert "plugins.spf.nameservers[0]" in str(info.value)
+
+
+def test_the_lookup_limit_belongs_to_each_spf_entry_not_the_process() -> None:
+    import spf as pyspf
+
+    twice = (
+        'txt-record=twice.example.net,"v=spf1 include:soft.example.net include:example.org -all"\n'
+    )
+    before = pyspf.MAX_LOOKUP
+    with dns_server(twice) as port:
+        roomy = session(spf_config(port, "max_dns_lookups = 10"), ip="192.0.2.55")
+        tight = session(spf_config(port, "max_dns_lookups = 1"), ip="192.0.2.55")
+        assert before == pyspf.MAX_LOOKUP  # building an entry changes nothing process-wide
+        # The entry built first keeps its own limit after another was built.
+        (roomy_header,) = headers(
+            run_message(roomy, "a@twice.example.net", ["b@example.com"]), "Received-SPF"
+        )
+        (tight_header,) = headers(
+            run_message(tight, "a@twice.example.net", ["b@example.com"]), "Received-SPF"
+        )
+    assert roomy_header.startswith("Pass ")
+    assert tight_header.startswith("PermError ")

@@ -18,6 +18,7 @@ from miltrd.mta import Envelope, MilterClient, open_milter, replay
 from miltrd.protocol import ReplyCode
 from miltrd.server import Daemon, StartupError
 
+from ..testplugins import Slow
 from ..tools import free_port
 
 MESSAGE = b"From: a@example.org\r\nSubject: test\r\n\r\nbody\r\n"
@@ -187,9 +188,10 @@ def test_shutdown_lets_an_open_message_finish(tmp_path: Path) -> None:
     )
 
     async def go():
+        Slow.inside = asyncio.Event()
         daemon = await start(cfg)
         sending = asyncio.ensure_future(send(spec))
-        await asyncio.sleep(0.2)  # the message is inside the slow plugin
+        await asyncio.wait_for(Slow.inside.wait(), 30)  # the message is inside the slow plugin
         await daemon.shutdown()
         return await sending
 
@@ -209,9 +211,10 @@ def test_shutdown_cancels_sessions_past_the_deadline(tmp_path: Path, caplog) -> 
     )
 
     async def go():
+        Slow.inside = asyncio.Event()
         daemon = await start(cfg)
         sending = asyncio.ensure_future(send(spec))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(Slow.inside.wait(), 30)
         await daemon.shutdown()
         return await sending
 
