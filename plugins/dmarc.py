@@ -375,8 +375,8 @@ class Dmarc(Plugin):
     # --- aggregate-report data --------------------------------------------
 
     def _report(self, msg: Message, evaluations: list[Evaluation]) -> None:
-        if not self.options.report_dir:
-            return
+        if not self.options.report_dir or msg.observing:
+            return  # observe mode makes no lasting change
         now = datetime.datetime.now(datetime.timezone.utc)
         lines = []
         for e in evaluations:

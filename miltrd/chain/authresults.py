@@ -38,9 +38,11 @@ def with_auth_results(
     plugins in ``observing`` (observe mode) are only logged.
     """
     authserv_id = (conn.internal_rules.authserv_id or conn.macro("j") or socket.getfqdn()).lower()
+    # A deletion's index counts the fields as the MTA has them: as received,
+    # not as earlier plugins' changes will leave them.
     forged: list[int] = []
     seen = 0
-    for name, value in msg.headers:
+    for name, value in msg.received_headers:
         if name.lower() == "authentication-results":
             seen += 1
             if authserv_id_of(value) == authserv_id:

@@ -77,6 +77,7 @@ class World:
             'authserv_id = "mx.example.com"\n'
             f"[chain]\nplugins = {chain}\n"
             + ('[plugins.upper]\nuse = "tests.testplugins:UpperBody"\n' if "upper" in chain else "")
+            + ('[plugins.swap]\nuse = "tests.testplugins:SwapContent"\n' if "swap" in chain else "")
             + f'[plugins.dkim]\nnameservers = ["127.0.0.1:{self.port}"]\ndns_timeout = 2.0\n'
             f"{extra}\n{keys}"
         )
@@ -177,6 +178,15 @@ def test_signing_sees_the_body_an_earlier_plugin_replaced(world: World) -> None:
     out = run_message(s, "alice@example.com", ["bob@example.net"], MESSAGE)
     raw = delivered(MESSAGE, out.changes)
     assert b"HELLO BOB" in raw
+    assert world.verify_all(raw) == [True, True]
+
+
+def test_signing_sees_the_headers_and_body_an_earlier_plugin_changed(world: World) -> None:
+    # SwapContent changes Subject (a signed field), adds a field and replaces the body.
+    s = session(world.config(chain='["swap", "dkim"]'), ip="10.1.2.3")
+    out = run_message(s, "alice@example.com", ["bob@example.net"], MESSAGE)
+    raw = delivered(MESSAGE, out.changes)
+    assert b"Subject: swapped" in raw and b"new body" in raw
     assert world.verify_all(raw) == [True, True]
 
 

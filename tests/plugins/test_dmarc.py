@@ -183,3 +183,12 @@ def test_the_public_suffix_list_is_debians_file(dns_port: int) -> None:
     with pytest.raises(ConfigError) as err:
         build_runtime(load_text(config(dns_port, extra='psl_file = "/nonexistent/psl.dat"')))
     assert "plugins.dmarc.psl_file" in str(err.value)
+
+
+def test_observe_mode_writes_no_report_data_and_refuses_nothing(dns_port: int, tmp_path) -> None:
+    case = Case("r", "", ("pass", "other.org"), None, "", "")
+    extra = f'report_dir = "{tmp_path}"\nmode = "observe"'
+    s = session(config(dns_port, case, extra), ip="192.0.2.10")
+    out = run_message(s, "x@example.net", ["bob@example.com"], message("a@relaxed.org"))
+    assert out.final is not None and out.final.kind is VerdictKind.CONTINUE
+    assert list(tmp_path.iterdir()) == []
