@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,9 @@ class Program:
                     wait_for_port(port, timeout=0.2)
                     break
                 if unix_path is not None and unix_path.exists():
+                    # The file appears at bind(); wait until something listens.
+                    with socket.socket(socket.AF_UNIX) as probe:
+                        probe.connect(str(unix_path))
                     break
             except OSError:
                 continue
