@@ -78,7 +78,7 @@ class SpfOptions:
     authserv_id: str = ""  # moved to [internal] authserv_id; an error here
     add_received_spf: bool = True
     receiver: str = ""  # host name in the headers (default: the MTA's j macro)
-    dns_timeout: float = 10.0  # total seconds for all lookups of one check
+    dns_timeout: float = 3.0  # total seconds for all lookups of one check (below daemon.timeout)
     nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
     max_dns_lookups: int = 10  # RFC 7208 section 4.6.4
 
@@ -218,8 +218,16 @@ class Spf(Plugin):
         return verdict
 
     def _refuse(self, act: Act, outcome: Outcome) -> Verdict:
-        explanation = outcome.explanation or f"SPF {outcome.result}"
         who = "HELO name" if outcome.identity == "helo" else "sender domain"
+        # Only a fail carries text from the domain (its exp=, RFC 7208
+        # section 6.2). For the other results pyspf's text is ours (which
+        # resolver, which error): it goes to the log, the reply is generic.
+        if outcome.result == "fail":
+            explanation = outcome.explanation or "SPF fail"
+        else:
+            explanation = _GENERIC.get(outcome.result, f"SPF {outcome.result}")
+            if outcome.explanation:
+                self.log.info("%s %s: %s", who, outcome.domain, outcome.explanation)
         if act == "tempfail":
             return tempfail(
                 [f"SPF {outcome.result} for {who} {outcome.domain}", explanation],
@@ -276,6 +284,16 @@ class Spf(Plugin):
         if guessed:
             header += "; x-best-guess=yes"
         return Outcome(result, explanation, header, q.ident, str(q.o or "").lower(), guessed)
+
+
+_GENERIC = {
+    "temperror": "SPF could not be checked (DNS lookup failed), try again later",
+    "permerror": "The SPF record of the domain is not valid",
+    "softfail": "SPF softfail: the domain does not designate this host",
+    "neutral": "SPF neutral: the domain makes no statement about this host",
+    "none": "The domain publishes no SPF record",
+    "pass": "SPF pass",
+}
 
 
 class _Query(pyspf.query):  # type: ignore[misc]

@@ -149,6 +149,9 @@ class Wiretap(Plugin):
                 if msg.conn.dry_run:  # miltrd replay: say where, write nothing
                     msg.record("archived", f"{target} ({rule.format})")
                     continue
+                if msg.observing:  # observe mode makes no lasting change
+                    self.log.info("would archive to %s (%s)", target, rule.format)
+                    continue
                 try:
                     await run_blocking(self._write, rule.format, target, msg)
                 except Exception as exc:

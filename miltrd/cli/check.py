@@ -39,6 +39,8 @@ def describe_runtime(runtime: Runtime) -> str:
             f"decides: {_phases(p.deciding & DECIDING_PHASES)}; changes: {actions or '-'}; "
             f"on_error={p.on_error} timeout={p.timeout:g}s"
         )
+        if p.entry.observe_why:
+            lines.append(f"     observe, not enforce: {p.entry.observe_why}")
         if p.entry.when is not None:
             lines.append(f"     when: {p.entry.when.describe()}")
         lines.extend(f"     {line}" for line in p.plugin.describe())
@@ -62,6 +64,38 @@ def describe_runtime(runtime: Runtime) -> str:
     for stage, names in req.macros.items():
         lines.append(f"  {stage.name.lower()}: {' '.join(names)}")
     return "\n".join(lines)
+
+
+# The MTAs' stock milter timeouts (seconds) a reply must beat: Sendmail's
+# default T=R:10s for each reply (the X option's timeouts in Sendmail's
+# op.me), and for the whole end of message Postfix's milter_content_timeout
+# (300s) and Sendmail's E:5m. Postfix's milter_command_timeout (30s) is
+# above R:10s, so staying below R is safe with both.
+SENDMAIL_REPLY = 10.0
+END_OF_MESSAGE = 300.0
+
+
+def timeout_warnings(runtime: Runtime) -> list[str]:
+    """The phases whose plugins' timeouts, added up, could outlast the MTA:
+    a phase's reply waits for every plugin hooked on it, one after another."""
+    warnings = []
+    for phase in Phase:
+        if not phase.name or phase in (Phase.NONE, Phase.ABORT, Phase.CLOSE):
+            continue
+        hooked = [p for p in runtime.plugins if phase & p.implemented]
+        total = sum(p.timeout for p in hooked)
+        limit, what = (
+            (END_OF_MESSAGE, "Postfix's milter_content_timeout (300s) and Sendmail's E:5m")
+            if phase is Phase.EOM
+            else (SENDMAIL_REPLY, "Sendmail's default R:10s")
+        )
+        if total >= limit:
+            names = " + ".join(f"{p.name} {p.timeout:g}s" for p in hooked)
+            warnings.append(
+                f"{runtime.config.path}: {phase.name.lower()}: the plugins' timeouts add up to "
+                f"{total:g}s ({names}), not below {what}: the MTA may give up first"
+            )
+    return warnings
 
 
 def _unreadable(path: str, user: str | None) -> str:
@@ -108,6 +142,10 @@ def check(path: str) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    for warning in runtime.config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for text in timeout_warnings(runtime):
+        print(f"warning: {text}", file=sys.stderr)
     problems = file_problems(runtime)
     if problems:
         for problem in problems:

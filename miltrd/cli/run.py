@@ -14,6 +14,7 @@ from ..config import ConfigError, load
 from ..logs import setup_logging
 from ..server import Daemon, StartupError
 from ..server.workers import Supervisor, block_signals
+from .check import timeout_warnings
 
 __all__ = ["run"]
 
@@ -41,6 +42,10 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
         return 1
     setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
     log.info("miltrd %s starting: config %s, pid %d", __version__, config.path, os.getpid())
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    for text in timeout_warnings(runtime):
+        log.warning("%s", text)
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..api import InternalRules
 from ..registry import PluginLoadError, load_plugin
+from .advice import advise
 from .coerce import Problems, coerce
 from .errors import ConfigError, Problem
 from .locate import LineIndex
@@ -26,6 +27,7 @@ from .model import (
     DaemonConfig,
     InternalSection,
     ListenSpec,
+    Mode,
     PluginCommon,
     PluginEntry,
     parse_listen,
@@ -73,7 +75,20 @@ def load_text(text: str, path: str = "<config>") -> Config:
     config = _build(data, path, problems)
     if problems or config is None:
         raise ConfigError(Problem(p, m, index.line_of(p), path) for p, m in problems)
-    return dataclasses.replace(config, lines=index)
+    advice = advise(data, [entry.name for entry in config.plugins])
+    entries = tuple(
+        dataclasses.replace(entry, mode=Mode.OBSERVE, observe_why=advice.observe[entry.name])
+        if entry.mode == Mode.ENFORCE and entry.name in advice.observe
+        else entry
+        for entry in config.plugins
+    )
+    warnings = tuple(
+        sorted(
+            (Problem(p, m, index.line_of(p), path) for p, m in advice.warnings),
+            key=lambda problem: problem.line or 0,
+        )
+    )
+    return dataclasses.replace(config, lines=index, plugins=entries, warnings=warnings)
 
 
 def _table(data: dict[str, Any], key: str, problems: Problems) -> dict[str, Any]:

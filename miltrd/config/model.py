@@ -169,7 +169,7 @@ class DaemonConfig:
     group: str | None = None
     max_connections: int = 512
     on_error: OnError = OnError.TEMPFAIL
-    timeout: float = 30.0  # seconds per hook
+    timeout: float = 4.0  # seconds per hook; two plugins on one step stay below Sendmail's R:10s
     shutdown_timeout: float = 30.0  # seconds to drain at SIGTERM
     log_level: LogLevel = "info"
     log: Literal["stderr", "syslog"] = "stderr"
@@ -225,6 +225,7 @@ class PluginEntry:
     timeout: float | None = None
     use: str | None = None
     when: When | None = None
+    observe_why: str = ""  # why enforce was turned into observe (a placeholder)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ class Config:
     internal: InternalRules
     plugins: tuple[PluginEntry, ...]
     lines: Any = field(default=None, compare=False, repr=False)  # LineIndex of the text
+    warnings: tuple[Problem, ...] = ()  # what check and run warn about (config.advice)
 
     def problem(self, path: str, message: str) -> Problem:
         """A Problem located in this config's file."""

@@ -67,7 +67,15 @@ class PymilterFinder(importlib.abc.MetaPathFinder):
                 fullname, _AliasLoader(alias), is_package=fullname == "Milter"
             )
         if fullname.startswith("Milter."):
-            return _library_spec(fullname)
+            spec = _library_spec(fullname)
+            if spec is None:
+                raise ModuleNotFoundError(
+                    f"No module named {fullname!r}: pymilter's pure-Python modules are "
+                    f"loaded from a pymilter tree; put one (an unpacked sdist, or an "
+                    f"installed pymilter) on sys.path or name its directory in ${LIB_ENV}",
+                    name=fullname,
+                )
+            return spec
         return None
 
 

@@ -218,6 +218,8 @@ class Daemon:
             systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
             metrics.recorder().reload("failed")
             return False
+        for warning in config.warnings:
+            log.warning("%s", warning)
         old = self.runtime
         self.runtime = runtime
         metrics.recorder().reload("ok")

@@ -52,9 +52,12 @@ def test_start_and_stop_are_logged_with_version_config_pid_signal_and_sessions(
     port = free_port()
     cfg = config(tmp_path / "m.toml", f"inet:{port}@127.0.0.1", "x")
     daemon = Miltrd(cfg, port=port)
-    assert send(f"inet:{port}@127.0.0.1") == ["x"]
+    try:
+        assert send(f"inet:{port}@127.0.0.1") == ["x"]
+    finally:
+        code = daemon.stop()
     pid = daemon.proc.pid
-    assert daemon.stop() == 0
+    assert code == 0
     log = daemon.log()
     assert f"miltrd {__version__} starting: config {cfg}, pid {pid}" in log
     assert "stopping on SIGTERM: 0 session(s) open" in log
@@ -94,9 +97,12 @@ def test_started_as_root_it_removes_its_socket_after_the_drop_and_exits_0(
     )
     cfg.chmod(0o644)
     daemon = Miltrd(cfg, unix_path=str(sock))
-    assert send(f"unix:{sock}") == ["x"]
-    assert daemon.stop() == 0
+    try:
+        assert send(f"unix:{sock}") == ["x"]
+    finally:
+        code = daemon.stop()
     log = daemon.log()
+    assert code == 0, log
     assert not sock.exists(), log
     assert "cannot remove" not in log and "Traceback" not in log
     assert "stopped" in log

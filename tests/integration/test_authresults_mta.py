@@ -37,7 +37,7 @@ plugins = ["spf"]
 
 [plugins.spf]
 nameservers = ["127.0.0.1:{dns}"]
-dns_timeout = 5.0
+dns_timeout = 3.0
 """
 
 MESSAGE = b"""\

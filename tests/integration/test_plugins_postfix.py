@@ -33,7 +33,7 @@ plugins = ["zombie", "spf", "bcc", "outtag"]
 
 [plugins.spf]
 nameservers = ["127.0.0.1:{dns}"]
-dns_timeout = 5.0
+dns_timeout = 3.0
 
 [[plugins.bcc.rules]]
 direction = ["outgoing"]

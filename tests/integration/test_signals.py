@@ -57,6 +57,7 @@ def slow_config(path: Path, listen: str, workers: int, seconds: float, timeout: 
         f"shutdown_timeout = {timeout}\n"
         '[chain]\nplugins = ["slow"]\n'
         f'[plugins.slow]\nuse = "tests.testplugins:Slow"\nseconds = {seconds}\n'
+        f"timeout = {seconds + 10}\n"  # slow on purpose: not a plugin timeout
     )
     return path
 

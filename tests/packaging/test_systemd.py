@@ -34,6 +34,7 @@ def box(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contain
         pytest.skip("booting a container needs root")
     dist = tmp_path_factory.mktemp("dist")
     shutil.copy(deb, dist / "miltrd.deb")
+    shutil.copy(deb, dist / deb.name)  # as the README's apt-get line names it
     container = Container(tmp_path_factory.mktemp("container"), {dist: "/dist"})
     try:
         container.boot()
@@ -71,8 +72,18 @@ def wait_active(box: Container, unit: str, timeout: float = 30.0) -> None:
 
 
 def test_install_enables_and_starts_the_service(box: Container) -> None:
-    box.run("apt-get", "install", "-y", "-q", "/dist/miltrd.deb")
+    """The README's Debian steps, pasted in a shell in the project directory (here /)."""
+    steps = readme_block("Debian / Ubuntu:", "sh").splitlines()
+    install, edit, reload, logs = steps[:4]
+    assert install.startswith("apt-get install ./dist/miltrd_"), install
+    box.sh(f"cd / && {install}")
     wait_active(box, "miltrd.service")  # Type=notify: active only after READY=1
+    # editor: Debian's /usr/bin/editor, here one that saves the file as it is.
+    box.sh("printf '#!/bin/sh\\nexit 0\\n' > /usr/bin/editor && chmod +x /usr/bin/editor")
+    assert box.sh(edit).startswith("/etc/mail/miltrd.toml: OK")
+    box.sh(reload)
+    assert "reload" in box.sh(logs).lower()
+    wait_active(box, "miltrd.service")
     assert box.run("systemctl", "is-enabled", "miltrd.service").stdout.strip() == "enabled"
     # The socket unit is there for sites that want it, off by default.
     assert (

@@ -191,6 +191,25 @@ def test_bad_nameserver_option_is_a_config_error() -> None:
     assert "plugins.spf.nameservers[0]" in str(info.value)
 
 
+def test_temperror_reply_reveals_nothing_internal_and_the_log_has_the_detail(caplog) -> None:
+    # A refused (not silent) port: pyspf's error text names our resolver.
+    from ..tools import free_port
+
+    port = free_port()
+    s = session(spf_config(port).replace("dns_timeout = 3.0", "dns_timeout = 1.0"))
+    with caplog.at_level("INFO", logger="miltrd"):
+        out = run_message(s, "a@example.org", ["b@example.com"])
+    reply = out.mail.reply
+    assert out.mail.kind is VerdictKind.TEMPFAIL and reply is not None
+    text = " ".join(reply.lines)
+    assert text == (
+        "SPF temperror for sender domain example.org "
+        "SPF could not be checked (DNS lookup failed), try again later"
+    )
+    assert "127.0.0.1" not in text and str(port) not in text
+    assert f"127.0.0.1@{port}" in caplog.text  # the detail is in the log
+
+
 def test_the_lookup_limit_belongs_to_each_spf_entry_not_the_process() -> None:
     import spf as pyspf
 

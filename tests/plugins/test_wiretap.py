@@ -201,3 +201,13 @@ def test_an_observing_plugin_changes_nothing_wiretap_sees(tmp_path: Path) -> Non
     out = run_message(session(cfg), "a@x.example", ["b@y"], RAW)
     assert out.changes == []
     assert archived(tmp_path) == RAW
+
+
+def test_observe_mode_archives_nothing(tmp_path: Path, caplog) -> None:
+    import logging
+
+    toml = config(tmp_path, 'mode = "observe"\n[[plugins.wiretap.archive]]\npath = "all"\n')
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        run_message(session(toml), "a@example.org", ["b@example.com"], RAW)
+    assert not list(tmp_path.rglob("*"))  # no directory, no file
+    assert "would archive to" in caplog.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,10 @@ class Program:
                 if port is not None:
                     wait_for_port(port, timeout=0.2)
                     break
-                if unix_path is not None and _unix_answers(unix_path):
+                if unix_path is not None and unix_path.exists():
+                    # The file appears at bind(); wait until something listens.
+                    with socket.socket(socket.AF_UNIX) as probe:
+                        probe.connect(str(unix_path))
                     break
             except OSError:
                 continue
@@ -97,15 +101,3 @@ class Program:
                 self.proc.wait()
         self.logfile.close()
         return self.proc.returncode
-
-
-def _unix_answers(path: Path) -> bool:
-    """The file appears at bind(), before listen(): connected means listening."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True

@@ -262,3 +262,17 @@ def test_testctx_records_what_the_filter_did() -> None:
         ctx._close()
     finally:
         Milter.factory = old
+
+
+def test_missing_pymilter_helper_says_where_to_put_one(tmp_path) -> None:
+    prog = tmp_path / "uses_helper.py"
+    prog.write_text("import Milter.no_such_helper\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "miltrd", "pymilter", str(prog)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "No module named 'Milter.no_such_helper'" in done.stderr
+    assert "MILTRD_PYMILTER_LIB" in done.stderr
