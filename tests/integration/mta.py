@@ -126,9 +126,16 @@ class Sink:
         needle = f"Subject: {subject}".encode()
         deadline = time.monotonic() + timeout
         while True:
-            for raw in self.messages():
-                if needle in raw:
-                    return raw
+            for path in sorted(self.directory.iterdir()):
+                if path.is_file() and needle in (raw := path.read_bytes()):
+                    # smtp-sink writes the file as the message arrives:
+                    # return it once it has stopped growing.
+                    while True:
+                        time.sleep(0.2)
+                        again = path.read_bytes()
+                        if again == raw:
+                            return raw
+                        raw = again
             if time.monotonic() > deadline:
                 raise AssertionError(f"{subject!r} was not delivered within {timeout:.0f}s")
             time.sleep(0.1)
