@@ -56,6 +56,13 @@ def test_replay_connect_in_postfix_syntax_says_the_sendmail_form(mail: Path) -> 
     assert "Postfix's syntax" in line and "inet:18894@127.0.0.1" in line
 
 
+def test_replay_client_ip_that_is_no_address_is_a_usage_error(mail: Path) -> None:
+    result = miltrd("replay", str(mail), "--rcpt", "b@x.org", "--client-ip", "notanip")
+    assert result.returncode == EXIT_USAGE
+    assert "not an IP address: 'notanip'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_replay_connect_to_nothing_is_one_line(mail: Path) -> None:
     from .tools import free_port
 

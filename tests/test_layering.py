@@ -105,6 +105,29 @@ def plugin_violations(source: str, package: str = "miltrd.plugins") -> list[str]
     return out
 
 
+def private_imports(source: str, package: str) -> list[str]:
+    """Private names (``_x``) one miltrd package takes from another: each
+    package's insides stay its own (a package's own ``_helper`` modules and
+    a private name within one package are fine)."""
+    top = ".".join(package.split(".")[:2])
+    out = []
+    for line, name in imports(source, package):
+        parts = name.split(".")
+        if parts[0] != "miltrd" or ".".join(parts[:2]) == top:
+            continue
+        if any(part.startswith("_") and not part.startswith("__") for part in parts[2:]):
+            out.append(f"{line}: {name}")
+    return out
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "plugins":
+        parts = ["miltrd", "plugins", *parts[1:]]
+    return ".".join(parts[:-1])  # the package relative imports start from
+
+
 def _sources(folder: str) -> list[Path]:
     return sorted((REPO / folder).rglob("*.py"))
 
@@ -124,7 +147,27 @@ def test_plugins_import_only_the_api_and_their_own_helpers(path: Path) -> None:
     assert plugin_violations(path.read_text()) == []
 
 
+@pytest.mark.parametrize(
+    "path", _sources("miltrd") + _sources("plugins"), ids=lambda p: str(p.relative_to(REPO))
+)
+def test_no_package_imports_another_packages_private_names(path: Path) -> None:
+    assert private_imports(path.read_text(), _package_of(path)) == []
+
+
 def test_the_guards_catch_what_they_guard_against() -> None:
+    """Each rule, shown failing on a line that breaks it."""
+    assert private_imports("from ..protocol._negotiation import x\n", "miltrd.pymilter") == [
+        "1: miltrd.protocol._negotiation",
+        "1: miltrd.protocol._negotiation.x",
+    ]
+    assert private_imports("from ..server.connection import _X\n", "miltrd.pymilter") == [
+        "1: miltrd.server.connection._X"
+    ]
+    assert private_imports("from ._state import State\n", "miltrd.protocol") == []
+    assert private_imports("from . import _mimewalk\n", "miltrd.plugins") == []
+
+
+def test_the_layering_guards_catch_what_they_guard_against() -> None:
     """Each rule, shown failing on a line that breaks it."""
     assert protocol_violations("from ..api import Verdict\n") == [
         "1: miltrd.api (miltrd outside the protocol package)",

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--client-ip",
         default="127.0.0.1",
+        type=_ip_address,
         help="address of the SMTP client that sent the message (default: 127.0.0.1, "
         "this host, which [internal] networks usually count as internal, so the mail "
         "is judged as your own users'; give an outside address such as 192.0.2.1 to "
@@ -171,3 +172,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return replay_command(args, config_path)
     print(f"unknown command {args.command}", file=sys.stderr)
     return 2
+
+
+def _ip_address(text: str) -> str:
+    """argparse type for --client-ip: an IPv4 or IPv6 address, or exit 2."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None

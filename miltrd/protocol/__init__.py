@@ -52,7 +52,7 @@ from ._events import NEED_DATA, ConnectionClosed, NeedData
 from ._filter import FilterConnection
 from ._framing import frame
 from ._mta import MtaConnection
-from ._negotiation import Negotiated, build_reply, check_reply
+from ._negotiation import Negotiated, build_reply, check_reply, effective_offer
 from ._responses import (
     ACTION_NEEDED,
     Accept,
@@ -152,6 +152,7 @@ __all__ = [
     "check_reply",
     "decode_command",
     "decode_response",
+    "effective_offer",
     "encode_command",
     "encode_response",
     "frame",

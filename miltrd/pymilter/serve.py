@@ -51,10 +51,10 @@ from ..protocol import (
     RemoteProtocolError,
     Skip,
     Unknown,
+    effective_offer,
 )
-from ..protocol._negotiation import effective_offer
 from ..server import Daemon, MilterHandler
-from ..server.connection import _SHUTTING_DOWN, READ_SIZE, _quickack_setter, next_conn_id
+from ..server.connection import READ_SIZE, SHUTTING_DOWN, next_conn_id, quickack_setter
 from ..server.translate import no_reply_phases
 from ..server.workers import CONTROL_SIGNALS, block_signals
 from . import milter
@@ -135,7 +135,7 @@ class PymilterHandler(MilterHandler):
             self._abandoned = True
             if self.fc.reply_owed:
                 with contextlib.suppress(Exception):
-                    sock.sendall(self.fc.send(_SHUTTING_DOWN))
+                    sock.sendall(self.fc.send(SHUTTING_DOWN))
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 
@@ -150,7 +150,7 @@ class PymilterHandler(MilterHandler):
         self._sock = sock
         # TCP_NODELAY, and TCP_QUICKACK re-armed after each read: no Nagle
         # or delayed-ACK stalls (shared/MTA-NOTES.md), as for every session.
-        quickack = _quickack_setter(sock)
+        quickack = quickack_setter(sock)
         record = metrics.recorder()
         record.connection_opened()
         try:

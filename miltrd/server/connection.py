@@ -62,7 +62,15 @@ from .translate import (
     uses_smtputf8,
 )
 
-__all__ = ["MilterHandler", "serve_overloaded", "next_conn_id", "set_conn_prefix", "READ_SIZE"]
+__all__ = [
+    "MilterHandler",
+    "serve_overloaded",
+    "next_conn_id",
+    "set_conn_prefix",
+    "quickack_setter",
+    "READ_SIZE",
+    "SHUTTING_DOWN",
+]
 
 log = logging.getLogger("miltrd.server")
 READ_SIZE = 256 * 1024
@@ -113,7 +121,7 @@ class MilterHandler:
         queue_id.set("")
         self._writer = writer
         sock = writer.get_extra_info("socket")
-        quickack = _quickack_setter(sock)
+        quickack = quickack_setter(sock)
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         # A timer, not a task: it costs one heap entry per idle period, and
@@ -169,7 +177,7 @@ class MilterHandler:
         log.warning("session cancelled at shutdown (shutdown_timeout passed), in %s", phase)
         if self.fc.reply_owed:
             with contextlib.suppress(Exception):
-                writer.write(self.fc.send(_SHUTTING_DOWN))
+                writer.write(self.fc.send(SHUTTING_DOWN))
 
     def _check_idle(self, writer: asyncio.StreamWriter) -> None:
         """Close a connection the MTA left idle past idle_timeout.
@@ -342,7 +350,7 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
+def quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
     """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES)."""
     quickack = getattr(socket, "TCP_QUICKACK", None)
     if sock is None or quickack is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -359,7 +367,8 @@ def _quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
 
 
 # What a session still open when shutdown_timeout passes is answered.
-_SHUTTING_DOWN = ReplyCode(451, ("Mail filter restarting, try again later",), "4.3.2")
+# The reply to a command still owed when a session is cancelled at shutdown.
+SHUTTING_DOWN = ReplyCode(451, ("Mail filter restarting, try again later",), "4.3.2")
 
 _ONLY_CONNECT = (
     ProtocolFlag.NOHELO

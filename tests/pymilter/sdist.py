@@ -43,5 +43,16 @@ def fetch() -> Path:
 def unpack(where: Path) -> Path:
     """A fresh copy of the sdist's tree under ``where``; returns its root."""
     with tarfile.open(fetch()) as tar:
-        tar.extractall(where, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(where, filter="data")
+        else:
+            # Debian 12's Python 3.11.2 predates extraction filters (3.11.4):
+            # refuse by hand what the "data" filter would.
+            for member in tar.getmembers():
+                target = (where / member.name).resolve()
+                if not target.is_relative_to(where.resolve()) or not (
+                    member.isfile() or member.isdir()
+                ):
+                    raise RuntimeError(f"unsafe member in the pymilter sdist: {member.name}")
+            tar.extractall(where)
     return where / f"pymilter-{VERSION}"
