@@ -30,8 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .loadgen import run_load
 
@@ -186,26 +188,37 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def bench_cell(
-    f: Filter, conns: int, size: int, quickack: bool, seconds: float
-) -> dict[str, float]:
+def _measure(f: Filter, load: Coroutine[Any, Any, tuple[Any, float, float]]) -> dict[str, float]:
+    """Run one generator ``load`` against filter ``f``; its figures per message.
+
+    CPU per message divides the filter's CPU over the whole cell by every
+    message it served (``total`` where the generator counts warm-up
+    messages apart, else ``messages``)."""
     assert f.proc is not None
     before = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
-    result, wall, gen_cpu = asyncio.run(
-        run_load(
-            "127.0.0.1", f.port, connections=conns, size=size, quickack=quickack, seconds=seconds
-        )
-    )
+    result, wall, gen_cpu = asyncio.run(load)
     after = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
-    n = max(result.messages, 1)
+    served = max(getattr(result, "total", result.messages), 1)
     return {
         "rate": result.messages / wall,
         "p50": percentile(result.latencies, 0.5) * 1000,
         "p99": percentile(result.latencies, 0.99) * 1000,
-        "cpu_ms": (after - before) / n * 1000,
-        "gen_ms": gen_cpu / n * 1000,
+        "cpu_ms": (after - before) / served * 1000,
+        "gen_ms": gen_cpu / served * 1000,
         "errors": result.errors,
     }
+
+
+def bench_cell(
+    f: Filter, conns: int, size: int, quickack: bool, seconds: float
+) -> dict[str, float]:
+    """One cell of the older table (bench/loadgen.py: endless connections)."""
+    return _measure(
+        f,
+        run_load(
+            "127.0.0.1", f.port, connections=conns, size=size, quickack=quickack, seconds=seconds
+        ),
+    )
 
 
 def like_cell(
@@ -214,9 +227,8 @@ def like_cell(
     """One cell of the like-for-like table (bench/postfixgen.py)."""
     from .postfixgen import run_postfix_like
 
-    assert f.proc is not None
-    before = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
-    result, wall, gen_cpu = asyncio.run(
+    return _measure(
+        f,
         run_postfix_like(
             "127.0.0.1",
             f.port,
@@ -224,18 +236,8 @@ def like_cell(
             size=size,
             per_connection=per_connection,
             seconds=seconds,
-        )
+        ),
     )
-    after = cpu_seconds(f.proc.pid) + _children_cpu(f.proc.pid)
-    total = max(result.total, 1)
-    return {
-        "rate": result.messages / wall,
-        "p50": percentile(result.latencies, 0.5) * 1000,
-        "p99": percentile(result.latencies, 0.99) * 1000,
-        "cpu_ms": (after - before) / total * 1000,
-        "gen_ms": gen_cpu / total * 1000,
-        "errors": result.errors,
-    }
 
 
 LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
