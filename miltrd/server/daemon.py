@@ -241,8 +241,12 @@ class Daemon:
             remove_socket_files(self.listeners, self.unlinker)
         timeout = self.runtime.config.daemon.shutdown_timeout
         # A connection accepted just before the close gets its task a few
-        # loop turns later; give it that time so it is served, not dropped.
+        # loop turns later (accept, transport, connection_made, task): give
+        # it those turns so it is served, not dropped. Counted in turns, not
+        # only in time: on a busy host 0.1 s can pass in one turn.
         await asyncio.sleep(0.1)
+        for _ in range(8):
+            await asyncio.sleep(0)
         drained = cancelled = 0
         log.info(
             "stopping on %s: %d session(s) open, waiting up to %.0fs",
