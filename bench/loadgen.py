@@ -19,6 +19,7 @@ import asyncio
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from miltrd.protocol import (
@@ -150,16 +151,27 @@ async def run_load(
     host: str, port: int, *, connections: int, size: int, quickack: bool, seconds: float
 ) -> tuple[Result, float, float]:
     """Returns (result, measured wall seconds, generator CPU seconds)."""
+    out = Result()
+
+    def client(deadline: float, warmup_end: float) -> Awaitable[None]:
+        return _connection(host, port, size, quickack, deadline, warmup_end, out)
+
+    seconds, cpu = await drive(client, connections, seconds)
+    return out, seconds, cpu
+
+
+async def drive(
+    client: Callable[[float, float], Awaitable[None]], connections: int, seconds: float
+) -> tuple[float, float]:
+    """Run ``connections`` copies of ``client(deadline, warmup_end)`` for
+    ``seconds`` after a short warm-up. Returns (measured seconds, generator
+    CPU seconds over the measured part)."""
     loop = asyncio.get_running_loop()
     warmup = min(0.5, seconds / 4)
     start = loop.time()
-    out = Result()
     cpu0 = time.process_time()
     await asyncio.gather(
-        *(
-            _connection(host, port, size, quickack, start + warmup + seconds, start + warmup, out)
-            for _ in range(connections)
-        )
+        *(client(start + warmup + seconds, start + warmup) for _ in range(connections))
     )
     cpu = time.process_time() - cpu0
-    return out, seconds, cpu * seconds / (seconds + warmup)
+    return seconds, cpu * seconds / (seconds + warmup)

@@ -28,8 +28,7 @@ import asyncio
 import itertools
 import socket
 import struct
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 
 from miltrd.protocol import (
@@ -55,6 +54,8 @@ from miltrd.protocol import (
     decode_response,
     encode_command,
 )
+
+from .loadgen import drive
 
 _LEN = struct.Struct("!I")
 FINAL = frozenset(b"acdrty4fs")
@@ -301,16 +302,10 @@ async def run_postfix_like(
 ) -> tuple[Result, float, float]:
     """``connections`` concurrent SMTP sessions, back to back, for ``seconds``
     after a short warm-up. Returns (result, measured seconds, generator CPU s)."""
-    loop = asyncio.get_running_loop()
-    warmup = min(0.5, seconds / 4)
-    start = loop.time()
     out = Result()
-    cpu0 = time.process_time()
-    await asyncio.gather(
-        *(
-            _client(host, port, size, per_connection, start + warmup + seconds, start + warmup, out)
-            for _ in range(connections)
-        )
-    )
-    cpu = time.process_time() - cpu0
-    return out, seconds, cpu * seconds / (seconds + warmup)
+
+    def client(deadline: float, warmup_end: float) -> Awaitable[None]:
+        return _client(host, port, size, per_connection, deadline, warmup_end, out)
+
+    seconds, cpu = await drive(client, connections, seconds)
+    return out, seconds, cpu
