@@ -108,3 +108,40 @@ def silent_dns() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+def run_with_private_dns(
+    argv: list[str], extra: str, stdin: bytes, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` where the system resolver is a dnsmasq with ZONE and ``extra``.
+
+    For tools that read /etc/resolv.conf and take no DNS server option
+    (dkimpy's ``dkimverify``). The command runs in its own network and mount
+    namespaces (unshare, as root): a loopback of its own and nothing else,
+    where dnsmasq answers on 127.0.0.1:53 and a resolv.conf naming it is
+    bind-mounted over /etc/resolv.conf. Nothing can leave the namespace, and
+    the host's resolv.conf and port 53 are untouched.
+    """
+    require("/usr/sbin/dnsmasq", "/usr/bin/unshare", "/usr/sbin/ip")
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "dnsmasq.conf"
+        conf.write_text(
+            "port=53\nlisten-address=127.0.0.1\nbind-interfaces\n"
+            "no-resolv\nno-hosts\nno-poll\n" + ZONE + extra
+        )
+        resolv = Path(tmp) / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
+        pid = Path(tmp) / "dnsmasq.pid"
+        # dnsmasq forks once its socket is bound, so the query cannot come first.
+        script = (
+            'pidfile=$3; ip link set lo up && mount --bind "$1" /etc/resolv.conf'
+            ' && /usr/sbin/dnsmasq --conf-file="$2" --user=root --pid-file="$pidfile"'
+            ' || exit 125; shift 3; "$@"; rc=$?; kill "$(cat "$pidfile")"; exit $rc'
+        )
+        unshare = ["unshare", "--net", "--mount", "sh", "-c", script, "sh"]
+        return subprocess.run(
+            [*unshare, str(resolv), str(conf), str(pid), *argv],
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+        )

@@ -4,7 +4,10 @@ signs, and miltrd checks what OpenDKIM signs.
 - miltrd signs outgoing mail (RSA and Ed25519) in a private Postfix and a
   private Sendmail; the delivered message verifies with OpenDKIM's
   verifier (``opendkim -t``, keys from the loopback DNS server through
-  libunbound) and with dkimpy, after the MTA's own header changes.
+  libunbound), with dkimpy, and with dkimpy's ``dkimverify`` command
+  (Debian's python3-dkim, its DNS through /etc/resolv.conf: run in a
+  namespace of its own whose resolver is a loopback dnsmasq with the same
+  key records), after the MTA's own header changes.
 - OpenDKIM signs as a milter in a second private Postfix; its message is
   then sent into the Postfix with miltrd from an outside address, and
   miltrd's Authentication-Results says ``dkim=pass`` (``dkim=fail`` for a
@@ -24,12 +27,13 @@ import dkim as dkimpy
 import dns.resolver
 import pytest
 
-from ..dnsserver import dns_server
+from ..dnsserver import dns_server, run_with_private_dns
 from ..plugins.dkim_keys import KeyPair, key_record, make_key
 from ..tools import free_port, require, wait_for_port
 from .mta import SENDMAIL_BIN, Miltrd, Postfix, Sendmail, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
+DKIMVERIFY = "/usr/bin/dkimverify"  # Debian's python3-dkim, as a site runs it
 
 CONFIG = """\
 [daemon]
@@ -102,8 +106,8 @@ ResolverConfiguration {unbound}
 
 
 class World:
-    def __init__(self, base: Path, dns: int, keys: dict[str, KeyPair]) -> None:
-        self.base, self.dns, self.keys = base, dns, keys
+    def __init__(self, base: Path, dns: int, keys: dict[str, KeyPair], records: str) -> None:
+        self.base, self.dns, self.keys, self.records = base, dns, keys, records
         self.unbound = base / "unbound.conf"
         # libunbound forwards everything to the loopback DNS server.
         self.unbound.write_text(
@@ -154,6 +158,22 @@ class World:
         n = sum(1 for name, _ in d.headers if name.lower() == b"dkim-signature")
         return [one(i) for i in range(n)]
 
+    def dkimverify_results(self, raw: bytes) -> list[tuple[str, bool]]:
+        """(a=, verified) per DKIM-Signature, in header order, as the
+        ``dkimverify`` command says: exit 0 and "signature ok"."""
+        algorithms = [
+            (v.split(b"a=", 1)[1].split(b";", 1)[0].strip().decode())
+            for n, v in dkimpy.DKIM(raw).headers
+            if n.lower() == b"dkim-signature"
+        ]
+        results = []
+        for i, algorithm in enumerate(algorithms):
+            proc = run_with_private_dns([DKIMVERIFY, "--index", str(i)], self.records, raw)
+            assert proc.returncode != 125, proc.stderr  # the namespace itself failed
+            ok = proc.returncode == 0 and proc.stdout.strip() == b"signature ok"
+            results.append((algorithm, ok))
+        return results
+
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
@@ -164,8 +184,9 @@ def world() -> Iterator[World]:
             "ed": make_key(base, "example.com", "ed2026", "ed25519-sha256"),
             "org": make_key(base, "example.org", "sel1"),
         }
-        with dns_server("".join(key_record(k) for k in keys.values())) as dns:
-            yield World(base, dns, keys)
+        records = "".join(key_record(k) for k in keys.values())
+        with dns_server(records) as dns:
+            yield World(base, dns, keys, records)
 
 
 def start_miltrd(world: World, base: Path) -> tuple[Miltrd, int]:
@@ -228,6 +249,26 @@ def test_mail_miltrd_signed_verifies_with_opendkim_and_dkimpy(signing_mta, world
     changed = raw.replace(b"Hello Bob", b"Hello Eve")
     assert {r for r, _ in world.opendkim_results(changed)} == {"fail"}
     assert world.dkimpy_results(changed) == [False, False]
+
+
+def test_dkimverify_command_verifies_ed25519_and_rsa_mail_miltrd_signed(
+    signing_mta, world: World
+) -> None:
+    """The issue's peer for Ed25519 (RFC 8463): the ``dkimverify`` command, not only the library."""
+    require(DKIMVERIFY)
+    name, smtp_port, sink = signing_mta
+    subject = f"dkimverify-through-{name}"
+    send(smtp_port, "alice@example.com", message("example.com", subject))
+    raw = sink.delivered(subject)
+    assert sorted(world.dkimverify_results(raw)) == [
+        ("ed25519-sha256", True),
+        ("rsa-sha256", True),
+    ]
+    changed = raw.replace(b"Hello Bob", b"Hello Eve")
+    assert sorted(world.dkimverify_results(changed)) == [
+        ("ed25519-sha256", False),
+        ("rsa-sha256", False),
+    ]
 
 
 @pytest.fixture(scope="module")
