@@ -4,9 +4,9 @@ At end of message, for the RFC5322.From domain (the Author Domain):
 
 1. Policy discovery (section 6.6.3): the TXT record at ``_dmarc.`` of the
    Author Domain, else at ``_dmarc.`` of its Organizational Domain, found
-   with the Public Suffix List (section 3.2) from a maintained offline
-   source: Debian's ``publicsuffix`` file when installed (``psl_file``),
-   else the list bundled with the ``publicsuffixlist`` package.
+   with the Public Suffix List (section 3.2) from the file the
+   distribution keeps current (``psl_file``: Debian's ``publicsuffix``,
+   Fedora/EL's ``publicsuffix-list``; see ``_psl``).
 2. Identifier alignment (section 3.1): the spf and dkim results that
    plugins earlier in the chain published (``msg.auth_results``): a DKIM
    pass whose ``header.d``, or an SPF pass whose ``smtp.mailfrom`` (or
@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from publicsuffixlist import PublicSuffixList
-
 from miltrd.api import (
     Action,
     AuthResult,
@@ -61,9 +59,9 @@ from miltrd.api import (
 )
 
 from ._dns import DnsTempError, make_resolver, txt_records
+from ._psl import SYSTEM_PSL, SuffixListError, load
 
 Direction = Literal["incoming", "outgoing", "internal"]
-DEBIAN_PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
 # Weakest to strictest, for several From domains and for pct.
 POLICIES = ("none", "quarantine", "reject")
 
@@ -87,8 +85,12 @@ class DmarcOptions:
     trusted_forwarders: list[str] = field(default_factory=list)  # networks: no policy applied
     mailing_lists: list[str] = field(default_factory=list)  # List-Id values: no policy applied
     allow_domains: list[str] = field(default_factory=list)  # From domains: no policy applied
-    psl_file: str = DEBIAN_PSL  # "" or a missing file: the list bundled with publicsuffixlist
+    psl_file: str = SYSTEM_PSL  # the Public Suffix List; a missing file is a config error
     report_dir: str = ""  # aggregate-report data, one file per day
+    # pct sampling: unset, the operating system's randomness (a sender cannot
+    # predict which messages are sampled); a number, a generator seeded with it,
+    # so that a run (a test, a replay) decides the same way every time.
+    pct_seed: int | None = None
     dns_timeout: float = 10.0
     nameservers: list[str] = field(default_factory=list)
 
@@ -178,31 +180,18 @@ class Dmarc(Plugin):
                 raise OptionError(f"trusted_forwarders[{i}]", f"not a network: {net!r}") from None
         self.allowed = {d.lower().rstrip(".") for d in options.allow_domains}
         self.lists = [re.sub(r"\s+", "", x).lower().strip("<>") for x in options.mailing_lists]
-        self.psl = self._load_psl(options.psl_file)
+        try:
+            self.psl = load(options.psl_file)
+        except SuffixListError as exc:
+            raise OptionError("psl_file", str(exc)) from None
         if options.report_dir and not os.path.isdir(options.report_dir):
             raise OptionError("report_dir", f"{options.report_dir}: not a directory")
-        # pct sampling; a test may replace it with a seeded generator.
-        self.random = random.Random()
-
-    @staticmethod
-    def _load_psl(path: str) -> PublicSuffixList:
-        if path and os.path.exists(path):
-            try:
-                with open(path, "rb") as source:
-                    return PublicSuffixList(source)
-            except OSError as exc:
-                raise OptionError("psl_file", f"{path}: {exc.strerror or exc}") from None
-        if path and path != DEBIAN_PSL:
-            raise OptionError("psl_file", f"{path}: no such file")
-        return PublicSuffixList()
+        self.random: random.Random = (
+            random.SystemRandom() if options.pct_seed is None else random.Random(options.pct_seed)
+        )
 
     def describe(self) -> list[str]:
-        source = (
-            self.options.psl_file
-            if self.options.psl_file and os.path.exists(self.options.psl_file)
-            else "the list bundled with publicsuffixlist"
-        )
-        lines = [f"public suffix list: {source}"]
+        lines = [self.psl.describe()]
         if self.options.report_dir:
             lines.append(f"aggregate-report data: {self.options.report_dir}/dmarc-DATE.jsonl")
         return lines
@@ -210,7 +199,7 @@ class Dmarc(Plugin):
     def org_domain(self, domain: str) -> str:
         """Section 3.2: the registrable domain (the domain itself when the
         list knows no more)."""
-        return str(self.psl.privatesuffix(domain) or domain)
+        return self.psl.org_domain(domain)
 
     # --- end of message ---------------------------------------------------
 
@@ -348,9 +337,14 @@ class Dmarc(Plugin):
         if dkim_ok or spf_ok:
             return Evaluation(domain, "pass", policy, "none", record, dkim_ok, spf_ok)
         disposition, override = policy, ""
-        if record.pct < 100 and self.random.randrange(100) >= record.pct:
+        if not self.sampled(record.pct):
             disposition, override = lower_policy(policy), "sampled_out"
         return Evaluation(domain, "fail", policy, disposition, record, False, False, override)
+
+    def sampled(self, pct: int) -> bool:
+        """Section 6.6.4: whether a failing message is in the ``pct`` percent
+        (0-100) the policy applies to; each message is drawn independently."""
+        return pct >= 100 or self.random.randrange(100) < pct
 
     def _override(self, msg: Message, e: Evaluation) -> Evaluation:
         """Local policy (section 6.7): known forwarders and lists break

@@ -15,6 +15,8 @@ local=/co.uk/
 txt-record=_dmarc.relaxed.org,"v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@relaxed.org"
 txt-record=_dmarc.strict.org,"v=DMARC1; p=quarantine; adkim=s; aspf=s"
 txt-record=_dmarc.pct0.org,"v=DMARC1; p=reject; pct=0"
+txt-record=_dmarc.pct50.org,"v=DMARC1; p=reject; pct=50"
+txt-record=_dmarc.pct50q.org,"v=DMARC1; p=quarantine; pct=50"
 txt-record=_dmarc.monitor.org,"v=DMARC1; p=none"
 txt-record=_dmarc.own.relaxed.org,"v=DMARC1; p=none"
 txt-record=_dmarc.shop.co.uk,"v=DMARC1; p=reject"

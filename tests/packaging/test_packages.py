@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from ..tools import require
 from .conftest import REPO, SYSTEM
@@ -53,6 +59,47 @@ def test_deb_holds_the_program_config_units_and_man_pages(deb: Path, unpacked: P
         ["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True
     ).stdout
     assert b"/etc/mail/miltrd.toml" in conffiles
+
+
+# Each runtime dependency of pyproject.toml and the Debian package that provides it.
+DEBIAN_NAMES = {
+    "tomli": "python3-tomli",
+    "pyspf": "python3-spf",
+    "dnspython": "python3-dnspython",
+    "dkimpy": "python3-dkim",
+    "pynacl": "python3-nacl",
+    "cryptography": "python3-cryptography",
+    "publicsuffix2": "python3-publicsuffix2",
+    "prometheus-client": "python3-prometheus-client",
+}
+
+
+def test_deb_depends_on_a_debian_package_for_every_python_dependency(deb: Path) -> None:
+    """A PyPI-only module would install from the deb and fail when a plugin loads
+    (the dmarc plugin did, with publicsuffixlist): each one needs a Debian package,
+    named in Depends; the Public Suffix List file comes with publicsuffix."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert names <= DEBIAN_NAMES.keys(), (
+        f"no Debian package known for {names - DEBIAN_NAMES.keys()}"
+    )
+    depends = {
+        alt.split("(")[0].strip()
+        for item in run("dpkg-deb", "-f", str(deb), "Depends").split(",")
+        for alt in item.split("|")
+    }
+    for name in names:
+        assert DEBIAN_NAMES[name] in depends, (name, depends)
+    assert "publicsuffix" in depends, depends
+    # They exist in the archive this host installs from (bookworm).
+    for package in [*(DEBIAN_NAMES[n] for n in names), "publicsuffix"]:
+        shown = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", package],
+            capture_output=True,
+            text=True,
+            env=SYSTEM,
+        )
+        assert shown.returncode == 0 and f"Package: {package}" in shown.stdout, package
 
 
 def test_every_documentation_link_of_the_units_is_shipped(unpacked: Path) -> None:
@@ -133,6 +180,9 @@ def test_rpm_is_built_on_fedora_from_the_distributions_python_macros(
         assert needed in build_requires
     # Nothing pins the Python of the host the spec was read on.
     requires = run("rpmspec", "-q", "--requires", str(spec)) + "\n".join(build_requires)
+    # The Python modules are generated from pyproject.toml at build time; the
+    # Public Suffix List file the dmarc plugin reads is Fedora/EL's package.
+    assert "publicsuffix-list" in requires.split("\n"), requires
     assert "python(abi)" not in requires and "3.11" not in requires, requires
     parsed = run("rpmspec", "-P", str(spec))
     for macro in (

@@ -121,6 +121,57 @@ def test_install_enables_and_starts_the_service(box: Container) -> None:
     assert level and float(level[1]) <= 2.0, security
 
 
+AUTH_CONFIG = """[internal]
+networks = []
+authserv_id = "mx.example.com"
+[chain]
+plugins = ["dkim", "dmarc"]
+[[plugins.dkim.keys]]
+domain = "example.com"
+selector = "ed1"
+key_file = "/etc/mail/ed1.private"
+algorithm = "ed25519-sha256"
+[plugins.dmarc]
+nameservers = ["127.0.0.1:53"]
+"""
+
+
+def test_dkim_and_dmarc_run_from_the_deb_with_debians_suffix_list(box: Container) -> None:
+    """The deb's Depends bring what the dkim and dmarc plugins import (Debian's
+    python3-dkim and python3-publicsuffix2, no PyPI-only module) and the
+    Public Suffix List file; the Organizational Domains come from that file."""
+    box.run("miltrd", "dkim", "genkey", "example.com", "ed1", "-a", "ed25519", "-D", "/etc/mail")
+    box.sh("chown miltrd /etc/mail/ed1.private")
+    box.sh(f"cat > /etc/mail/auth.toml <<'EOF'\n{AUTH_CONFIG}EOF")
+    out = box.run("miltrd", "check", "-c", "/etc/mail/auth.toml").stdout
+    assert out.startswith("/etc/mail/auth.toml: OK"), out
+    assert "signs example.com with selector ed1 (ed25519-sha256" in out, out
+    assert re.search(
+        r"public suffix list: /usr/share/publicsuffix/public_suffix_list.dat \(\d+ rules", out
+    ), out
+    owner = box.run("dpkg", "-S", "/usr/share/publicsuffix/public_suffix_list.dat").stdout
+    assert owner.startswith("publicsuffix:"), owner
+    lookups = box.run(
+        "python3",
+        "-c",
+        "from miltrd.plugins import _psl\n"
+        "psl = _psl.load(_psl.SYSTEM_PSL)\n"
+        "print(psl._psl.__class__.__module__)\n"
+        "for d in ('a.b.example.org', 'mail.example.co.uk', 'co.uk', 'a.www.ck', 'x.b.ck'):\n"
+        "    print(d, psl.org_domain(d))",
+    ).stdout.splitlines()
+    assert lookups == [
+        "publicsuffix2",
+        "a.b.example.org example.org",
+        "mail.example.co.uk example.co.uk",
+        "co.uk co.uk",
+        "a.www.ck www.ck",
+        "x.b.ck x.b.ck",
+    ]
+    where = box.run("python3", "-c", "import publicsuffix2; print(publicsuffix2.__file__)").stdout
+    assert where.startswith("/usr/lib/python3/dist-packages/"), where
+
+
 def readme_block(after: str, lang: str) -> str:
     """The first ```lang block after the text ``after`` in README.md."""
     readme = (REPO / "README.md").read_text()

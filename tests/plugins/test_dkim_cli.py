@@ -81,7 +81,7 @@ def test_check_shows_the_keys_and_the_suffix_list(tmp_path: Path, capsys) -> Non
     out = capsys.readouterr().out
     assert "signs example.com with selector sel1 (rsa-sha256, 2048 bits)" in out
     assert "signs example.com with selector ed1 (ed25519-sha256, 256 bits)" in out
-    assert "public suffix list: /usr/share/publicsuffix/public_suffix_list.dat" in out
+    assert "public suffix list: /usr/share/publicsuffix/public_suffix_list.dat (" in out
     assert "auth_results" in out
 
 
