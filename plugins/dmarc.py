@@ -190,6 +190,10 @@ class Dmarc(Plugin):
             random.SystemRandom() if options.pct_seed is None else random.Random(options.pct_seed)
         )
 
+    def readable_files(self) -> dict[str, str]:
+        """The Public Suffix List, read again by a reload as the daemon's user."""
+        return {"psl_file": self.psl.path}
+
     def describe(self) -> list[str]:
         lines = [self.psl.describe()]
         if self.options.report_dir:

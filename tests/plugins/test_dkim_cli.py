@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import stat
 from pathlib import Path
@@ -99,3 +101,26 @@ def test_check_refuses_a_key_the_service_user_cannot_read(tmp_path: Path, capsys
     assert re.search(
         r"miltrd.toml:\d+: plugins.dkim.keys\[0\].key_file: .*not readable by user nobody", err
     )
+
+
+def test_check_refuses_a_suffix_list_the_service_user_cannot_read(tmp_path: Path, capsys) -> None:
+    genkey(tmp_path, capsys, "example.com", "sel1")
+    genkey(tmp_path, capsys, "example.com", "ed1", "-a", "ed25519")
+    psl = tmp_path / "psl.dat"
+    psl.write_text("com\nco.uk\n")
+    psl.chmod(0o600)
+    cfg = tmp_path / "miltrd.toml"
+    cfg.write_text(
+        CHECK_CONFIG.format(
+            user='user = "nobody"', rsa=tmp_path / "sel1.private", ed=tmp_path / "ed1.private"
+        )
+        + f'psl_file = "{psl}"\n'
+    )
+    for key in ("sel1", "ed1"):  # only the list is at fault here
+        os.chown(tmp_path / f"{key}.private", pwd.getpwnam("nobody").pw_uid, -1)
+    assert main(["check", "-c", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(
+        r"miltrd.toml:\d+: plugins.dmarc.psl_file: .*psl.dat: not readable by user nobody", err
+    ), err
+    assert "key_file" not in err
