@@ -120,6 +120,11 @@ class FilterConnection:
         """The largest data part accepted from the MTA right now."""
         return self._limit
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet decoded into commands."""
+        return len(self._buffer)
+
     def macros(self) -> dict[str, str]:
         """All macro values currently defined, later stages overriding."""
         merged: dict[str, str] = {}
