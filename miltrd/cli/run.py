@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -12,7 +11,7 @@ from .. import __version__
 from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
-from ..server import Daemon, StartupError
+from ..server import Daemon, StartupError, eventloop
 from ..server.workers import Supervisor, block_signals
 from .check import timeout_warnings
 
@@ -41,7 +40,13 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
             print(problem, file=sys.stderr)
         return 1
     setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
-    log.info("miltrd %s starting: config %s, pid %d", __version__, config.path, os.getpid())
+    log.info(
+        "miltrd %s starting: config %s, pid %d, event loop %s",
+        __version__,
+        config.path,
+        os.getpid(),
+        eventloop.loop_name(config.daemon.event_loop),
+    )
     for warning in config.warnings:
         log.warning("%s", warning)
     for text in timeout_warnings(runtime):
@@ -69,7 +74,7 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
             remove()
 
     try:
-        asyncio.run(main())
+        eventloop.run(main(), config.daemon.event_loop)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
