@@ -97,7 +97,7 @@ class InlineProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio.Transport in spirit; uvloop's transports do not subclass it.
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.writer = InlineWriter(transport, self)
+        self.writer = InlineWriter(self.transport, self)
         self._loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         # The task runs in this context and so do the inline commands: a
