@@ -30,6 +30,7 @@ every plugin's verdict is logged as it happens.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,9 @@ class ChainSession:
         self._decider = ""  # the plugin whose verdict ended the last phase
         self._accepted: set[str] = set()
         self.msg: Message | None = None
-        self.history: list[MessageRecord] = []
+        # The last few messages' records (replay shows the last one). Bounded:
+        # an MTA may keep one connection open for thousands of messages.
+        self.history: collections.deque[MessageRecord] = collections.deque(maxlen=4)
         self._retired: set[str] = set()
         self._when = Applicability(runtime.plugins)
         self._tally = Tally()
