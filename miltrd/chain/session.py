@@ -123,6 +123,9 @@ class ChainSession:
         # there cannot be sent, so the chain holds it (see ``_settle``).
         self.no_reply = Phase.NONE
         self._final: Verdict | None = None
+        # Asked once per connection, not twice per hook (the level changes
+        # only with a reload, which new connections pick up).
+        self._debug = log.isEnabledFor(logging.DEBUG)
         # Forged Authentication-Results are removed at end of message.
         self._writes_auth_results = bool(Action.AUTH_RESULTS & runtime.declared.actions)
 
@@ -231,7 +234,7 @@ class ChainSession:
         finally:
             self.conn.caller = None
             self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "plugin %s: %s -> %s%s",
                 p.name,
@@ -256,7 +259,7 @@ class ChainSession:
     ) -> Verdict:
         retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
         active = self._active(phase, recipient)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "%s%s: %s",
                 (phase.name or "").lower(),
@@ -421,18 +424,16 @@ class ChainSession:
         msg = self.msg
         if msg is None:
             return
-        for p in self.plugins:
-            if Phase.ABORT & p.implemented:
-                await self._call(p, Phase.ABORT, _abort_call(p, msg))
+        for p in self.runtime.hooked[Phase.ABORT]:
+            await self._call(p, Phase.ABORT, _abort_call(p, msg))
         self._summary(None, at="abort")
         self._end_message_state()
 
     async def close(self) -> None:
         if self.msg is not None:
             await self.abort()
-        for p in self.plugins:
-            if Phase.CLOSE & p.implemented:
-                await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
+        for p in self.runtime.hooked[Phase.CLOSE]:
+            await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
 
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
         """Close the message's record: summary line, history, metrics."""
