@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import socket
@@ -339,7 +340,7 @@ class MilterHandler:
         agreed = self.fc.negotiated
         assert agreed is not None
         self.chain.no_reply = no_reply_phases(agreed.protocol)
-        missing = req.actions & ~agreed.actions & ~ActionFlag.ADDRCPT_PAR
+        missing = _missing_actions(req.actions, agreed.actions)
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
             metrics.recorder().negotiation_failed()
@@ -386,6 +387,13 @@ class MilterHandler:
 
 
 _WRITE_AT = 1 << 20
+
+
+@functools.lru_cache(maxsize=64)
+def _missing_actions(wanted: ActionFlag, agreed: ActionFlag) -> ActionFlag:
+    """Actions the chain needs that the MTA did not offer (ADDRCPT_PAR is
+    optional: without it a recipient is added without ESMTP arguments)."""
+    return wanted & ~agreed & ~ActionFlag.ADDRCPT_PAR
 
 
 async def _await(awaitable: Any) -> Any:
