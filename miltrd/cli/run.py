@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -51,6 +52,7 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
         log.warning("%s", warning)
     for text in timeout_warnings(runtime):
         log.warning("%s", text)
+    open_files_up_to_hard_limit()
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()
@@ -79,3 +81,18 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
         log.error("cannot start: %s", exc)
         return 1
     return 0
+
+
+def open_files_up_to_hard_limit() -> None:
+    """Raise the soft limit on open files to the hard one.
+
+    systemd and login sessions start services at a soft limit of 1024 for
+    the sake of programs that use select(); miltrd uses epoll and needs a
+    descriptor or two per MTA connection (max_connections defaults to 512).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d: %s", soft, exc)

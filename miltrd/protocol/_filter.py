@@ -77,6 +77,8 @@ MESSAGE_MACRO_STAGES = frozenset(
 _AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
 
 
+# Command(code) is a Python-level Enum call; a reply asks for it every time.
+_COMMANDS: dict[int, Command] = {int(c): c for c in Command}
 _AGREEMENTS: dict[tuple[object, ...], tuple[Negotiated, bytes]] = {}
 
 
@@ -111,7 +113,7 @@ class FilterConnection:
     @property
     def awaiting(self) -> Command | None:
         """The command whose reply is owed, or None."""
-        return None if self._awaiting is None else Command(self._awaiting)
+        return None if self._awaiting is None else _COMMANDS[self._awaiting]
 
     @property
     def reply_owed(self) -> bool:

@@ -15,6 +15,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -167,7 +168,8 @@ class MilterHandler:
         conn_id.set(self.cid)
         queue_id.set("")
         self._writer = writer
-        self._quickack = quickack_setter(writer.get_extra_info("socket"))
+        own = own_socket(writer.get_extra_info("socket"))
+        self._quickack = quickack_setter(own)
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         # A timer, not a task: it costs one heap entry per idle period, and
@@ -188,6 +190,8 @@ class MilterHandler:
             self._cancelled(writer)
             raise
         finally:
+            if own is not None:
+                own.close()
             record.connection_closed()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
@@ -405,19 +409,43 @@ def _no_quickack() -> None:
 
 
 def quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
-    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES)."""
+    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES).
+
+    ``sock`` is a real socket (or asyncio's wrapper of one); see
+    :func:`own_socket` for what a transport gives.
+    """
     quickack = getattr(socket, "TCP_QUICKACK", None)
     if sock is None or quickack is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return _no_quickack
-    fd_sock = sock
+    setsockopt = sock.setsockopt
+    level = socket.IPPROTO_TCP
 
     def setter() -> None:
-        with contextlib.suppress(OSError):
-            fd_sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        try:  # noqa: SIM105 - not contextlib.suppress: this runs at every read
+            setsockopt(level, quickack, 1)
+        except OSError:
+            pass
 
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return setter
+
+
+def own_socket(sock: Any) -> socket.socket | None:
+    """A socket object of our own on a transport's TCP socket (a duplicate
+    descriptor, closed by the caller), or None for other sockets.
+
+    uvloop's transports give a stand-in whose setsockopt builds and drops a
+    socket object at every call; asyncio's wrap theirs in a Python method.
+    Socket options belong to the socket, so setting them on the duplicate
+    sets them for the transport.
+    """
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        return socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:
+        return None
 
 
 # What a session still open when shutdown_timeout passes is answered.

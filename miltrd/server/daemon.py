@@ -292,7 +292,7 @@ class _ConnectionTask:
         self.daemon = daemon
 
     async def inline(self, protocol: InlineProtocol) -> None:
-        await self(protocol, protocol.writer, protocol)
+        await self(protocol, protocol, protocol)
 
     async def __call__(
         self, reader: Reader, writer: Writer, inline: InlineProtocol | None = None

@@ -45,31 +45,6 @@ INLINE = (
 PAUSE_AT = 256 * 1024
 
 
-class InlineWriter:
-    """What MilterHandler writes through (the part of asyncio.StreamWriter it uses)."""
-
-    __slots__ = ("_protocol", "transport")
-
-    def __init__(self, transport: asyncio.WriteTransport, protocol: InlineProtocol) -> None:
-        self.transport = transport
-        self._protocol = protocol
-
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    async def drain(self) -> None:
-        await self._protocol.drained()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-    def close(self) -> None:
-        self.transport.close()
-
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._protocol.closed)
-
-
 class InlineProtocol(asyncio.Protocol):
     """One accepted MTA connection.
 
@@ -97,7 +72,6 @@ class InlineProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio.Transport in spirit; uvloop's transports do not subclass it.
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.writer = InlineWriter(self.transport, self)
         self._loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         # The task runs in this context and so do the inline commands: a
@@ -155,7 +129,23 @@ class InlineProtocol(asyncio.Protocol):
                 waiter.set_result(None)
         self._drain_waiters.clear()
 
-    async def drained(self) -> None:
+    # --- writing: the part of asyncio.StreamWriter a MilterHandler uses ------------
+    # (the protocol is its own writer: a separate object would make a
+    # reference cycle that only the garbage collector frees)
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    async def drain(self) -> None:
         """Return once the transport's write buffer is below its high mark."""
         if self.transport.is_closing():
             await asyncio.sleep(0)  # as StreamWriter.drain: let connection_lost run
@@ -204,7 +194,7 @@ class InlineProtocol(asyncio.Protocol):
         Commands run in data_received from here on; this task takes over
         only what waits, and ends the session.
         """
-        writer = self.writer
+        writer = self
         loop = self._loop
         async with handler.session(writer):
             try:
@@ -233,6 +223,7 @@ class InlineProtocol(asyncio.Protocol):
                         more = await handler.drain_events(writer)
             finally:
                 self._busy = True  # nothing runs inline after the session
+                self.handler = None  # no cycle left for the garbage collector
                 self._resume_reading()
 
     def _run_inline(self) -> None:
@@ -244,10 +235,10 @@ class InlineProtocol(asyncio.Protocol):
         try:
             _tasks._enter_task(loop, task)
         except RuntimeError:  # another task is current: let ours run them
-            self._wake(handler.drain_events(self.writer))
+            self._wake(handler.drain_events(self))
             return
         try:
-            finished, value = self._ctx.run(start, handler.drain_events(self.writer))
+            finished, value = self._ctx.run(start, handler.drain_events(self))
         except BaseException as exc:  # handed to the task, which ends the session
             finished, value = True, exc
         finally:
