@@ -174,10 +174,6 @@ class ChainSession:
         return any(p.keeps_body and p.name not in self._retired for p in self.plugins)
 
     def _all_accepted(self, phase: Phase = Phase.NONE) -> bool:
-        # Before end of message an ACCEPT would lose the pending changes; at
-        # end of message they are sent ahead of it.
-        if phase is not Phase.EOM and self.msg is not None and self.msg.changes():
-            return False
         if self._writes_auth_results:
             return False
         # Plugins whose `when` does not match do not count.
@@ -189,6 +185,11 @@ class ChainSession:
             if p.name not in self._accepted and p.name not in self._conn_retired:
                 return False
             counted = True
+        # Before end of message an ACCEPT would lose the pending changes; at
+        # end of message they are sent ahead of it. (Asked last: the loop
+        # above usually answers first, at every hook.)
+        if counted and phase is not Phase.EOM and self.msg is not None and self.msg.changes():
+            return False
         return counted
 
     def _failed(self, p: LoadedPlugin, how: str) -> Verdict:
