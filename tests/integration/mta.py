@@ -4,6 +4,11 @@ Postfix runs from Debian's package with its own config, queue and log in a
 temporary directory, on loopback ports, never touching the system MTA. It
 relays everything to smtp-sink, which writes one file per delivered
 message. miltrd runs as a real subprocess (``python -m miltrd run``).
+
+The package is the system's when it is installed; on a host running
+another MTA (postfix would replace it) it is the one scripts/install-test-deps.sh
+unpacks into .cache/postfix/root, run from there (``POSTFIX_ROOT``).
+``MILTRD_TEST_POSTFIX=unpacked`` (or ``system``) chooses one explicitly.
 """
 
 from __future__ import annotations
@@ -20,6 +25,61 @@ from pathlib import Path
 from ..tools import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
+POSTFIX_ROOT = REPO / ".cache" / "postfix" / "root"
+
+
+def unpacked_postfix() -> Path | None:
+    """The unpacked Postfix tree the tests run, or None for the system's package."""
+    choice = os.environ.get("MILTRD_TEST_POSTFIX", "")
+    if choice == "unpacked":
+        return POSTFIX_ROOT
+    if choice == "system" or Path("/usr/sbin/postfix").exists():
+        return None
+    return POSTFIX_ROOT
+
+
+def postfix_tool(name: str) -> str:
+    """The command ``name`` of the Postfix package (postfix, smtp-sink, smtp-source...)."""
+    root = unpacked_postfix()
+    return name if root is None else str(root / "usr/sbin" / name)
+
+
+# For require(): what the tests will run, unless MILTRD_TEST_POSTFIX changes later.
+POSTFIX = postfix_tool("postfix")
+SMTP_SINK = postfix_tool("smtp-sink")
+
+
+def _unpacked_main_cf(root: Path) -> str:
+    """main.cf lines that run Postfix from the unpacked tree, never from /usr or /etc/postfix.
+
+    The binaries find their libpostfix-*.so through RUNPATH /usr/lib/postfix;
+    LD_LIBRARY_PATH comes first, and Postfix passes on only the environment
+    import_environment names, so the tree's libraries reach every daemon.
+    """
+    shlib = root / "usr/lib/postfix"
+    return (
+        f"daemon_directory = {root}/usr/lib/postfix/sbin\n"
+        f"command_directory = {root}/usr/sbin\n"
+        f"shlib_directory = {shlib}\n"
+        f"meta_directory = {root}/etc/postfix\n"
+        f"sample_directory = {root}/etc/postfix\n"
+        f"manpage_directory = {root}/usr/share/man\n"
+        f"html_directory = no\n"
+        f"readme_directory = no\n"
+        f"sendmail_path = {root}/usr/sbin/sendmail\n"
+        f"mailq_path = {root}/usr/bin/mailq\n"
+        f"newaliases_path = {root}/usr/bin/newaliases\n"
+        "import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C"
+        f" POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH={shlib}\n"
+    )
+
+
+def postfix_env() -> dict[str, str]:
+    root = unpacked_postfix()
+    if root is None:
+        return dict(os.environ)
+    return dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/postfix"))
+
 
 MASTER_CF = """\
 127.0.0.1:{smtp_port} inet n - n - - smtpd
@@ -95,7 +155,7 @@ class Sink:
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                "smtp-sink",
+                postfix_tool("smtp-sink"),
                 "-u",
                 "postfix",
                 "-d",
@@ -105,6 +165,7 @@ class Sink:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=postfix_env(),
         )
         os.chown(directory, _uid("postfix"), -1)
         wait_for_port(self.port)
@@ -163,8 +224,10 @@ class Postfix:
         (base / "data").mkdir()
         os.chown(base / "data", _uid("postfix"), -1)
         self.smtp_port = free_port()
+        root = unpacked_postfix()
+        tree = "" if root is None else _unpacked_main_cf(root)
         (self.conf / "main.cf").write_text(
-            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + extra
+            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + tree + extra
         )
         master = MASTER_CF.format(smtp_port=self.smtp_port)
         if chroot:
@@ -178,10 +241,11 @@ class Postfix:
     def _postfix(self, action: str) -> None:
         # Postfix reports start-up errors only to a tty or syslog.
         result = subprocess.run(
-            ["script", "-qec", f"postfix -c {self.conf} {action}", "/dev/null"],
+            ["script", "-qec", f"{postfix_tool('postfix')} -c {self.conf} {action}", "/dev/null"],
             capture_output=True,
             text=True,
             timeout=60,
+            env=postfix_env(),
         )
         if result.returncode != 0:
             log = self.log()

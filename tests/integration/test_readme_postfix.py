@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_main_cf_block_is_what_postfix_takes() -> None:
 
 
 def test_readme_postfix_and_socket_blocks_with_chrooted_smtpd() -> None:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     main_cf = block_after("In `/etc/postfix/main.cf`")
     socket_toml = block_after("### The unix socket", "toml")
     with world_readable_tmpdir() as base:
