@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..tools import free_port, wait_for_port
@@ -214,10 +215,20 @@ def _uid(user: str) -> int:
 
 class Postfix:
     def __init__(
-        self, base: Path, milter: str, sink_port: int, extra: str = "", chroot: bool = False
+        self,
+        base: Path,
+        milter: str,
+        sink_port: int,
+        extra: str = "",
+        chroot: bool = False,
+        wrap: Sequence[str] = (),
     ) -> None:
-        """``chroot``: smtpd runs chrooted in the queue directory, as Debian's master.cf has it."""
+        """``chroot``: smtpd runs chrooted in the queue directory, as Debian's master.cf has it.
+
+        ``wrap``: a command prefix the postfix command runs under (Accounts.wrap).
+        """
         self.base = base
+        self.wrap = list(wrap)
         self.conf = base / "conf"
         self.conf.mkdir(parents=True)
         (base / "queue").mkdir()
@@ -241,7 +252,12 @@ class Postfix:
     def _postfix(self, action: str) -> None:
         # Postfix reports start-up errors only to a tty or syslog.
         result = subprocess.run(
-            ["script", "-qec", f"{postfix_tool('postfix')} -c {self.conf} {action}", "/dev/null"],
+            [
+                "script",
+                "-qec",
+                shlex.join([*self.wrap, postfix_tool("postfix"), "-c", str(self.conf), action]),
+                "/dev/null",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -250,6 +266,9 @@ class Postfix:
         if result.returncode != 0:
             log = self.log()
             raise RuntimeError(f"postfix {action} failed:\n{result.stdout}{result.stderr}\n{log}")
+
+    def reload(self) -> None:
+        self._postfix("reload")
 
     def log(self) -> str:
         path = self.base / "maillog"
@@ -263,13 +282,20 @@ class Postfix:
 class Miltrd:
     """``python -m miltrd run`` as a subprocess, with its stderr kept."""
 
-    def __init__(self, config: Path, port: int | None = None, unix_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int | None = None,
+        unix_path: str | None = None,
+        wrap: Sequence[str] = (),
+    ) -> None:
+        """``wrap``: a command prefix miltrd runs under (Accounts.wrap)."""
         self.config = config
         self.log_path = config.with_suffix(".log")
         self.logfile = open(self.log_path, "wb")  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "miltrd", "run", "-c", str(config)],
+            [*wrap, sys.executable, "-m", "miltrd", "run", "-c", str(config)],
             stdout=self.logfile,
             stderr=subprocess.STDOUT,
             env=env,
@@ -358,6 +384,73 @@ def world_readable_tmpdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class Accounts:
+    """The machine's users and groups as a site would have them, seen only by chosen processes.
+
+    Copies of /etc/passwd, /etc/group, /etc/shadow and /etc/gshadow, changed
+    with the shadow tools' --prefix (the machine's own files are never
+    written); ``wrap`` is a command prefix that runs a command in a private
+    mount namespace where the copies are bind-mounted over /etc, so that it
+    and its children (Postfix's daemons, which take their groups with
+    initgroups) see them. A change is written into the mounted files in
+    place, so processes already running see it too. Needs root and unshare.
+    """
+
+    FILES = ("passwd", "group", "shadow", "gshadow")
+
+    def __init__(self, base: Path) -> None:
+        import shutil
+
+        self.live = base / "live"  # what the wrapped processes see
+        self.stage = base / "stage"  # what the shadow tools change
+        for where in (self.live, self.stage):
+            (where / "etc").mkdir(parents=True)
+            for name in self.FILES:
+                shutil.copy2(f"/etc/{name}", where / "etc" / name)
+
+    def run(self, command: str) -> None:
+        """A useradd/usermod/groupadd command line, applied to the copies (--prefix)."""
+        argv = shlex.split(command)
+        subprocess.run([argv[0], "--prefix", str(self.stage), *argv[1:]], check=True)
+        for name in self.FILES:
+            # In place: a bind mount holds the file, not its name.
+            (self.live / "etc" / name).write_bytes((self.stage / "etc" / name).read_bytes())
+
+    def _entry(self, table: str, name: str) -> list[str]:
+        for line in (self.live / "etc" / table).read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return fields
+        raise KeyError(name)
+
+    def ids(self, user: str) -> tuple[int, int]:
+        """(uid, primary gid) of ``user``."""
+        fields = self._entry("passwd", user)
+        return int(fields[2]), int(fields[3])
+
+    def gid(self, group: str) -> int:
+        return int(self._entry("group", group)[2])
+
+    def members(self, group: str) -> list[str]:
+        """The users ``group`` lists as its members (supplementary group)."""
+        return [name for name in self._entry("group", group)[3].split(",") if name]
+
+    def has_user(self, user: str) -> bool:
+        try:
+            self._entry("passwd", user)
+        except KeyError:
+            return False
+        return True
+
+    @property
+    def wrap(self) -> list[str]:
+        mounts = " && ".join(
+            f"mount --bind {shlex.quote(str(self.live / 'etc' / name))} /etc/{name}"
+            for name in self.FILES
+        )
+        return ["unshare", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
 
 
 SENDMAIL_ROOT = REPO / ".cache" / "sendmail" / "root"

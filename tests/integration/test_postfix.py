@@ -136,7 +136,10 @@ def test_raising_plugin_tempfails_and_miltrd_keeps_serving(mail_system) -> None:
 
 
 def test_postfix_over_a_unix_socket_with_the_postfix_group() -> None:
-    """The README's unix-socket setup: socket 0660, group postfix."""
+    """``group`` names the unix socket's group (here Postfix's own); socket 0660.
+
+    The README's setup (group miltrd, which the postfix user joins) is
+    test_socket_layout.py's."""
     require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         sock = base / "miltrd.sock"

@@ -8,9 +8,10 @@ instance's queue directory. A message sent to smtpd passes through miltrd
 (its summary line) and is delivered; with miltrd stopped, the block's
 ``milter_default_action`` keeps mail out (4xx), never unfiltered.
 
-On this host the socket's group is ``postfix``'s own group rather than
-``miltrd`` (the test adds no group to the machine); the group ``miltrd``
-path is shown in the container of tests/packaging/test_systemd.py.
+Here the socket's group is ``postfix``'s own group rather than ``miltrd``;
+the README's group ``miltrd`` (``usermod -aG miltrd postfix``) with the
+package's owners and modes, through Postfix and Sendmail, is
+test_socket_layout.py's, and under systemd tests/packaging/test_systemd.py's.
 """
 
 from __future__ import annotations
