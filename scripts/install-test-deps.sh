@@ -22,7 +22,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # MTAs the tests run from Debian's packages unpacked beside the project
-# (scripts/unpack-deb.sh: apt-get download and dpkg-deb -x, no install).
+# (scripts/unpack-deb.sh: apt-get download and dpkg-deb -x, never
+# installed); tests/integration/mta.py runs each tree as a private instance.
 # Sendmail always: sendmail-bin conflicts with postfix. Postfix too: the
 # tests use the system's postfix when it is installed and this tree when it
 # is not, and one test runs this tree on every machine.
