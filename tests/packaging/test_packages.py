@@ -71,6 +71,7 @@ DEBIAN_NAMES = {
     "cryptography": "python3-cryptography",
     "publicsuffix2": "python3-publicsuffix2",
     "prometheus-client": "python3-prometheus-client",
+    "uvloop": "python3-uvloop",
 }
 
 
