@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, tree in trees:
             for key, value in _child(tree, args.number).items():
                 best[label][key] = min(best[label].get(key, value), value)
-    print(f"# decoding one Postfix-shaped session ({len(packets())} packets), best of {args.repeat}")
+    print(
+        f"# decoding one Postfix-shaped session ({len(packets())} packets), best of {args.repeat}"
+    )
     print("| code | decode_command µs | rebuilt by the public constructors µs |")
     print("|---|---|---|")
     for label, _ in trees:
