@@ -4,8 +4,10 @@
     python3 -m bench.run --quick         # shorter runs, fewer cells
     python3 -m bench.run --endless       # the older table: endless connections, no macros
     python3 -m bench.run --postfix       # also end to end through real Postfix
+    python3 -m bench.run --postfix-only  # only that: 8 and 32 SMTP sessions (bench/postfix.py)
     python3 -m bench.run --memory        # idle-connection and large-message memory
     python3 -m bench.run --stall         # small-message latency beside 50 MiB defangs
+    python3 -m bench.run --mixed         # small-message latency beside 256 KiB/10 MiB senders
 
 Every filter does the same work: observe every phase, add one header at end
 of message. The default table is like for like: the generator behaves like
@@ -77,6 +79,9 @@ class Filter:
     port: int
     env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    # "-m" puts the working directory first on sys.path, ahead of
+    # PYTHONPATH: a filter from another checkout must run from there.
+    cwd: Path = REPO
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -84,7 +89,7 @@ class Filter:
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=REPO,
+            cwd=self.cwd,
         )
         wait_port(self.port, self.proc)
 
@@ -105,7 +110,8 @@ def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1, tree: Path
         f"workers = {workers}\nmax_connections = 2048\n{chain}"
     )
     env = dict(os.environ, PYTHONPATH=str(tree))
-    return Filter(name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env)
+    argv = [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)]
+    return Filter(name, argv, port, env, cwd=tree)
 
 
 REFERENCE_CHAIN = '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
@@ -241,6 +247,18 @@ def like_cell(
 
 
 LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
+# Through Postfix: miltrd with the shipped chain, and the reference work
+# (observe every phase, add a header) done by miltrd and by every peer.
+POSTFIX_FILTERS = "sample,miltrd,pymilter,pymilter-nr,c"
+
+
+def postfix_filters(tmp: Path, which: str) -> list[Filter]:
+    """make_filters for the Postfix table: the shipped chain is named as such."""
+    filters = make_filters(tmp, set(which.split(",")))
+    for f in filters:
+        if f.name == "miltrd-sample":
+            f.name = "miltrd, shipped chain"
+    return filters
 
 
 def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
@@ -323,10 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", default="1,8,64")
     parser.add_argument("--sizes", default="4096,262144")
     parser.add_argument("--postfix", action="store_true", help="also run through real Postfix")
+    parser.add_argument(
+        "--postfix-only", action="store_true", help="only the table through real Postfix"
+    )
     parser.add_argument("--memory", action="store_true", help="memory measurements only")
     parser.add_argument(
         "--stall", action="store_true", help="small-message latency beside 50 MiB defangs"
     )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="small-message reply latency beside 256 KiB and 10 MiB senders (bench/mixed.py)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="--mixed, --postfix: runs of each cell")
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
     parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")
@@ -338,6 +365,20 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if args.postfix_only:
+        from .postfix import postfix_report
+
+        postfix_report(tmp, postfix_filters(tmp, args.filters or POSTFIX_FILTERS), runs=args.runs)
+        return 0
+    if args.mixed:
+        from .mixed import mixed_report
+
+        trees = [("this", REPO)]
+        if args.compare_tree:
+            tree = Path(args.compare_tree).resolve()
+            trees.append((args.compare_label or tree.name, tree))
+        seconds = args.seconds if "--seconds" in (argv or sys.argv) else 8.0
+        return mixed_report(tmp, seconds, args.runs, args.small_conns, trees)
     if args.stall:
         from .bigmail import stall_report
 
@@ -348,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.postfix:
             from .postfix import postfix_report
 
-            postfix_report(tmp, make_filters(tmp, {"miltrd", "pymilter"}))
+            postfix_report(tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs)
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
     args.filters = args.filters or "miltrd,sample,pymilter,ppm,c"
@@ -383,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.postfix:
         from .postfix import postfix_report
 
-        postfix_report(tmp, [f for f in make_filters(tmp, {"miltrd", "pymilter"})])
+        postfix_report(tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
