@@ -124,6 +124,7 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         filters.append(
             miltrd_filter("miltrd Reference", REFERENCE_CHAIN.format(cls="Reference"), tmp)
         )
+    if which & {"miltrd", "declared"}:
         filters.append(
             miltrd_filter("miltrd Declared", REFERENCE_CHAIN.format(cls="Declared"), tmp)
         )
@@ -248,8 +249,9 @@ def like_cell(
 
 LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
 # Through Postfix: miltrd with the shipped chain, and the reference work
-# (observe every phase, add a header) done by miltrd and by every peer.
-POSTFIX_FILTERS = "sample,miltrd,pymilter,pymilter-nr,c"
+# (observe every phase, add a header) done by miltrd (``Declared``, as a
+# miltrd plugin is meant to be written) and by every peer.
+POSTFIX_FILTERS = "sample,declared,pymilter,pymilter-nr,c"
 
 
 def postfix_filters(tmp: Path, which: str) -> list[Filter]:
@@ -344,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postfix-only", action="store_true", help="only the table through real Postfix"
     )
+    parser.add_argument(
+        "--messages", type=int, default=2000, help="--postfix: messages per smtp-source run"
+    )
     parser.add_argument("--memory", action="store_true", help="memory measurements only")
     parser.add_argument(
         "--stall", action="store_true", help="small-message latency beside 50 MiB defangs"
@@ -368,7 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.postfix_only:
         from .postfix import postfix_report
 
-        postfix_report(tmp, postfix_filters(tmp, args.filters or POSTFIX_FILTERS), runs=args.runs)
+        postfix_report(
+            tmp,
+            postfix_filters(tmp, args.filters or POSTFIX_FILTERS),
+            runs=args.runs,
+            messages=args.messages,
+        )
         return 0
     if args.mixed:
         from .mixed import mixed_report
@@ -389,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.postfix:
             from .postfix import postfix_report
 
-            postfix_report(tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs)
+            postfix_report(
+                tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
+            )
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
     args.filters = args.filters or "miltrd,sample,pymilter,ppm,c"
@@ -424,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.postfix:
         from .postfix import postfix_report
 
-        postfix_report(tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs)
+        postfix_report(
+            tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
