@@ -57,7 +57,8 @@ if [ -n "$missing" ]; then
 fi
 
 # Sendmail conflicts with Postfix as an installed package, so the tests run
-# it from the unpacked Debian packages in .cache/sendmail (see MTA-NOTES).
+# it from its Debian packages unpacked with dpkg -x (never installed) into
+# .cache/sendmail; tests/integration/mta.py runs that tree as a private instance.
 SM=.cache/sendmail
 if [ ! -x "$SM/root/usr/libexec/sendmail/sendmail" ]; then
     SUDO=""
