@@ -34,6 +34,9 @@ daemon; the shipped chain's bodies are not sent at all (negotiated away).
 ``daemon CPU`` is the daemon's CPU seconds per second of the cell: when it
 is well below 1, the daemon's loop was mostly idle and the latency was
 spent waiting for a CPU on the machine, not behind other connections.
+The daemons run under bench/loopwatch.py, which times every event-loop
+callback in CPU time: the 99.9th percentile and the longest are the
+stretches during which one connection held the loop.
 
 Each condition (alone, beside the large senders) runs ``--seconds`` seconds.
 All daemons (both chains, and ``--compare-tree``'s) are started at once, and
@@ -47,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import struct
@@ -75,6 +79,7 @@ from miltrd.protocol import (
 )
 from miltrd.protocol import Helo as HeloCmd
 
+from . import loopwatch
 from .postfixgen import (
     CLIENT_ADDR,
     CLIENT_NAME,
@@ -209,9 +214,30 @@ class Cell:
     count: int
     big_rate: float  # large messages per second
     cpu: float  # the daemon's CPU seconds per second of the cell
+    turn_p999: float  # CPU ms of the daemon's loop callbacks (bench/loopwatch.py)
+    turn_max: float
 
 
-def _cell(f: Filter, seconds: float, small_conns: int, loaded: bool) -> Cell:
+def _watched(name: str, chain: str, tmp: Path, tree: Path) -> tuple[Filter, str]:
+    """A miltrd daemon run under bench/loopwatch.py, and its figures' file."""
+    f = miltrd_filter(name, chain, tmp, tree=tree)
+    out = str(tmp / f"{name}.loop.json")
+    f.argv[1:3] = ["-m", "bench.loopwatch"]
+    f.env = dict(f.env or os.environ, LOOPWATCH_OUT=out)
+    return f, out
+
+
+_dumps: dict[str, int] = {}
+
+
+def _loop_figures(f: Filter, out: str) -> dict[str, Any]:
+    assert f.proc is not None
+    _dumps[out] = _dumps.get(out, 0) + 1
+    os.kill(f.proc.pid, signal.SIGUSR2)
+    return loopwatch.read(out, _dumps[out])
+
+
+def _cell(f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool) -> Cell:
     assert f.proc is not None
     ctx = multiprocessing.get_context("spawn")
     senders = []
@@ -224,9 +250,11 @@ def _cell(f: Filter, seconds: float, small_conns: int, loaded: bool) -> Cell:
             p.start()
             senders.append((p, rate))
         time.sleep(1.5)
+    _loop_figures(f, watch)  # start counting
     cpu0, t0 = cpu_seconds(f.proc.pid), time.monotonic()
     small = asyncio.run(small_load(f.port, small_conns, seconds))
     cpu = (cpu_seconds(f.proc.pid) - cpu0) / (time.monotonic() - t0)
+    turns = _loop_figures(f, watch)
     big = 0.0
     for p, rate in senders:
         p.join(timeout=seconds + 120)
@@ -238,6 +266,8 @@ def _cell(f: Filter, seconds: float, small_conns: int, loaded: bool) -> Cell:
         len(small.messages),
         big,
         cpu,
+        turns["cpu_ms"]["p999"],
+        turns["cpu_max_ms"],
     )
 
 
@@ -250,31 +280,32 @@ def mixed_report(
         f"medians of {runs} runs (min-max)"
     )
     daemons = [
-        (label, name, miltrd_filter(f"mixed-{name}-{label}", chain, tmp, tree=tree))
+        (label, name, *_watched(f"mixed-{name}-{label}", chain, tmp, tree))
         for label, tree in trees
         for name, chain in CHAINS.items()
     ]
     cells: dict[tuple[str, str, bool], list[Cell]] = {}
     try:
-        for _, _, f in daemons:
+        for _, _, f, _ in daemons:
             f.start()
         # Every run goes round all daemons and both conditions before the
         # next starts, so that the machine's changing load falls on all.
         for _ in range(runs):
-            for label, name, f in daemons:
+            for label, name, f, watch in daemons:
                 for loaded in (False, True):
-                    cell = _cell(f, seconds, small_conns, loaded)
+                    cell = _cell(f, watch, seconds, small_conns, loaded)
                     cells.setdefault((label, name, loaded), []).append(cell)
     finally:
-        for _, _, f in daemons:
+        for _, _, f, _ in daemons:
             f.stop()
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     print(
         "| code | chain | small load | reply p50 ms | reply p99 ms | p99 / alone "
-        "| message p99 ms | small msgs | large msgs/s | daemon CPU |"
+        "| message p99 ms | small msgs | large msgs/s | daemon CPU "
+        "| loop callback CPU p99.9 ms | longest callback CPU ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, name, _ in daemons:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, name, _, _ in daemons:
         alone = statistics.median(c.p99 for c in cells[(label, name, False)])
         for loaded in (False, True):
             cs = cells[(label, name, loaded)]
@@ -289,7 +320,8 @@ def mixed_report(
                 f"| {med('p50')} | {med('p99')} | {ratio:.2f} | {med('msg_p99')} "
                 f"| {statistics.median(c.count for c in cs):.0f} "
                 f"| {statistics.median(c.big_rate for c in cs):.1f} "
-                f"| {statistics.median(c.cpu for c in cs):.2f} |",
+                f"| {statistics.median(c.cpu for c in cs):.2f} "
+                f"| {med('turn_p999')} | {med('turn_max')} |",
                 flush=True,
             )
     return 0
