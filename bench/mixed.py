@@ -42,7 +42,9 @@ Each condition (alone, beside the large senders) runs ``--seconds`` seconds.
 All daemons (both chains, and ``--compare-tree``'s) are started at once, and
 every run goes round all of them before the next run starts, so that the
 machine's changing load falls on each alike; the median of ``--runs`` runs
-is reported, with the spread.
+is reported, with the spread. ``--large-nice N`` runs the large senders at
+nice N: if the small messages' p99 then stays near its unloaded value, what
+delayed them was the senders' own CPU on a crowded machine, not the daemon.
 """
 
 from __future__ import annotations
@@ -192,7 +194,10 @@ async def small_load(port: int, conns: int, seconds: float) -> Small:
     return out
 
 
-def _large_sender(port: int, size: int, conns: int, seconds: float, result: Any) -> None:
+def _large_sender(
+    port: int, size: int, conns: int, seconds: float, result: Any, nice: int = 0
+) -> None:
+    os.nice(nice)
     out, wall, _ = asyncio.run(
         run_postfix_like(
             "127.0.0.1", port, connections=conns, size=size, per_connection=1, seconds=seconds
@@ -237,7 +242,9 @@ def _loop_figures(f: Filter, out: str) -> dict[str, Any]:
     return loopwatch.read(out, _dumps[out])
 
 
-def _cell(f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool) -> Cell:
+def _cell(
+    f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool, nice: int = 0
+) -> Cell:
     assert f.proc is not None
     ctx = multiprocessing.get_context("spawn")
     senders = []
@@ -246,7 +253,8 @@ def _cell(f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool)
         # meets them in full flow.
         for size in (256 * KiB, 10 * MiB):
             rate = ctx.Value("d", 0.0)
-            p = ctx.Process(target=_large_sender, args=(f.port, size, 2, seconds + 1.5, rate))
+            args = (f.port, size, 2, seconds + 1.5, rate, nice)
+            p = ctx.Process(target=_large_sender, args=args)
             p.start()
             senders.append((p, rate))
         time.sleep(1.5)
@@ -272,12 +280,17 @@ def _cell(f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool)
 
 
 def mixed_report(
-    tmp: Path, seconds: float, runs: int, small_conns: int, trees: list[tuple[str, Path]]
+    tmp: Path,
+    seconds: float,
+    runs: int,
+    small_conns: int,
+    trees: list[tuple[str, Path]],
+    nice: int = 0,
 ) -> int:
     print(
         f"# small-message latency beside large senders: {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f} at the start, {seconds:g} s per cell, "
-        f"medians of {runs} runs (min-max)"
+        f"medians of {runs} runs (min-max)" + (f", large senders at nice {nice}" if nice else "")
     )
     daemons = [
         (label, name, *_watched(f"mixed-{name}-{label}", chain, tmp, tree))
@@ -293,7 +306,7 @@ def mixed_report(
         for _ in range(runs):
             for label, name, f, watch in daemons:
                 for loaded in (False, True):
-                    cell = _cell(f, watch, seconds, small_conns, loaded)
+                    cell = _cell(f, watch, seconds, small_conns, loaded, nice)
                     cells.setdefault((label, name, loaded), []).append(cell)
     finally:
         for _, _, f, _ in daemons:

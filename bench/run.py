@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         help="small-message reply latency beside 256 KiB and 10 MiB senders (bench/mixed.py)",
     )
     parser.add_argument("--runs", type=int, default=3, help="--mixed, --postfix: runs of each cell")
+    parser.add_argument(
+        "--large-nice", type=int, default=0, help="--mixed: the large senders' nice value"
+    )
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
     parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             tree = Path(args.compare_tree).resolve()
             trees.append((args.compare_label or tree.name, tree))
         seconds = args.seconds if "--seconds" in (argv or sys.argv) else 8.0
-        return mixed_report(tmp, seconds, args.runs, args.small_conns, trees)
+        return mixed_report(tmp, seconds, args.runs, args.small_conns, trees, args.large_nice)
     if args.stall:
         from .bigmail import stall_report
 
