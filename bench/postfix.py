@@ -38,10 +38,12 @@ SESSIONS = (8, 32)
 
 def _source(port: int, sessions: int, messages: int) -> float:
     """Run smtp-source; the seconds it took."""
+    from tests.integration.mta import postfix_env, postfix_tool
+
     started = time.monotonic()
     subprocess.run(
         [
-            "smtp-source",
+            postfix_tool("smtp-source"),
             "-s",
             str(sessions),
             "-m",
@@ -56,6 +58,7 @@ def _source(port: int, sessions: int, messages: int) -> float:
         ],
         check=True,
         timeout=900,
+        env=postfix_env(),
     )
     return time.monotonic() - started
 

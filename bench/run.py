@@ -79,8 +79,8 @@ class Filter:
     port: int
     env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
-    # "-m" puts the working directory first on sys.path, ahead of
-    # PYTHONPATH: a filter from another checkout must run from there.
+    # `python -m miltrd` imports from the working directory first: another
+    # checkout's miltrd must run from that checkout.
     cwd: Path = REPO
 
     def start(self) -> None:
@@ -110,8 +110,9 @@ def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1, tree: Path
         f"workers = {workers}\nmax_connections = 2048\n{chain}"
     )
     env = dict(os.environ, PYTHONPATH=str(tree))
-    argv = [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)]
-    return Filter(name, argv, port, env, cwd=tree)
+    return Filter(
+        name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env, cwd=tree
+    )
 
 
 REFERENCE_CHAIN = '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
