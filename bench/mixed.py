@@ -36,7 +36,9 @@ is well below 1, the daemon's loop was mostly idle and the latency was
 spent waiting for a CPU on the machine, not behind other connections.
 The daemons run under bench/loopwatch.py, which times every event-loop
 callback in CPU time: the 99.9th percentile and the longest are the
-stretches during which one connection held the loop.
+stretches during which one connection held the loop. It can time only
+asyncio's own loop, so the daemons run with ``event_loop = "asyncio"``
+(uvloop, the default where installed, only makes each turn cheaper).
 
 Each condition (alone, beside the large senders) runs ``--seconds`` seconds.
 All daemons (both chains, and ``--compare-tree``'s) are started at once, and
@@ -224,7 +226,12 @@ class Cell:
 
 
 def _watched(name: str, chain: str, tmp: Path, tree: Path) -> tuple[Filter, str]:
-    """A miltrd daemon run under bench/loopwatch.py, and its figures' file."""
+    """A miltrd daemon run under bench/loopwatch.py, and its figures' file.
+
+    loopwatch times asyncio's own callbacks; uvloop's are C, out of its
+    reach, so a checkout that can choose its loop is given asyncio's."""
+    if (tree / "miltrd" / "server" / "eventloop.py").exists():
+        chain = 'event_loop = "asyncio"\n' + chain
     f = miltrd_filter(name, chain, tmp, tree=tree)
     out = str(tmp / f"{name}.loop.json")
     f.argv[1:3] = ["-m", "bench.loopwatch"]
