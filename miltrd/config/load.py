@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import ipaddress
 import os
 import re
@@ -198,6 +199,10 @@ def _check_daemon(daemon: DaemonConfig, problems: Problems) -> None:
                 )
         if daemon.workers > 1:
             problems.append(("daemon.metrics_listen", "metrics need workers = 1"))
+    if daemon.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        problems.append(
+            ("daemon.event_loop", 'uvloop is not installed (Debian: python3-uvloop); use "auto"')
+        )
     if not 1 <= daemon.workers <= 256:
         problems.append(("daemon.workers", "must be between 1 and 256"))
     if daemon.max_messages < 0:
