@@ -46,6 +46,7 @@ from typing import Any, Literal
 from miltrd.api import (
     Action,
     AuthResult,
+    ConfigPath,
     Message,
     OptionError,
     Phase,
@@ -62,6 +63,8 @@ from ._dns import DnsTempError, make_resolver, txt_records
 from ._psl import SYSTEM_PSL, SuffixListError, load
 
 Direction = Literal["incoming", "outgoing", "internal"]
+_SYSTEM_PSL = ConfigPath(SYSTEM_PSL)
+_NO_DIR = ConfigPath("")
 # Weakest to strictest, for several From domains and for pct.
 POLICIES = ("none", "quarantine", "reject")
 
@@ -85,8 +88,9 @@ class DmarcOptions:
     trusted_forwarders: list[str] = field(default_factory=list)  # networks: no policy applied
     mailing_lists: list[str] = field(default_factory=list)  # List-Id values: no policy applied
     allow_domains: list[str] = field(default_factory=list)  # From domains: no policy applied
-    psl_file: str = SYSTEM_PSL  # the Public Suffix List; a missing file is a config error
-    report_dir: str = ""  # aggregate-report data, one file per day
+    # Relative paths: to the config file's directory.
+    psl_file: ConfigPath = _SYSTEM_PSL  # the Public Suffix List; a missing file is a config error
+    report_dir: ConfigPath = _NO_DIR  # aggregate-report data, one file per day
     # pct sampling: unset, the operating system's randomness (a sender cannot
     # predict which messages are sampled); a number, a generator seeded with it,
     # so that a run (a test, a replay) decides the same way every time.
