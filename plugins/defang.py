@@ -439,7 +439,9 @@ class Defang(Plugin):
     def _judge_tree(self, node: Part, findings: list[Finding], problems: list[str]) -> str | None:
         """Judge ``node`` and below; returns a reason to refuse the whole
         message (a container that cannot be read part by part)."""
-        if node.defects:
+        if node.defects and not node.alternate:
+            # An alternate reading's own structure is no fault of the
+            # message (a nested b1x read by b1's loosest rule).
             text = "; ".join(node.defects)
             banned, trouble = self._policy(self.options.on_malformed, text)
             if banned and node.children:
@@ -743,7 +745,7 @@ class Defang(Plugin):
     def _clean_html(self, root: Part) -> list[tuple[Part, bytes]]:
         out = []
         for leaf in root.leaves():
-            if leaf.content_type != "text/html" or len(leaf.ctes) > 1:
+            if leaf.content_type != "text/html" or len(leaf.ctes) > 1 or leaf.alternate:
                 continue
             cte = leaf.cte
             payload = decode_range(
