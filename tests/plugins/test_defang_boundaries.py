@@ -75,7 +75,12 @@ def test_a_part_after_a_boundary_line_with_more_on_it_is_judged(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(tail=st.binary(min_size=1, max_size=12).filter(lambda t: b"\n" not in t and b"\r" not in t))
+@given(
+    tail=st.binary(min_size=1, max_size=12).filter(
+        # "--" and white space only: the closing delimiter in every reading
+        lambda t: b"\n" not in t and b"\r" not in t and t.rstrip(b" \t") != b"--"
+    )
+)
 def test_any_tail_after_the_boundary_still_shows_the_part(tmp_path, tail: bytes) -> None:
     out = defang(tmp_path, junk_message(tail))
     body = new_body(out)
