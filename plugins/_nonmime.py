@@ -103,6 +103,19 @@ class _Marks:
         self.ahead[i] = (at, line)
         return line
 
+    def lines_from(self, pos: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, line with its line end) from ``pos`` (a line start) on,
+        read from the same windows (a file of many small blocks is read
+        once, not once per block)."""
+        while pos < self.text.size:
+            if not self.base < pos < self.base + len(self.data):
+                self._load(pos)
+            at = pos - self.base
+            nl = self.data.find(b"\n", at)
+            line = self.data[at:] if nl < 0 else self.data[at : nl + 1]
+            yield pos, line
+            pos += len(line)
+
     def _load(self, pos: int) -> None:
         data = self.text.read(pos, pos + CHUNK)
         while pos + len(data) < self.text.size:
@@ -115,9 +128,10 @@ class _Marks:
         self.ahead = [(0, -1)] * 2  # nothing known yet
 
 
-def find_blocks(text: Source, limit: int) -> list[Block]:
-    """Every uuencode, BinHex 4.0 and yEnc block in a decoded text part.
-    Content beyond ``limit`` bytes is cut (``content.truncated``).
+def find_blocks(text: Source, limit: int, max_blocks: int | None = None) -> list[Block]:
+    """Every uuencode, BinHex 4.0 and yEnc block in a decoded text part, or
+    the first ``max_blocks`` + 1 of them (more than the caller will look
+    at). Content beyond ``limit`` bytes is cut (``content.truncated``).
 
     Only the lines where a block may start are read one by one (the rest
     is searched by a regex); a block's lines are read from its first."""
@@ -125,13 +139,15 @@ def find_blocks(text: Source, limit: int) -> list[Block]:
     marks = _Marks(text)
     pos: int | None = 0
     while pos is not None and (pos := marks.next(pos)) is not None:
-        it = lines(text, pos)
+        it = marks.lines_from(pos)
         offset, line = next(it)
         pos = offset + len(line)
         block = _block_at(it, offset, line, limit)
         if block is not None:
             found.append(block)
             pos = max(pos, block.end)
+            if max_blocks is not None and len(found) > max_blocks:
+                break
     return found
 
 

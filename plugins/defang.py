@@ -444,7 +444,17 @@ class Defang(Plugin):
             if not is_text:
                 return []
             findings = []
-            for block in find_blocks(content, limit):
+            blocks = find_blocks(content, limit, self.options.max_parts)
+            if len(blocks) > self.options.max_parts:
+                for block in blocks:
+                    block.content.close()
+                banned, trouble = self._policy(
+                    self.options.on_limit,
+                    f"more than {self.options.max_parts} files inside one text part",
+                )
+                problems += [trouble] if trouble else []
+                return [Finding(part, label, banned)] if banned else []
+            for block in blocks:
                 why = self._judge_block(block, problems)
                 if why:
                     findings.append(

@@ -92,3 +92,43 @@ def test_a_file_right_after_an_unfinished_quoted_one_is_found(tmp_path: Path) ->
     out = defang(tmp_path, raw)
     assert 'removed "setup.exe"' in removed_or_any(out)
     assert b"begin 644 setup.exe" not in (new_body(out) or b"")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"begin 644 a\rb\n",  # a header the uuencode reading then refuses
+        b"begin 644 a\n`\nend\n",  # a whole, empty file
+        b"(This file must be converted with BinHex 4.0)\nwords\n",
+    ],
+)
+def test_many_small_blocks_are_read_once(line: bytes) -> None:
+    # Each start used to cost a fresh 1 MiB read: a few MiB of such lines
+    # took minutes. Counted in reads, not timed.
+    text = Decoded()
+    text.write(line * (1_000_000 // len(line)))
+    reads = 0
+    real_read = text.read
+
+    def counting(start: int, end: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        return real_read(start, end)
+
+    text.read = counting  # type: ignore[method-assign]
+    try:
+        blocks = find_blocks(text, 1 << 20)
+        assert reads < 10
+    finally:
+        for b in blocks:
+            b.content.close()
+        text.close()
+
+
+def test_a_text_part_with_more_files_than_max_parts_goes_through_on_limit(tmp_path: Path) -> None:
+    raw = text_message(b"Hi,\n" + uuencoded(b"a.txt", b"hello") * 30 + b"Bye.\n")
+    assert defang(tmp_path, raw, "max_parts = 50\n").changes == []  # 30 files are judged
+    out = defang(tmp_path, raw, "max_parts = 20\n")
+    assert "more than 20 files" in removed_or_any(out)
+    out = defang(tmp_path, raw, 'max_parts = 20\non_limit = "tempfail"\n')
+    assert out.final is not None and out.final.kind.name == "TEMPFAIL"
