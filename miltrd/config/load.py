@@ -186,8 +186,6 @@ def _check_daemon(daemon: DaemonConfig, problems: Problems) -> None:
                         f"{host} is not a loopback address (set metrics_public = true to allow it)",
                     )
                 )
-        if daemon.workers > 1:
-            problems.append(("daemon.metrics_listen", "metrics need workers = 1"))
     if not 1 <= daemon.workers <= 256:
         problems.append(("daemon.workers", "must be between 1 and 256"))
     if daemon.max_messages < 0:
