@@ -6,6 +6,7 @@
     python3 -m bench.run --postfix       # also end to end through real Postfix
     python3 -m bench.run --memory        # idle-connection and large-message memory
     python3 -m bench.run --stall         # small-message latency beside 50 MiB defangs
+    python3 -m bench.run --workers       # workers = 1 against workers = 2 (bench/workers.py)
 
 Every filter does the same work: observe every phase, add one header at end
 of message. The default table is like for like: the generator behaves like
@@ -327,6 +328,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stall", action="store_true", help="small-message latency beside 50 MiB defangs"
     )
+    parser.add_argument(
+        "--workers",
+        dest="workers_mode",
+        action="store_true",
+        help="workers = 1 against workers = 2, Postfix-shaped (bench/workers.py)",
+    )
+    parser.add_argument("--workers-counts", default="1,2", help="--workers: the worker counts")
+    parser.add_argument(
+        "--workers-plugins", default="Declared,Reference", help="--workers: benchplugin classes"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="--workers: runs per cell")
+    parser.add_argument("--gen-procs", type=int, default=2, help="--workers: generator processes")
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
     parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")
@@ -338,6 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if args.workers_mode:
+        from .workers import workers_report
+
+        if args.conns == "1,8,64":
+            args.conns = "8,64"
+        if args.per_connection == "1,10,0":
+            args.per_connection = "1,10"
+        code = workers_report(tmp, args)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return code
     if args.stall:
         from .bigmail import stall_report
 
