@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workers-plugins", default="Declared,Reference", help="--workers: benchplugin classes"
     )
     parser.add_argument("--repeat", type=int, default=3, help="--workers: runs per cell")
+    parser.add_argument(
+        "--burst-tries", type=int, default=10, help="--workers: accept-balance bursts"
+    )
     parser.add_argument("--gen-procs", type=int, default=2, help="--workers: generator processes")
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")

@@ -2,6 +2,7 @@
 
     python3 -m bench.run --workers                       # 8 and 64 conns, 1 and 10 msgs/conn
     python3 -m bench.run --workers --repeat 5 --seconds 3
+    python3 -m bench.run --workers --compare-tree ../before   # bursts on another checkout too
 
 The same miltrd plugin (bench/benchplugin.py ``Declared`` and ``Reference``)
 is started twice, once per worker count, and the Postfix-shaped generator
@@ -28,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +106,44 @@ def measure(
     return messages / wall, daemon / total * 1000, gen / total * 1000, shares, errors
 
 
+def _per_worker(port: int) -> list[int]:
+    """Established connections to ``port``, counted per process (ss -tnp)."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
+async def _burst(port: int, n: int) -> list[int]:
+    conns = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(n)))
+    await asyncio.sleep(0.5)  # every one accepted
+    counts = _per_worker(port)
+    for _, writer in conns:
+        writer.close()
+    await asyncio.sleep(0.3)
+    return counts
+
+
+def burst_report(f: Filter, sizes: list[int], tries: int) -> None:
+    """Open N connections at once, ``tries`` times: how the workers split them."""
+    if shutil.which("ss") is None:
+        print("# accept balance: ss (iproute2) is not installed: left out")
+        return
+    for n in sizes:
+        splits = [asyncio.run(_burst(f.port, n)) for _ in range(tries)]
+        text = ", ".join("/".join(str(c) for c in split) for split in splits)
+        one = sum(1 for split in splits if split[0] >= 0.8 * n)
+        print(
+            f"# accept balance, {f.name}: {n} connections opened at once, {tries} tries: "
+            f"{text} (one worker took 80 % or more in {one} of {tries})"
+        )
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.1f}/{five:.1f}"
@@ -110,7 +152,7 @@ def _load() -> str:
 def workers_report(tmp: Path, args: Any) -> int:
     classes = args.workers_plugins.split(",")
     conns = [int(c) for c in args.conns.split(",")]
-    sessions = [int(m) for m in args.per_connection.split(",") if int(m)]
+    sessions = [int(m) for m in args.per_connection.split(",")]
     size = int(args.sizes.split(",")[0])
     counts = [int(w) for w in args.workers_counts.split(",")]
     filters: dict[tuple[str, int], Filter] = {}
@@ -146,6 +188,24 @@ def workers_report(tmp: Path, args: Any) -> int:
                                 cell.gen_cpu.append(gcpu)
                                 cell.shares.append(shares)
                                 cell.errors += errors
+        for (cls, n), f in filters.items():
+            if n > 1 and cls == classes[0]:
+                burst_report(f, [8, 64], args.burst_tries)
+        if args.compare_tree:
+            # The same bursts on another checkout (say, before a change).
+            tree = Path(args.compare_tree).resolve()
+            label = args.compare_label or tree.name
+            other = miltrd_filter(
+                f"miltrd {classes[0]} workers={max(counts)} @{label}",
+                REFERENCE_CHAIN.format(cls=classes[0]),
+                tmp,
+                workers=max(counts),
+                tree=tree,
+            )
+            filters["@" + label, max(counts)] = other
+            other.start()
+            time.sleep(1.0)
+            burst_report(other, [8, 64], args.burst_tries)
     finally:
         for f in filters.values():
             f.stop()
@@ -179,7 +239,7 @@ def workers_report(tmp: Path, args: Any) -> int:
                     runs = ", ".join(f"{r:.0f}" for r in cell.rates)
                     err = f" ({cell.errors} errors)" if cell.errors else ""
                     print(
-                        f"| {cls} | {per} | {c} | {n} | {rate:.0f} ({runs}){err} "
+                        f"| {cls} | {per or 'endless'} | {c} | {n} | {rate:.0f} ({runs}){err} "
                         f"| {rate / ref:.2f} | {dcpu:.2f} | {gcpu:.2f} | {busy} "
                         f"| {bound:.2f} | {share} |",
                         flush=True,

@@ -106,7 +106,13 @@ class Supervisor:
         remover = drop_privileges(daemon.user, daemon.group, self.listeners)
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         if self.shared is not None:
-            self.shared.open()
+            try:
+                self.shared.open()
+            except OSError as exc:
+                self.shared.close()
+                raise StartupError(
+                    f"daemon.metrics_listen: cannot make its directory: {exc}"
+                ) from None
             # Started with the signals blocked, so the thread never takes
             # one that sigtimedwait is meant to.
             self.shared.start()
