@@ -39,7 +39,11 @@ class Zombie(Plugin):
     def __init__(self, options: ZombieOptions, **kw: Any) -> None:
         super().__init__(options, **kw)
         if not self.internal_rules.domains:
-            raise OptionError("action", "zombie needs internal.domains to know what is ours")
+            raise OptionError(
+                "internal.domains",
+                f"lists no domain, but plugin {self.name} needs the site's own domains to know what is ours",
+                outside=True,
+            )
         self._allowed = {a.lower() for a in options.allow_senders}
 
     async def on_mail(self, msg: Message, sender: str) -> Verdict | None:

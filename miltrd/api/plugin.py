@@ -56,13 +56,18 @@ class OptionError(ValueError):
     """Raised by a plugin's constructor for an option value it cannot use.
 
     ``key`` is the option's name inside the plugin's table; miltrd reports
-    it with the file, the line and the full key path.
+    it with the file, the line and the full key path. When what must change
+    is a key of miltrd's own sections (the plugin needs ``internal.domains``
+    set), ``outside=True`` and ``key`` is that full key path: it is reported
+    as such, at its line, or where the plugin is enabled if the file does
+    not set it.
     """
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, *, outside: bool = False) -> None:
         super().__init__(message)
         self.key = key
         self.message = message
+        self.outside = outside
 
 
 # Hook name -> phase. The order is the order of the phases.

@@ -6,12 +6,13 @@ keep the runtime they started with, so a reload never disturbs them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
-from ..config import Config, ConfigError, Mode, OnError, PluginEntry
+from ..config import Config, ConfigError, Mode, OnError, PluginEntry, Problem
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
 
@@ -98,7 +99,7 @@ def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
     ``dry_run``: for ``miltrd replay``, see Connection.dry_run."""
     loaded: list[LoadedPlugin] = []
     problems = []
-    for entry in config.plugins:
+    for position, entry in enumerate(config.plugins):
         cls = entry.cls
         try:
             plugin = cls(
@@ -108,7 +109,7 @@ def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
                 log=logging.getLogger(f"miltrd.plugin.{entry.name}"),
             )
         except OptionError as exc:
-            problems.append(config.problem(f"plugins.{entry.name}.{exc.key}", exc.message))
+            problems.append(_option_problem(config, position, entry, exc))
             continue
         except Exception as exc:
             problems.append(
@@ -131,6 +132,19 @@ def build_runtime(config: Config, *, dry_run: bool = False) -> Runtime:
     if problems:
         raise ConfigError(problems)
     return Runtime(config, tuple(loaded), join_declarations(loaded), dry_run=dry_run)
+
+
+def _option_problem(config: Config, position: int, entry: PluginEntry, exc: OptionError) -> Problem:
+    """Where a plugin's refusal points: its own key, or (``exc.outside``) a
+    key of miltrd's sections, at the line that sets it, else at the line of
+    the table it belongs in, else where the plugin is enabled."""
+    if not exc.outside:
+        return config.problem(f"plugins.{entry.name}.{exc.key}", exc.message)
+    problem = config.problem(exc.key, exc.message)
+    if problem.line is None:
+        enabled = config.problem(f"chain.plugins[{position}]", "")
+        problem = dataclasses.replace(problem, line=enabled.line)
+    return problem
 
 
 def join_declarations(plugins: list[LoadedPlugin] | tuple[LoadedPlugin, ...]) -> Declared:

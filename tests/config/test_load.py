@@ -211,3 +211,103 @@ def test_socket_mode_must_be_octal() -> None:
     assert problems('[daemon]\nsocket_mode = "0999"\n') == [
         'm.toml:2: daemon.socket_mode: expected an octal mode like "0660", got "0999"'
     ]
+
+
+def test_a_bad_key_in_a_later_array_entry_is_located_in_that_entry() -> None:
+    # Each [[...]] block is its own entry: the key the problem names is in
+    # the second block, so that block's line is reported, not the first's.
+    text = """\
+[internal]
+domains = ["example.com"]
+
+[chain]
+plugins = ["bcc"]
+
+[[plugins.bcc.rules]]
+direction = ["incoming"]
+copy_to = ["a@example.com"]
+
+[[plugins.bcc.rules]]
+direction = ["sideways"]
+copy_to = ["b@example.com"]
+"""
+    assert problems(text) == [
+        "m.toml:12: plugins.bcc.rules[1].direction[0]: expected one of 'incoming', "
+        "'outgoing', 'internal', got \"sideways\""
+    ]
+
+
+def test_a_plugin_refusal_in_a_later_array_entry_is_located_in_that_entry() -> None:
+    text = """\
+[chain]
+plugins = ["wiretap"]
+
+[plugins.wiretap]
+root = "/var/spool/miltrd/archive"
+
+[[plugins.wiretap.archive]]
+path = "{direction}"
+
+[[plugins.wiretap.archive]]
+format = "mbox"
+path = "{nope}"
+
+[[plugins.wiretap.tap]]
+users = ["a@example.com"]
+copy_to = "legal@example.com"
+"""
+    from miltrd.chain import build_runtime
+
+    with pytest.raises(ConfigError) as info:
+        build_runtime(load_text(text, "m.toml"))
+    assert [str(p) for p in info.value.problems] == [
+        "m.toml:12: plugins.wiretap.archive[1].path: unknown template field {nope}"
+    ]
+
+
+def test_line_index_places_tables_inside_array_entries() -> None:
+    from miltrd.config.locate import LineIndex
+
+    index = LineIndex(
+        "[[a.rules]]\nx = 1\n[a.rules.when]\ny = 2\n"
+        "[[a.rules]]\nx = 3\n[a.rules.when]\ny = 4\n[[a.rules.sub]]\nz = 5\n[[a.rules.sub]]\nz = 6\n"
+    )
+    assert [
+        index.line_of(p)
+        for p in (
+            "a.rules[0].x",
+            "a.rules[0].when.y",
+            "a.rules[1].x",
+            "a.rules[1].when.y",
+            "a.rules[1].sub[0].z",
+            "a.rules[1].sub[1].z",
+            "a.rules[1].sub[1].z[3]",
+            "a.rules[1].nokey",
+        )
+    ] == [2, 4, 6, 8, 10, 12, 12, 5]
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        # domains set but empty: its own line.
+        (
+            '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = []\n\n[chain]\nplugins = ["zombie"]\n',
+            3,
+        ),
+        # [internal] without domains: the table it belongs in.
+        ('[chain]\nplugins = ["spf", "zombie"]\n\n[internal]\nnetworks = ["127.0.0.0/8"]\n', 4),
+        # no [internal] at all, no [plugins.zombie]: where zombie is enabled.
+        ('[chain]\nplugins = ["spf", "zombie"]\n', 2),
+    ],
+)
+def test_a_plugin_needing_a_key_of_internal_names_that_key_and_its_line(
+    text: str, line: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(text)
+    assert main(["check", "-c", str(cfg)]) == 1
+    assert capsys.readouterr().err == (
+        f"{cfg}:{line}: internal.domains: lists no domain, but plugin zombie needs the "
+        "site's own domains to know what is ours\n"
+    )

@@ -94,5 +94,7 @@ def test_allowed_senders() -> None:
 
 
 def test_needs_internal_domains() -> None:
-    with pytest.raises(ConfigError, match=r"zombie needs internal\.domains"):
+    with pytest.raises(
+        ConfigError, match=r"internal\.domains: lists no domain, but plugin zombie needs"
+    ):
         session('[chain]\nplugins = ["zombie"]\n')
