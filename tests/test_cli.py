@@ -124,3 +124,114 @@ def test_stats_of_an_unreadable_file(tmp_path: Path) -> None:
     result = miltrd("stats", str(tmp_path / "nope.log"))
     assert result.returncode == EXIT_USAGE
     assert "nope.log: No such file or directory" in one_line_no_traceback(result)
+
+
+def test_an_unknown_option_names_the_command_it_was_given_to() -> None:
+    result = miltrd("check", "--bogus")
+    assert result.returncode == EXIT_USAGE
+    assert one_line_no_traceback(result) == (
+        "miltrd check: unrecognized arguments: --bogus (see miltrd check --help)"
+    )
+    nested = miltrd("dkim", "genkey", "example.com", "s1", "--bogus")
+    assert nested.returncode == EXIT_USAGE
+    assert one_line_no_traceback(nested).startswith("miltrd dkim genkey: unrecognized")
+
+
+@pytest.mark.parametrize("option", ["--rcpt", "--from"])
+@pytest.mark.parametrize("text", ["not an address", "bob", "bob@", "@example.com", "a@b c"])
+def test_replay_refuses_what_is_not_an_address(mail: Path, option: str, text: str) -> None:
+    args = ["--rcpt", "b@example.com"] if option == "--from" else []
+    result = miltrd("replay", str(mail), *args, option, text, "-c", str(SAMPLE))
+    assert result.returncode == EXIT_USAGE
+    line = one_line_no_traceback(result)
+    assert line.startswith(f"miltrd replay: argument {option}: not an address: {text!r}")
+    assert "verdict" not in result.stdout
+
+
+def test_replay_takes_postmaster_and_the_null_sender(mail: Path) -> None:
+    result = miltrd(
+        "replay", str(mail), "--rcpt", "<Postmaster>", "--from", "<>", "-c", str(SAMPLE)
+    )
+    assert "verdict: accept" in result.stdout, result.stderr
+    assert result.returncode == 0
+
+
+def test_replay_output_in_a_missing_directory_is_refused_before_the_run(
+    mail: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "missing" / "out.eml"
+    result = miltrd(
+        "replay", str(mail), "--rcpt", "b@x.org", "--output", str(out), "-c", str(SAMPLE)
+    )
+    assert result.returncode == EXIT_USAGE
+    assert one_line_no_traceback(result) == (
+        f"miltrd replay: --output {out}: no such directory: {out.parent}"
+    )
+    assert result.stdout == ""  # nothing ran
+
+
+def test_dkim_genkey_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-dir"
+    result = miltrd("dkim", "genkey", "example.com", "sel1", "-D", str(missing))
+    assert result.returncode == EXIT_USAGE
+    assert one_line_no_traceback(result) == f"miltrd dkim genkey: -D {missing}: no such directory"
+    assert not missing.exists()
+    # The statuses are in its --help.
+    assert "-D not an existing directory" in miltrd("dkim", "genkey", "--help").stdout
+
+
+def test_synopses_show_rcpt_required_and_dkim_genkey(tmp_path: Path) -> None:
+    # The man page miltrd(8), made from the parser as the packages make it.
+    subprocess.run(
+        [sys.executable, str(REPO / "packaging" / "man" / "manpages.py"), str(tmp_path)],
+        check=True,
+        timeout=60,
+    )
+    page = (tmp_path / "miltrd.8").read_text().replace("\\-", "-")
+    synopsis = page[page.index(".SH SYNOPSIS") : page.index(".SH DESCRIPTION")]
+    assert "miltrd dkim genkey [-h]" in synopsis
+    assert "\n.SS dkim genkey\n" in page
+    replay = synopsis[synopsis.index("miltrd replay") :]
+    assert "--rcpt ADDRESS [--rcpt ADDRESS]..." in replay
+    assert "[--rcpt ADDRESS]..." in replay and "[-c FILE] --rcpt" in replay
+    # Every option of replay is in its hand-written usage line.
+    from miltrd.cli import build_parser, commands
+
+    parser = commands(build_parser())["replay"]
+    usage = parser.format_usage()
+    for action in parser._actions:
+        assert any(o in usage for o in action.option_strings) or not action.option_strings
+    # The README's command list agrees.
+    readme = (REPO / "README.md").read_text()
+    listing = readme[readme.index("## The `miltrd` command") :]
+    listing = listing[: listing.index("```\n\n")]
+    assert "MESSAGE.eml --rcpt A [--rcpt A]..." in listing
+    assert "miltrd dkim genkey DOMAIN SELECTOR" in listing
+
+
+def test_readme_names_every_package_the_tests_and_the_deb_install() -> None:
+    import re
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    script = (REPO / "scripts" / "install-test-deps.sh").read_text()
+    wanted = set()
+    for var in ("PKGS", "BARE"):
+        found = re.search(rf'^{var}="([^"]*)"', script, re.M)
+        assert found, var
+        wanted |= set(found[1].split())
+    control = (REPO / "packaging" / "debian" / "control").read_text()
+    for field in ("Depends", "Recommends"):
+        value = re.search(rf"^{field}:(.*(?:\n[ \t].*)*)", control, re.M)
+        assert value, field
+        text = re.sub(r"\$\{[^}]*\}|\([^)]*\)", "", value[1])
+        wanted |= {n.strip() for n in re.split(r"[,|]", text) if n.strip()}
+    wanted.discard("python3")  # "python3-tomli | python3 (>= 3.11)": Python itself
+    # What dh-python adds for the Python requirements (${python3:Depends}).
+    wanted |= {"python3-dkim", "python3-nacl", "python3-cryptography"}
+    missing = sorted(p for p in wanted if f"`{p}`" not in readme)
+    assert not missing, f"README.md does not name: {missing}"
+
+
+def test_install_test_deps_refers_to_nothing_outside_the_repository() -> None:
+    script = (REPO / "scripts" / "install-test-deps.sh").read_text()
+    assert "MTA-NOTES" not in script

@@ -18,10 +18,14 @@ def test_readme_example_plugin_works(tmp_path: Path) -> None:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "exttag.py").write_text(code.group(1))
-    toml = re.search(r"```toml\n(\[chain\]\nplugins = \[\"exttag\"\].*?)```", readme, re.S)
+    toml = re.search(
+        r"```toml\n\[chain\]\nplugins = \[[^\n]*\"exttag\"\][^\n]*\n(.*?)```", readme, re.S
+    )
     assert toml, "example config not found in README.md"
     cfg = tmp_path / "miltrd.toml"
-    cfg.write_text(toml.group(1))
+    # The block's own table, on a chain of exttag alone (the README block's
+    # chain, pasted into the sample, is test_readme_toml's).
+    cfg.write_text('[chain]\nplugins = ["exttag"]\n' + toml.group(1))
     mail = tmp_path / "mail.eml"
     mail.write_text("From: a@example.net\nSubject: hello\n\nhi\n")
     out = tmp_path / "out.eml"

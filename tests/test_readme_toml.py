@@ -1,9 +1,11 @@
 """Every TOML block in README.md passes ``miltrd check`` as a site would paste it.
 
 Each block goes into the sample config in place of the tables of the same
-names (a block is often one table, such as [plugins.spf.when], and relies on
-the rest of the file, e.g. [internal]); a block with its own [chain] replaces
-the sample's plugin tables too. The sendmail_cf
+names, as a site pastes it (a block is often one table, such as
+[plugins.spf.when], and relies on the rest of the file, e.g. [internal]); a
+block with its own [chain] replaces the sample's [chain] and nothing else, so
+it must keep the sample's plugins: a pasted block may leave no
+[plugins.NAME] table unused (``check`` would warn). The sendmail_cf
 block reads a sendmail.cf built by Sendmail's own m4 from the README's
 sendmail.mc lines (the path /etc/mail/sendmail.cf read as that file), so both
 blocks are tried together: miltrd must find the socket the X line names.
@@ -55,9 +57,6 @@ def write_mysite(where: Path) -> None:
 def into_sample(fragment: str) -> str:
     """The sample config with the fragment's tables in place of its own."""
     text = SAMPLE
-    if re.search(r"^\[chain\]", fragment, re.M):
-        # A new chain: the sample's plugin tables go with the sample's chain.
-        text = re.sub(r"^\[plugins\..*\n(?:(?!\[).*\n|\n)*", "", text, flags=re.M)
     for header in re.findall(r"^(\[[^\]\n]+\])", fragment, re.M):
         section = re.compile(rf"^{re.escape(header)}.*\n(?:(?!\[).*\n|\n)*", re.M)
         text = section.sub("", text)
@@ -98,6 +97,9 @@ def test_readme_toml_block_passes_check(index: int, tmp_path: Path) -> None:
         f"README block:\n{block}\nmiltrd check:\n{result.stdout}{result.stderr}"
     )
     assert result.stdout.startswith(f"{config}: OK")
+    assert "not in chain.plugins" not in result.stderr, (
+        f"README block leaves a table unused:\n{block}\n{result.stderr}"
+    )
     if "sendmail_cf = " in block:
         socket = re.search(
             r"S=(local:[^,]+),", README[README.index("INPUT_MAIL_FILTER(`miltrd'") :]

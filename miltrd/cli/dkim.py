@@ -3,6 +3,9 @@
 Writes ``SELECTOR.private`` (mode 0600; for [[plugins.dkim.keys]]
 key_file) and ``SELECTOR.txt`` (the DNS record) into the directory and
 prints the record to publish at ``SELECTOR._domainkey.DOMAIN``.
+Exit statuses (``GENKEY_EXIT_STATUSES``): 0 written, 1 a file exists or
+could not be written, 2 a command-line mistake (also a ``-D`` that is not
+an existing directory); always one line on stderr.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def genkey(domain: str, selector: str, algorithm: str, bits: int, directory: str
         print(f"miltrd dkim genkey: {exc}", file=sys.stderr)
         return 2
     folder = Path(directory)
+    if not folder.is_dir():
+        what = "not a directory" if folder.exists() else "no such directory"
+        print(f"miltrd dkim genkey: -D {directory}: {what}", file=sys.stderr)
+        return 2
     private, txt = folder / f"{selector}.private", folder / f"{selector}.txt"
     for path in (private, txt):
         if path.exists():
@@ -46,7 +53,10 @@ def genkey(domain: str, selector: str, algorithm: str, bits: int, directory: str
             out.write(pem)
         txt.write_text(record + "\n")
     except OSError as exc:
-        print(f"miltrd dkim genkey: {exc}", file=sys.stderr)
+        where = exc.filename or private
+        print(f"miltrd dkim genkey: {where}: {exc.strerror or exc}", file=sys.stderr)
+        if private.exists() and not txt.exists():
+            private.unlink()  # not half a pair: the next run must not find it "exists"
         return 1
     print(f"# private key: {private} (mode 0600; make it readable by miltrd's user only)")
     print(f'# config: [[plugins.dkim.keys]] domain = "{domain.lower()}" selector = "{selector}"')

@@ -11,6 +11,7 @@ __all__ = [
     "REPLAY_EXITS",
     "EXIT_STATUSES",
     "REPLAY_EXIT_STATUSES",
+    "GENKEY_EXIT_STATUSES",
 ]
 
 EXIT_OK = 0
@@ -33,4 +34,12 @@ REPLAY_EXIT_STATUSES = """exit status (the verdict the MTA would act on):
   5    reject (5xx)
   6    discard (accepted and silently dropped)
   1    the configuration has errors, or the milter given by --connect could not be reached
-  2    a command-line mistake (missing --rcpt, unreadable message file, malformed --connect)"""
+  2    a command-line mistake (missing --rcpt, an --rcpt or --from that is not an
+       address, unreadable message file, --output in a directory that does not
+       exist, malformed --connect)"""
+
+GENKEY_EXIT_STATUSES = """exit status:
+  0    the key pair was written and the record printed
+  1    SELECTOR.private or SELECTOR.txt exists already, or a file could not be written
+  2    a command-line mistake (not a domain or selector, a key size refused,
+       -D not an existing directory)"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -38,6 +39,19 @@ def _usage(problem: str) -> int:
     return EXIT_USAGE
 
 
+def _unwritable(path: str) -> str:
+    """Why the file ``path`` cannot be written; "" if it can be tried."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return "is a directory"
+    if not folder.is_dir():
+        return f"no such directory: {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK) and not os.access(target, os.W_OK):
+        return f"directory {folder} is not writable"
+    return ""
+
+
 def replay_command(args: argparse.Namespace, config_path: str) -> int:
     """Exit status: the verdict (REPLAY_EXITS), EXIT_ERROR or EXIT_USAGE."""
     if args.connect:
@@ -46,6 +60,11 @@ def replay_command(args: argparse.Namespace, config_path: str) -> int:
             parse_listen(spec)
         except ValueError as exc:
             return _usage(f"--connect {exc}")
+    if args.output:
+        # Found now, not after the run has been printed.
+        unusable = _unwritable(args.output)
+        if unusable:
+            return _usage(f"--output {args.output}: {unusable}")
     try:
         raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
     except OSError as exc:

@@ -12,6 +12,12 @@ observe mode (logs what it would do, changes nothing), so a fresh install
 never refuses mail the site has not told it to refuse. A placeholder in a
 plugin's own options (a bcc copy_to, a wiretap address) is warned about.
 
+Unused plugin tables: a ``[plugins.NAME]`` table for a plugin that
+``chain.plugins`` does not list is not an error (sites keep the settings
+of a plugin they have switched off, as Postfix keeps parameters nothing
+uses), but it is not checked and not used, so it is said, with the chain
+name it most likely meant when it looks like a misspelling of one.
+
 Networks with host bits set (``192.168.1.1/24``): accepted as the network
 they lie in, as Postfix's mynetworks does, but most likely a typo for an
 address or for another prefix length, so it is said.
@@ -19,6 +25,7 @@ address or for another prefix length, so it is said.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +91,16 @@ def _networks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
                         yield path, text
 
 
+def _unused(name: str, chain: list[str]) -> str:
+    close = difflib.get_close_matches(name, chain, n=1)
+    if close:
+        return (
+            f'not in chain.plugins, so not used or checked (a misspelling of "{close[0]}"? '
+            f'else add "{name}" to chain.plugins to enable it)'
+        )
+    return f'not in chain.plugins, so not used or checked (add "{name}" there to enable it)'
+
+
 def advise(data: dict[str, Any], chain: list[str]) -> Advice:
     """Warnings for the parsed TOML ``data`` of a config that validated;
     ``chain`` is chain.plugins in order."""
@@ -119,6 +136,9 @@ def advise(data: dict[str, Any], chain: list[str]) -> Advice:
             warnings.append(
                 (path, f'"{text}" is a placeholder (.example is for documentation, RFC 2606)')
             )
+    for name in plugins:
+        if name not in chain:
+            warnings.append((f"plugins.{name}", _unused(name, chain)))
     for path, text in _networks(data):
         try:
             ipaddress.ip_network(text, strict=True)

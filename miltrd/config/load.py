@@ -126,11 +126,8 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
             entry = _plugin(name, plugins_tables.get(name, {}), f"chain.plugins[{i}]", problems)
             if entry is not None:
                 entries.append(entry)
-        for name in plugins_tables:
-            if name not in seen:
-                problems.append(
-                    (f"plugins.{name}", f'configured but not listed in chain.plugins ("{name}")')
-                )
+        # A table for a plugin the chain does not list is kept but unused
+        # (config.advice warns): sites keep the settings of a disabled plugin.
     if problems or daemon is None or internal is None:
         return None
     return Config(path, daemon, internal, tuple(entries))

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from miltrd import __version__  # noqa: E402
-from miltrd.cli import build_parser  # noqa: E402
+from miltrd.cli import build_parser, commands  # noqa: E402
 
 DATE = "2026-11-22"
 
@@ -43,15 +43,27 @@ def head(name: str, section: int, title: str) -> str:
     return f'.TH {name.upper()} {section} "{DATE}" "miltrd {__version__}" "{title}"\n'
 
 
+def _helps(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, str]:
+    """Each command's one-line help by its words ("dkim genkey")."""
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                words = f"{prefix}{choice.dest}"
+                out[words] = choice.help or ""
+                out.update(_helps(action.choices[choice.dest], words + " "))
+    return out
+
+
 def miltrd_8() -> str:
     os.environ["COLUMNS"] = "80"  # argparse wraps --help to the terminal: make it fixed
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {c.dest: c.help or "" for c in sub._choices_actions}
+    leaves = commands(parser)  # "replay", "dkim genkey", ...
+    helps = _helps(parser)
     out = [head("miltrd", 8, "System Manager's Manual")]
     out.append(".SH NAME\nmiltrd \\- configuration\\-driven mail filter (milter) daemon\n")
     out.append(".SH SYNOPSIS\n")
-    for p in sub.choices.values():
+    for p in leaves.values():
         out.append(literal(p.format_usage().removeprefix("usage: ")))
     out.append(".SH DESCRIPTION\n")
     out.append(
@@ -65,8 +77,8 @@ def miltrd_8() -> str:
         + "\n"
     )
     out.append(".SH COMMANDS\n")
-    for name, p in sub.choices.items():
-        out.append(f".SS {name}\n{roff(helps.get(name, ''))}\n")
+    for name, p in leaves.items():
+        out.append(f".SS {roff(name)}\n{roff(helps.get(name, ''))}\n")
         out.append(literal(p.format_help().removeprefix("usage: ")))
     out.append(
         ".SH SIGNALS\n"
@@ -83,7 +95,10 @@ def miltrd_8() -> str:
     )
     out.append(
         ".SH FILES\n.TP\n.I /etc/mail/miltrd.toml\nThe configuration, see miltrd.toml(5).\n"
-        ".TP\n.I /var/spool/postfix/miltrd/miltrd.sock\nThe unix socket of miltrd.socket.\n"
+        ".TP\n.I /var/spool/postfix/miltrd/miltrd.sock\nThe unix socket (of miltrd.socket, "
+        "and for daemon.listen), inside Postfix's chroot: miltrd:miltrd mode 0660 in a "
+        "directory miltrd:miltrd 0750. The MTA's user joins group miltrd "
+        "(usermod \\-aG miltrd postfix); Sendmail, running as root, needs no group.\n"
         ".TP\n.I /var/spool/miltrd\nArchives and quarantined mail written by the plugins.\n"
     )
     out.append(
