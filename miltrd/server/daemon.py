@@ -101,10 +101,6 @@ class Daemon:
         # A worker of a Supervisor: the supervisor serves the metrics (the
         # sums of every worker's) and counts reloads; this one only counts.
         self.supervised = False
-        # Other processes accept on the same sockets (workers = N): take one
-        # connection per wake-up (_Acceptor) instead of asyncio's Server.
-        self.shares_listeners = False
-        self.acceptors: list[_Acceptor] = []
         self.messages = 0  # messages finished, for daemon.max_messages
         self.stop_reason = "request"  # what stopped us, for the log
         self.cancelling = False  # shutdown_timeout passed: open sessions are cancelled
@@ -147,18 +143,15 @@ class Daemon:
         # configured backlog, or its default of 100 replaces ours.
         backlog = daemon.backlog
         for listener in self.listeners:
-            if self.shares_listeners:
-                self.acceptors.append(_Acceptor(self, listener, backlog))
-            elif listener.sock.family == socket.AF_UNIX:
+            if listener.sock.family == socket.AF_UNIX:
                 server = await asyncio.start_unix_server(
                     _ConnectionTask(self), sock=listener.sock, backlog=backlog
                 )
-                self.servers.append(server)
             else:
                 server = await asyncio.start_server(
                     _ConnectionTask(self), sock=listener.sock, backlog=backlog
                 )
-                self.servers.append(server)
+            self.servers.append(server)
             log.info("listening on %s", listener.name)
         log.info("chain: %s", ", ".join(p.name for p in self.runtime.plugins) or "(no plugins)")
 
@@ -252,8 +245,6 @@ class Daemon:
         systemd.notify("STOPPING=1")
         for server in self.servers:
             server.close()
-        for acceptor in self.acceptors:
-            acceptor.close()
         if self.owns_socket_files:
             remove_socket_files(self.listeners, self.unlinker)
         timeout = self.runtime.config.daemon.shutdown_timeout
@@ -335,75 +326,3 @@ class _ConnectionTask:
                 retired = daemon._retired.pop(key, None)
                 if retired is not None:
                     await retired.close()
-
-
-# asyncio.start_server's default StreamReader limit (bytes buffered before
-# a read waits): the same for connections an _Acceptor takes.
-_STREAM_LIMIT = 64 * 1024
-
-
-class _Acceptor:
-    """Accepts one connection per wake-up on a listening socket that other
-    workers share, and serves it as asyncio.start_server would.
-
-    Every worker waits on the same socket and the kernel wakes them all
-    when a connection arrives. asyncio's Server then accepts in a loop, up
-    to the backlog, so the worker that wakes first takes a whole burst:
-    64 connections opened at once all went to one of two workers, most
-    times (bench/workers.py). Taken one at a time, the workers take turns,
-    and a worker busy with its own connections, slower back to its
-    selector, takes fewer. (SO_REUSEPORT would spread them by a hash of
-    the addresses instead, blind to load, not for unix sockets, and the
-    connections queued on the socket of a worker that retires are reset.)
-    """
-
-    def __init__(self, daemon: Daemon, listener: Listener, backlog: int) -> None:
-        self.daemon = daemon
-        self.listener = listener
-        self.sock = listener.sock
-        self.loop = asyncio.get_running_loop()
-        self.serve = _ConnectionTask(daemon)
-        self.opening: set[asyncio.Task[None]] = set()  # accepted, transport not made yet
-        self.sock.setblocking(False)
-        self.sock.listen(backlog)
-        self.loop.add_reader(self.sock.fileno(), self._accept)
-        self.closed = False
-
-    def _accept(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it, or the client gave up
-        except OSError as exc:
-            # Out of file descriptors or buffers: as asyncio does, pause a
-            # second rather than spin on a socket that stays readable.
-            log.error("cannot accept on %s: %s; pausing 1s", self.listener.name, exc)
-            self.loop.remove_reader(self.sock.fileno())
-            self.loop.call_later(1.0, self._resume)
-            return
-        conn.setblocking(False)
-        task = self.loop.create_task(self._open(conn))
-        self.opening.add(task)
-        task.add_done_callback(self.opening.discard)
-
-    def _resume(self) -> None:
-        if not self.closed:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
-
-    async def _open(self, conn: socket.socket) -> None:
-        reader = asyncio.StreamReader(limit=_STREAM_LIMIT, loop=self.loop)
-        protocol = asyncio.StreamReaderProtocol(reader, self.serve, loop=self.loop)
-        try:
-            await self.loop.connect_accepted_socket(lambda: protocol, conn)
-        except OSError as exc:
-            log.warning("connection on %s lost at accept: %s", self.listener.name, exc)
-            conn.close()
-
-    def close(self) -> None:
-        """Stop accepting and close this process's copy of the socket."""
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()

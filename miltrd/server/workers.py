@@ -309,7 +309,6 @@ def _worker_main(
     daemon.listeners = listeners
     daemon.owns_socket_files = False  # the parent removes them
     daemon.supervised = True  # the parent serves the metrics and counts reloads
-    daemon.shares_listeners = runtime.config.daemon.workers > 1
     parent = os.getppid()
 
     def ready() -> None:
