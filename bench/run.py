@@ -78,6 +78,9 @@ class Filter:
     port: int
     env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    # `python -m miltrd` imports from the working directory first: another
+    # checkout's miltrd must run from that checkout.
+    cwd: Path = REPO
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -85,7 +88,7 @@ class Filter:
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=REPO,
+            cwd=self.cwd,
         )
         wait_port(self.port, self.proc)
 
@@ -106,7 +109,9 @@ def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1, tree: Path
         f"workers = {workers}\nmax_connections = 2048\n{chain}"
     )
     env = dict(os.environ, PYTHONPATH=str(tree))
-    return Filter(name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env)
+    return Filter(
+        name, [sys.executable, "-m", "miltrd", "run", "-c", str(cfg)], port, env, cwd=tree
+    )
 
 
 REFERENCE_CHAIN = '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'

@@ -30,6 +30,7 @@ every plugin's verdict is logged as it happens.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,9 @@ class ChainSession:
         self._decider = ""  # the plugin whose verdict ended the last phase
         self._accepted: set[str] = set()
         self.msg: Message | None = None
-        self.history: list[MessageRecord] = []
+        # The last few messages' records (replay shows the last one). Bounded:
+        # an MTA may keep one connection open for thousands of messages.
+        self.history: collections.deque[MessageRecord] = collections.deque(maxlen=4)
         self._retired: set[str] = set()
         self._when = Applicability(runtime.plugins)
         self._tally = Tally()
@@ -120,6 +123,9 @@ class ChainSession:
         # there cannot be sent, so the chain holds it (see ``_settle``).
         self.no_reply = Phase.NONE
         self._final: Verdict | None = None
+        # Asked once per connection, not twice per hook (the level changes
+        # only with a reload, which new connections pick up).
+        self._debug = log.isEnabledFor(logging.DEBUG)
         # Forged Authentication-Results are removed at end of message.
         self._writes_auth_results = bool(Action.AUTH_RESULTS & runtime.declared.actions)
 
@@ -168,10 +174,6 @@ class ChainSession:
         return any(p.keeps_body and p.name not in self._retired for p in self.plugins)
 
     def _all_accepted(self, phase: Phase = Phase.NONE) -> bool:
-        # Before end of message an ACCEPT would lose the pending changes; at
-        # end of message they are sent ahead of it.
-        if phase is not Phase.EOM and self.msg is not None and self.msg.changes():
-            return False
         if self._writes_auth_results:
             return False
         # Plugins whose `when` does not match do not count.
@@ -183,6 +185,11 @@ class ChainSession:
             if p.name not in self._accepted and p.name not in self._conn_retired:
                 return False
             counted = True
+        # Before end of message an ACCEPT would lose the pending changes; at
+        # end of message they are sent ahead of it. (Asked last: the loop
+        # above usually answers first, at every hook.)
+        if counted and phase is not Phase.EOM and self.msg is not None and self.msg.changes():
+            return False
         return counted
 
     def _failed(self, p: LoadedPlugin, how: str) -> Verdict:
@@ -228,7 +235,7 @@ class ChainSession:
         finally:
             self.conn.caller = None
             self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "plugin %s: %s -> %s%s",
                 p.name,
@@ -253,7 +260,7 @@ class ChainSession:
     ) -> Verdict:
         retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
         active = self._active(phase, recipient)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "%s%s: %s",
                 (phase.name or "").lower(),
@@ -418,18 +425,16 @@ class ChainSession:
         msg = self.msg
         if msg is None:
             return
-        for p in self.plugins:
-            if Phase.ABORT & p.implemented:
-                await self._call(p, Phase.ABORT, _abort_call(p, msg))
+        for p in self.runtime.hooked[Phase.ABORT]:
+            await self._call(p, Phase.ABORT, _abort_call(p, msg))
         self._summary(None, at="abort")
         self._end_message_state()
 
     async def close(self) -> None:
         if self.msg is not None:
             await self.abort()
-        for p in self.plugins:
-            if Phase.CLOSE & p.implemented:
-                await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
+        for p in self.runtime.hooked[Phase.CLOSE]:
+            await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
 
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
         """Close the message's record: summary line, history, metrics."""

@@ -145,7 +145,7 @@ async def replay_in_process(
     reader, writer = await asyncio.open_connection(sock=ours)
     client = MilterClient(reader, writer)
     try:
-        return await replay(client, raw, env), handler.chain.history
+        return await replay(client, raw, env), list(handler.chain.history)
     finally:
         await client.close()
         await serving

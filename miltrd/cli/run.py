@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -12,7 +12,7 @@ from .. import __version__
 from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
-from ..server import Daemon, StartupError
+from ..server import Daemon, StartupError, eventloop
 from ..server.workers import Supervisor, block_signals
 from .check import timeout_warnings
 
@@ -41,11 +41,18 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
             print(problem, file=sys.stderr)
         return 1
     setup_logging(config.daemon.log_level, config.daemon.log, config.daemon.syslog_socket)
-    log.info("miltrd %s starting: config %s, pid %d", __version__, config.path, os.getpid())
+    log.info(
+        "miltrd %s starting: config %s, pid %d, event loop %s",
+        __version__,
+        config.path,
+        os.getpid(),
+        eventloop.loop_name(config.daemon.event_loop),
+    )
     for warning in config.warnings:
         log.warning("%s", warning)
     for text in timeout_warnings(runtime):
         log.warning("%s", text)
+    open_files_up_to_hard_limit()
     daemon = Daemon(path, runtime)
     try:
         daemon.open_listeners()
@@ -69,8 +76,23 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
             remove()
 
     try:
-        asyncio.run(main())
+        eventloop.run(main(), config.daemon.event_loop)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
+
+
+def open_files_up_to_hard_limit() -> None:
+    """Raise the soft limit on open files to the hard one.
+
+    systemd and login sessions start services at a soft limit of 1024 for
+    the sake of programs that use select(); miltrd uses epoll and needs a
+    descriptor or two per MTA connection (max_connections defaults to 512).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d: %s", soft, exc)

@@ -8,6 +8,7 @@ key path. Nothing here exits or prints; the command line does that.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import re
 import sys
@@ -183,6 +184,10 @@ def _check_daemon(daemon: DaemonConfig, problems: Problems) -> None:
                         f"{host} is not a loopback address (set metrics_public = true to allow it)",
                     )
                 )
+    if daemon.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        problems.append(
+            ("daemon.event_loop", 'uvloop is not installed (Debian: python3-uvloop); use "auto"')
+        )
     if not 1 <= daemon.workers <= 256:
         problems.append(("daemon.workers", "must be between 1 and 256"))
     if daemon.max_messages < 0:

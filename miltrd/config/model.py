@@ -213,6 +213,7 @@ class DaemonConfig:
     workers: WorkerCount = _ONE_WORKER  # processes serving the same listeners
     max_messages: int = 0  # a worker retires after this many messages (0: never)
     serial: bool = False  # serve one connection at a time (debugging a plugin)
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # "auto": uvloop if installed
     sendmail_cf: str = "/etc/mail/sendmail.cf"
 
 

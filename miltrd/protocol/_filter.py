@@ -77,6 +77,11 @@ MESSAGE_MACRO_STAGES = frozenset(
 _AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
 
 
+# Command(code) is a Python-level Enum call; a reply asks for it every time.
+_COMMANDS: dict[int, Command] = {int(c): c for c in Command}
+_AGREEMENTS: dict[tuple[object, ...], tuple[Negotiated, bytes]] = {}
+
+
 class FilterConnection:
     """One milter connection, seen from the filter."""
 
@@ -108,7 +113,7 @@ class FilterConnection:
     @property
     def awaiting(self) -> Command | None:
         """The command whose reply is owed, or None."""
-        return None if self._awaiting is None else Command(self._awaiting)
+        return None if self._awaiting is None else _COMMANDS[self._awaiting]
 
     @property
     def reply_owed(self) -> bool:
@@ -119,6 +124,11 @@ class FilterConnection:
     def packet_limit(self) -> int:
         """The largest data part accepted from the MTA right now."""
         return self._limit
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet decoded into commands."""
+        return len(self._buffer)
 
     def macros(self) -> dict[str, str]:
         """All macro values currently defined, later stages overriding."""
@@ -235,18 +245,28 @@ class FilterConnection:
         """
         if self._awaiting != Command.OPTNEG or self.offer is None:
             raise LocalProtocolError("no option negotiation to answer")
-        reply, agreed = build_reply(
-            self.offer,
-            actions=actions,
-            protocol=protocol,
-            macros=macros,
-            version=version,
-            max_data_size=self._max_data_size,
-        )
+        # An MTA makes the same offer on every connection and a filter the
+        # same request: the agreement and its bytes are worked out once.
+        lists = None if not macros else tuple((k, tuple(v)) for k, v in macros.items())
+        key = (self.offer, actions, protocol, lists, version, self._max_data_size)
+        known = _AGREEMENTS.get(key)
+        if known is None:
+            reply, agreed = build_reply(
+                self.offer,
+                actions=actions,
+                protocol=protocol,
+                macros=dict(lists) if lists else None,
+                version=version,
+                max_data_size=self._max_data_size,
+            )
+            if len(_AGREEMENTS) >= 64:
+                _AGREEMENTS.clear()
+            known = _AGREEMENTS[key] = (agreed, encode_response(reply))
+        agreed, out = known
         self.negotiated = agreed
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
-        return encode_response(reply)
+        return out
 
     def send(self, response: FilterResponse) -> bytes:
         """Return the bytes for ``response``; LocalProtocolError if illegal now."""

@@ -54,7 +54,14 @@ from ..protocol import (
     effective_offer,
 )
 from ..server import Daemon, MilterHandler
-from ..server.connection import READ_SIZE, SHUTTING_DOWN, next_conn_id, quickack_setter
+from ..server.connection import (
+    READ_SIZE,
+    SHUTTING_DOWN,
+    Reader,
+    Writer,
+    next_conn_id,
+    quickack_setter,
+)
 from ..server.translate import no_reply_phases
 from ..server.workers import CONTROL_SIGNALS, block_signals
 from . import milter
@@ -94,7 +101,7 @@ class PymilterHandler(MilterHandler):
 
     # --- a thread per connection, as libmilter ------------------------------------
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: Reader, writer: Writer) -> None:
         """Serve the connection in a thread of its own, the filter's callbacks
         called inline there (libmilter's model): a callback that blocks holds
         up only its own connection, and no callback pays a hand-over between
@@ -280,6 +287,8 @@ def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
 
 class PymilterDaemon(Daemon):
     """miltrd's daemon serving one pymilter program."""
+
+    serves_inline = False  # each connection's thread reads its own socket
 
     def make_handler(self, runtime: Runtime) -> MilterHandler:
         plugin = runtime.plugins[0].plugin

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
+import os
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from .. import metrics
 from ..api import Connection, Phase, Verdict
@@ -64,6 +66,8 @@ from .translate import (
 
 __all__ = [
     "MilterHandler",
+    "Reader",
+    "Writer",
     "serve_overloaded",
     "next_conn_id",
     "set_conn_prefix",
@@ -91,6 +95,31 @@ def next_conn_id() -> str:
     return f"{_prefix}c{next(_ids)}"
 
 
+class Reader(Protocol):
+    """What a handler reads from: an asyncio.StreamReader, or the inline
+    server's protocol before it serves inline (server/inline.py)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class Writer(Protocol):
+    """What a handler writes through: an asyncio.StreamWriter, or the
+    inline server's writer (server/inline.py)."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class MilterHandler:
     """Serves one MTA connection with one runtime."""
 
@@ -112,16 +141,35 @@ class MilterHandler:
         self.chain = ChainSession(runtime, self.conn, on_message=on_message)
         self.smtputf8 = False  # the client gave SMTPUTF8 with this message's MAIL FROM
         self.idle_timeout = daemon.idle_timeout
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: Writer | None = None
+        self._quickack: Callable[[], None] = _no_quickack
         self._last_read = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: Reader, writer: Writer) -> None:
+        """Serve the connection over asyncio streams until the MTA closes it."""
+        async with self.session(writer):
+            while True:
+                data = await reader.read(READ_SIZE)
+                self.note_read()
+                self.fc.receive_data(data)
+                if not await self.drain_events(writer) or not data:
+                    break
+
+    @contextlib.asynccontextmanager
+    async def session(self, writer: Writer) -> AsyncIterator[None]:
+        """Around serving one connection: its log context, idle watchdog and
+        metrics; how it ended, in one log line; closing it.
+
+        A malformed packet (RemoteProtocolError) or a lost connection ends
+        the block quietly after its log line; cancellation (shutdown) is
+        logged, an owed reply tempfailed, and re-raised.
+        """
         conn_id.set(self.cid)
         queue_id.set("")
         self._writer = writer
-        sock = writer.get_extra_info("socket")
-        quickack = quickack_setter(sock)
+        own = own_socket(writer.get_extra_info("socket"))
+        self._quickack = quickack_setter(own)
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         # A timer, not a task: it costs one heap entry per idle period, and
@@ -132,15 +180,7 @@ class MilterHandler:
         record = metrics.recorder()
         record.connection_opened()
         try:
-            while True:
-                data = await reader.read(READ_SIZE)
-                self._last_read = loop.time()
-                quickack()
-                self.fc.receive_data(data)
-                if not await self._drain_events(writer):
-                    break
-                if not data:
-                    break
+            yield
         except RemoteProtocolError as exc:
             log.warning("protocol error from MTA, closing the connection: %s", exc)
             record.protocol_error()
@@ -150,6 +190,8 @@ class MilterHandler:
             self._cancelled(writer)
             raise
         finally:
+            if own is not None:
+                own.close()
             record.connection_closed()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
@@ -159,7 +201,12 @@ class MilterHandler:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _cancelled(self, writer: asyncio.StreamWriter) -> None:
+    def note_read(self) -> None:
+        """After each read: the idle clock restarts and TCP_QUICKACK is re-armed."""
+        self._last_read = asyncio.get_running_loop().time()
+        self._quickack()
+
+    def _cancelled(self, writer: Writer) -> None:
         """The daemon gave up on this session (shutdown_timeout passed).
 
         One line, carrying the queue id (the task's contextvar), then a
@@ -179,7 +226,7 @@ class MilterHandler:
             with contextlib.suppress(Exception):
                 writer.write(self.fc.send(SHUTTING_DOWN))
 
-    def _check_idle(self, writer: asyncio.StreamWriter) -> None:
+    def _check_idle(self, writer: Writer) -> None:
         """Close a connection the MTA left idle past idle_timeout.
 
         One timer per idle period, checked when it fires, instead of one
@@ -195,7 +242,7 @@ class MilterHandler:
             self.idle_timeout - idle, self._check_idle, writer, context=contextvars.copy_context()
         )
 
-    async def _drain_events(self, writer: asyncio.StreamWriter) -> bool:
+    async def drain_events(self, writer: Writer) -> bool:
         """Handle every complete event; False when the connection is over."""
         while True:
             event = self.fc.next_event()
@@ -297,7 +344,7 @@ class MilterHandler:
         agreed = self.fc.negotiated
         assert agreed is not None
         self.chain.no_reply = no_reply_phases(agreed.protocol)
-        missing = req.actions & ~agreed.actions & ~ActionFlag.ADDRCPT_PAR
+        missing = _missing_actions(req.actions, agreed.actions)
         if missing:
             log.warning("the MTA does not offer actions %s; those changes will be dropped", missing)
             metrics.recorder().negotiation_failed()
@@ -346,24 +393,59 @@ class MilterHandler:
 _WRITE_AT = 1 << 20
 
 
+@functools.lru_cache(maxsize=64)
+def _missing_actions(wanted: ActionFlag, agreed: ActionFlag) -> ActionFlag:
+    """Actions the chain needs that the MTA did not offer (ADDRCPT_PAR is
+    optional: without it a recipient is added without ESMTP arguments)."""
+    return wanted & ~agreed & ~ActionFlag.ADDRCPT_PAR
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _no_quickack() -> None:
+    pass
+
+
 def quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
-    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES)."""
+    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES).
+
+    ``sock`` is a real socket (or asyncio's wrapper of one); see
+    :func:`own_socket` for what a transport gives.
+    """
     quickack = getattr(socket, "TCP_QUICKACK", None)
     if sock is None or quickack is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return lambda: None
-    fd_sock = sock
+        return _no_quickack
+    setsockopt = sock.setsockopt
+    level = socket.IPPROTO_TCP
 
     def setter() -> None:
-        with contextlib.suppress(OSError):
-            fd_sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        try:  # noqa: SIM105 - not contextlib.suppress: this runs at every read
+            setsockopt(level, quickack, 1)
+        except OSError:
+            pass
 
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return setter
+
+
+def own_socket(sock: Any) -> socket.socket | None:
+    """A socket object of our own on a transport's TCP socket (a duplicate
+    descriptor, closed by the caller), or None for other sockets.
+
+    uvloop's transports give a stand-in whose setsockopt builds and drops a
+    socket object at every call; asyncio's wrap theirs in a Python method.
+    Socket options belong to the socket, so setting them on the duplicate
+    sets them for the transport.
+    """
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        return socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:
+        return None
 
 
 # What a session still open when shutdown_timeout passes is answered.
@@ -382,7 +464,7 @@ _ONLY_CONNECT = (
 )
 
 
-async def serve_overloaded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve_overloaded(reader: Reader, writer: Writer) -> None:
     """Above max_connections: negotiate, then answer 421 4.3.2 at connect.
 
     Closing the socket instead would make the MTA apply its own default

@@ -25,7 +25,8 @@ from .. import metrics
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, load, parse_metrics_listen
 from . import systemd, unlinker
-from .connection import MilterHandler, next_conn_id, serve_overloaded
+from .connection import MilterHandler, Reader, Writer, next_conn_id, serve_overloaded
+from .inline import INLINE, InlineProtocol
 from .listen import Listener, ListenError, open_listener
 from .preload import preload
 
@@ -84,6 +85,10 @@ def remove_socket_files(listeners: Sequence[Listener], remover: unlinker.Unlinke
 
 
 class Daemon:
+    # Commands run in the read callback (server/inline.py); a subclass whose
+    # handlers read the socket themselves sets this False.
+    serves_inline = True
+
     def __init__(self, config_path: str, runtime: Runtime) -> None:
         self.config_path = config_path
         self.runtime = runtime
@@ -142,15 +147,20 @@ class Daemon:
         # asyncio calls listen() again on a socket it is given: pass the
         # configured backlog, or its default of 100 replaces ours.
         backlog = daemon.backlog
+        loop = asyncio.get_running_loop()
+        entry = _ConnectionTask(self)
         for listener in self.listeners:
-            if listener.sock.family == socket.AF_UNIX:
-                server = await asyncio.start_unix_server(
-                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
+            unix = listener.sock.family == socket.AF_UNIX
+            server: asyncio.base_events.Server
+            if self.serves_inline and INLINE:
+                create = loop.create_unix_server if unix else loop.create_server
+                server = await create(
+                    lambda: InlineProtocol(entry.inline), sock=listener.sock, backlog=backlog
                 )
+            elif unix:
+                server = await asyncio.start_unix_server(entry, sock=listener.sock, backlog=backlog)
             else:
-                server = await asyncio.start_server(
-                    _ConnectionTask(self), sock=listener.sock, backlog=backlog
-                )
+                server = await asyncio.start_server(entry, sock=listener.sock, backlog=backlog)
             self.servers.append(server)
             log.info("listening on %s", listener.name)
         log.info("chain: %s", ", ".join(p.name for p in self.runtime.plugins) or "(no plugins)")
@@ -290,7 +300,12 @@ class _ConnectionTask:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def inline(self, protocol: InlineProtocol) -> None:
+        await self(protocol, protocol, protocol)
+
+    async def __call__(
+        self, reader: Reader, writer: Writer, inline: InlineProtocol | None = None
+    ) -> None:
         daemon = self.daemon
         task = asyncio.current_task()
         assert task is not None
@@ -310,6 +325,8 @@ class _ConnectionTask:
             if runtime.config.daemon.serial:
                 async with daemon.serial_lock:
                     await daemon.make_handler(runtime).serve(reader, writer)
+            elif inline is not None:
+                await inline.serve(daemon.make_handler(runtime))
             else:
                 await daemon.make_handler(runtime).serve(reader, writer)
         except asyncio.CancelledError:

@@ -43,7 +43,7 @@ import time
 from .. import metrics
 from ..chain import Runtime, build_runtime
 from ..config import ConfigError, WorkerCount, load, parse_metrics_listen
-from . import systemd
+from . import eventloop, systemd
 from .connection import set_conn_prefix
 from .daemon import Daemon, StartupError, drop_privileges, remove_socket_files
 from .listen import Listener
@@ -329,5 +329,5 @@ def _worker_main(
             signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
             remove()
 
-    asyncio.run(main())
+    eventloop.run(main(), runtime.config.daemon.event_loop)
     return 0
