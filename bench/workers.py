@@ -114,8 +114,10 @@ def _per_worker(port: int) -> list[int]:
         text=True,
     ).stdout
     counts: dict[str, int] = {}
-    for pid in re.findall(r"pid=(\d+)", out):
-        counts[pid] = counts.get(pid, 0) + 1
+    for line in out.splitlines():
+        # A socket is listed once, with every (process, fd) holding it.
+        for pid in set(re.findall(r"pid=(\d+)", line)):
+            counts[pid] = counts.get(pid, 0) + 1
     return sorted(counts.values(), reverse=True)
 
 
