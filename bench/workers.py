@@ -1,7 +1,7 @@
 """``workers = 1`` against ``workers = 2``, side by side in one run.
 
     python3 -m bench.run --workers                       # 8 and 64 conns, 1 and 10 msgs/conn
-    python3 -m bench.run --workers --repeat 5 --seconds 3
+    python3 -m bench.run --workers --runs 5 --seconds 3
     python3 -m bench.run --workers --compare-tree ../before   # bursts on another checkout too
 
 The same miltrd plugin (bench/benchplugin.py ``Declared`` and ``Reference``)
@@ -10,7 +10,7 @@ is started twice, once per worker count, and the Postfix-shaped generator
 messages, Postfix's macros, quick ACKs) drives each in turn, cell by cell,
 the workers = 1 and workers = 2 daemons alternating so that the load other
 programs put on the machine falls on both alike. Each cell is run
-``--repeat`` times; the table gives medians.
+``--runs`` times; the table gives medians.
 
 The generator runs in ``--gen-procs`` processes (connections split evenly
 among them), so that one Python process's single core does not cap the
@@ -165,7 +165,7 @@ def workers_report(tmp: Path, args: Any) -> int:
             )
     print(
         f"# workers scaling: {os.cpu_count()} CPUs, {args.seconds:g} s per run, "
-        f"{args.repeat} runs per cell (medians), generator in {args.gen_procs} process(es), "
+        f"{args.runs} runs per cell (medians), generator in {args.gen_procs} process(es), "
         f"{size // 1024} KiB, load average at start {_load()}"
     )
     cells: dict[tuple[str, int, int, int], Cell] = {}
@@ -178,7 +178,7 @@ def workers_report(tmp: Path, args: Any) -> int:
             for cls in classes:
                 for per in sessions:
                     for c in conns:
-                        for _ in range(args.repeat):
+                        for _ in range(args.runs):
                             for n in counts:
                                 f = filters[cls, n]
                                 rate, dcpu, gcpu, shares, errors = measure(
