@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -325,4 +326,15 @@ class HeaderWatcher(Plugin):
     async def on_eom(self, msg: Message) -> Verdict | None:
         HeaderWatcher.eom_calls += 1
         msg.add_header("X-Watched", "yes")
+        return None
+
+
+class SwitchInterval(Plugin):
+    """Adds X-Switch-Interval: the GIL switch interval (seconds) the daemon
+    runs with, as a plugin's thread meets it."""
+
+    actions = Action.ADD_HEADERS
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header("X-Switch-Interval", repr(sys.getswitchinterval()))
         return None
