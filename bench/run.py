@@ -8,6 +8,7 @@
     python3 -m bench.run --memory        # idle-connection and large-message memory
     python3 -m bench.run --stall         # small-message latency beside 50 MiB defangs
     python3 -m bench.run --mixed         # small-message latency beside 256 KiB/10 MiB senders
+    python3 -m bench.run --workers       # workers = 1 against workers = 2 (bench/workers.py)
 
 Every filter does the same work: observe every phase, add one header at end
 of message. The default table is like for like: the generator behaves like
@@ -359,10 +360,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="small-message reply latency beside 256 KiB and 10 MiB senders (bench/mixed.py)",
     )
-    parser.add_argument("--runs", type=int, default=3, help="--mixed, --postfix: runs of each cell")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="--mixed, --postfix, --workers: runs of each cell"
+    )
     parser.add_argument(
         "--large-nice", type=int, default=0, help="--mixed: the large senders' nice value"
     )
+    parser.add_argument(
+        "--workers",
+        dest="workers_mode",
+        action="store_true",
+        help="workers = 1 against workers = 2, Postfix-shaped (bench/workers.py)",
+    )
+    parser.add_argument("--workers-counts", default="1,2", help="--workers: the worker counts")
+    parser.add_argument(
+        "--workers-plugins", default="Declared,Reference", help="--workers: benchplugin classes"
+    )
+    parser.add_argument(
+        "--burst-tries", type=int, default=10, help="--workers: accept-balance bursts"
+    )
+    parser.add_argument("--gen-procs", type=int, default=2, help="--workers: generator processes")
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
     parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")
@@ -374,6 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if args.workers_mode:
+        from .workers import workers_report
+
+        if args.conns == "1,8,64":
+            args.conns = "8,64"
+        if args.per_connection == "1,10,0":
+            args.per_connection = "1,10"
+        code = workers_report(tmp, args)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return code
     if args.postfix_only:
         from .postfix import postfix_report
 

@@ -5,16 +5,30 @@ method does nothing, until ``enable()`` (``[daemon] metrics_listen`` set)
 swaps in ``Metrics``, which counts with prometheus_client and serves the
 counts on a loopback HTTP listener. Callers never ask whether metrics are
 on; they tell the recorder what happened.
+
+With pre-forked workers (``workers = N``, or ``max_messages``), each worker
+counts its own and ``Shared`` adds them up: prometheus_client's
+multiprocess mode, in which every process writes its values to files in
+one directory (``PROMETHEUS_MULTIPROC_DIR``, made afresh at each start and
+removed at exit) and the supervisor's scrape endpoint sums them. Counters
+of a worker that retired or crashed stay in the sums; its share of the
+``miltrd_connections_open`` gauge (``livesum``) is dropped when it is
+reaped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Metrics", "Recorder", "enable", "recorder"]
+__all__ = ["Metrics", "Recorder", "Shared", "enable", "recorder"]
 
 log = logging.getLogger("miltrd.metrics")
 
@@ -75,7 +89,10 @@ class Metrics(Recorder):
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections_open = Gauge(
-            "miltrd_connections_open", "MTA connections being served", registry=r
+            "miltrd_connections_open",
+            "MTA connections being served",
+            registry=r,
+            multiprocess_mode="livesum",  # with workers: the sum over the live ones
         )
         self.connections = Counter("miltrd_connections", "MTA connections accepted", registry=r)
         self.refused = Counter(
@@ -165,14 +182,107 @@ class Metrics(Recorder):
     def message(self, action: str) -> None:
         self.messages.labels(action).inc()
 
-    def serve(self, host: str, port: int) -> Any:
-        from prometheus_client import start_http_server
-
-        # Older releases (Debian's 0.16) return None, newer ones (server, thread).
-        started = start_http_server(port, addr=host, registry=self.registry)
-        server = started[0] if isinstance(started, tuple) else None
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", port)
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+        """Serve this process's counts at http://host:port/metrics (OSError if
+        the address cannot be bound); ``shutdown()`` on the result stops it."""
+        server = listen_http(host, port, self.registry)
+        start_http(server)
         return server
+
+
+def listen_http(host: str, port: int, registry: Any) -> ThreadingHTTPServer:
+    """Bind the scrape endpoint for ``registry`` (not serving yet: ``start_http``).
+
+    prometheus_client's own handler, in a server we hold, so that a forked
+    worker can close its copy of the socket. OSError if it cannot bind."""
+    import socket
+
+    from prometheus_client.exposition import MetricsHandler
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    server = Server((host, port), MetricsHandler.factory(registry))
+    log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", port)
+    return server
+
+
+def start_http(server: ThreadingHTTPServer) -> None:
+    """Answer scrapes on ``server`` from a daemon thread."""
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+class Shared:
+    """The sums of every worker's counts (prometheus_client multiprocess mode).
+
+    Made by the supervisor before it forks a worker: it creates the
+    directory the processes write to (a new one per start, in the
+    temporary directory) and points ``PROMETHEUS_MULTIPROC_DIR`` at it, so
+    every ``Metrics`` made from then on, in this process or a worker,
+    writes there. ``listen`` binds the endpoint that sums them.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.registry = CollectorRegistry()
+        self.path = ""
+        self.server: ThreadingHTTPServer | None = None
+        self.serving = False
+
+    def listen(self, host: str, port: int) -> None:
+        """Bind the endpoint (before privileges are dropped); OSError if not."""
+        self.server = listen_http(host, port, self.registry)
+
+    def open(self) -> None:
+        """Create the directory (as the user the workers run as: after the
+        drop) and send every ``Metrics`` made from now on to it."""
+        from prometheus_client import multiprocess as mp
+        from prometheus_client import values as vals
+
+        # Untyped in some releases: typed here as Any for both.
+        multiprocess: Any = mp
+        values: Any = vals
+        self.path = tempfile.mkdtemp(prefix="miltrd-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.path
+        # The value class is chosen when prometheus_client is first
+        # imported: a plugin may have imported it before the variable was set.
+        values.ValueClass = values.get_value_class()
+        multiprocess.MultiProcessCollector(self.registry, path=self.path)
+        log.info("summing the workers' metrics in %s", self.path)
+
+    def start(self) -> None:
+        if self.server is not None and not self.serving:
+            start_http(self.server)
+            self.serving = True
+
+    def in_worker(self) -> None:
+        """In a new worker: close its copy of the endpoint's socket (only
+        the supervisor serves it, and the port must free when it exits)."""
+        if self.server is not None:
+            self.server.socket.close()
+            self.server = None
+
+    def process_dead(self, pid: int) -> None:
+        """A worker exited: its live gauges (connections open) no longer count."""
+        from prometheus_client import multiprocess as mp
+
+        multiprocess: Any = mp
+        if self.path:
+            multiprocess.mark_process_dead(pid, self.path)
+
+    def close(self) -> None:
+        """Stop serving and remove the directory."""
+        if self.server is not None:
+            if self.serving:
+                self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        if self.path:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.path)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 _lock = threading.Lock()

@@ -29,6 +29,9 @@ def describe_runtime(runtime: Runtime) -> str:
     config = runtime.config
     lines = [f"{config.path}: OK"]
     lines.append("listen: " + ", ".join(spec.text for spec in config.daemon.listen))
+    workers = config.daemon.workers
+    how = " (auto: one per usable core)" if workers.auto else ""
+    lines.append(f"workers: {workers}{how}")
     lines.append("chain:")
     if not runtime.plugins:
         lines.append("  (no plugins: every message is accepted unchanged)")

@@ -11,6 +11,7 @@ from .model import (
     Mode,
     OnError,
     PluginEntry,
+    WorkerCount,
     parse_listen,
     parse_metrics_listen,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "ListenSpec",
     "PluginEntry",
     "Problem",
+    "WorkerCount",
     "load",
     "load_text",
     "parse_listen",

@@ -97,7 +97,10 @@ def _value(tp: Any, value: Any, path: str, problems: Problems, parsers: Parsers)
         options = [a for a in get_args(tp) if a is not type(None)]
         for option in options:
             sub: Problems = []
-            result = _value(option, value, path, sub, parsers)
+            try:
+                result = _value(option, value, path, sub, parsers)
+            except _Invalid:
+                continue
             if not sub:
                 return result
         if len(options) == 1:

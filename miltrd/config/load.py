@@ -197,8 +197,6 @@ def _check_daemon(daemon: DaemonConfig, problems: Problems) -> None:
                         f"{host} is not a loopback address (set metrics_public = true to allow it)",
                     )
                 )
-        if daemon.workers > 1:
-            problems.append(("daemon.metrics_listen", "metrics need workers = 1"))
     if daemon.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         problems.append(
             ("daemon.event_loop", 'uvloop is not installed (Debian: python3-uvloop); use "auto"')

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union
 
 from ..api import ConfigPath, InternalRules, Plugin
 from .errors import Problem
@@ -26,6 +27,8 @@ __all__ = [
     "parse_listen",
     "parse_metrics_listen",
     "FileMode",
+    "WorkerCount",
+    "usable_cores",
     "LogLevel",
     "InternalSection",
     "ChainSection",
@@ -155,10 +158,37 @@ class FileMode(int):
         return cls(mode)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, which a cgroup
+    or ``taskset`` may narrow), else the host's count; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class WorkerCount(int):
+    """``daemon.workers``: a number of processes, or ``"auto"`` for one per
+    usable core (``usable_cores()``, at most 256), counted when the config
+    is loaded. ``auto`` tells which it was, for ``miltrd check``."""
+
+    toml_type: ClassVar[Any] = Union[int, Literal["auto"]]  # noqa: UP007 (a runtime value)
+    auto: bool = False
+
+    @classmethod
+    def from_toml(cls, value: int | str) -> WorkerCount:
+        if value == "auto":
+            count = cls(min(usable_cores(), 256))
+            count.auto = True
+            return count
+        return cls(value)
+
+
 _LISTEN = (ListenSpec.from_toml("inet:8894@127.0.0.1"),)
 _SYSLOG_SOCKET = ConfigPath("/dev/log")
 _SENDMAIL_CF = ConfigPath("/etc/mail/sendmail.cf")
 _SOCKET_MODE = FileMode(0o660)
+_ONE_WORKER = WorkerCount(1)
 
 
 @dataclass(frozen=True)
@@ -182,7 +212,7 @@ class DaemonConfig:
     backlog: int = 128
     metrics_listen: str = ""  # e.g. "127.0.0.1:9187" (Prometheus text format)
     metrics_public: bool = False  # allow metrics_listen on a non-loopback address
-    workers: int = 1  # processes serving the same listeners
+    workers: WorkerCount = _ONE_WORKER  # processes serving the same listeners
     max_messages: int = 0  # a worker retires after this many messages (0: never)
     serial: bool = False  # serve one connection at a time (debugging a plugin)
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # "auto": uvloop if installed

@@ -36,7 +36,7 @@ from .. import metrics
 from ..api import NoOptions, VerdictKind
 from ..chain import Runtime, build_runtime
 from ..chain.timebound import start
-from ..config import ConfigError, LogLevel, PluginEntry, load, load_text, parse_listen
+from ..config import ConfigError, LogLevel, PluginEntry, WorkerCount, load, load_text, parse_listen
 from ..logs import conn_id, queue_id, setup_logging
 from ..protocol import (
     NEED_DATA,
@@ -353,7 +353,7 @@ def build(name: str, socketname: str, timeout: float) -> tuple[str, Runtime]:
         listen=(spec,),
         backlog=settings.backlog or config.daemon.backlog,
         idle_timeout=io_timeout,
-        workers=1,
+        workers=WorkerCount(1),
         max_messages=0,
         log_level=options.log_level or config.daemon.log_level,
     )

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from http.server import ThreadingHTTPServer
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
@@ -106,7 +107,10 @@ class Daemon:
         self.reload_event = asyncio.Event()
         self.owns_socket_files = True
         self.unlinker: unlinker.Unlinker | None = None  # removes them after a drop from root
-        self.metrics_server: object | None = None
+        self.metrics_server: ThreadingHTTPServer | None = None
+        # A worker of a Supervisor: the supervisor serves the metrics (the
+        # sums of every worker's) and counts reloads; this one only counts.
+        self.supervised = False
         self.messages = 0  # messages finished, for daemon.max_messages
         self.stop_reason = "request"  # what stopped us, for the log
         self.cancelling = False  # shutdown_timeout passed: open sessions are cancelled
@@ -136,12 +140,14 @@ class Daemon:
         if not self.listeners:
             self.open_listeners()
         daemon = self.runtime.config.daemon
-        if daemon.metrics_listen and self.metrics_server is None:
-            host, port = parse_metrics_listen(daemon.metrics_listen)
-            try:
-                self.metrics_server = metrics.enable().serve(host, port)
-            except OSError as exc:
-                raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
+        if daemon.metrics_listen:
+            recorder = metrics.enable()
+            if not self.supervised and self.metrics_server is None:
+                host, port = parse_metrics_listen(daemon.metrics_listen)
+                try:
+                    self.metrics_server = recorder.serve(host, port)
+                except OSError as exc:
+                    raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
         self.unlinker = drop_privileges(daemon.user, daemon.group, self.listeners)
         # asyncio calls listen() again on a socket it is given: pass the
         # configured backlog, or its default of 100 replaces ours.
@@ -238,13 +244,15 @@ class Daemon:
                 log.error("reload failed: %s", problem)
             log.error("reload failed: still running with the previous configuration")
             systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration")
-            metrics.recorder().reload("failed")
+            if not self.supervised:
+                metrics.recorder().reload("failed")
             return False
         for warning in config.warnings:
             log.warning("%s", warning)
         old = self.runtime
         self.runtime = runtime
-        metrics.recorder().reload("ok")
+        if not self.supervised:
+            metrics.recorder().reload("ok")
         if config.daemon.listen != old.config.daemon.listen:
             log.warning("daemon.listen changed: restart miltrd for it to take effect")
         log.info("reloaded: chain %s", ", ".join(p.name for p in runtime.plugins) or "(empty)")
@@ -291,8 +299,9 @@ class Daemon:
         await self.runtime.close()
         for runtime in self._retired.values():
             await runtime.close()
-        if self.metrics_server is not None and hasattr(self.metrics_server, "shutdown"):
+        if self.metrics_server is not None:
             self.metrics_server.shutdown()
+            self.metrics_server.server_close()
             self.metrics_server = None
         log.info("stopped: %d session(s) drained, %d cancelled", drained, cancelled)
 

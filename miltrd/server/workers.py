@@ -40,11 +40,12 @@ import signal
 import struct
 import time
 
+from .. import metrics
 from ..chain import Runtime, build_runtime
-from ..config import ConfigError, load
+from ..config import ConfigError, WorkerCount, load, parse_metrics_listen
 from . import eventloop, systemd
 from .connection import set_conn_prefix
-from .daemon import Daemon, drop_privileges, remove_socket_files
+from .daemon import Daemon, StartupError, drop_privileges, remove_socket_files
 from .listen import Listener
 
 __all__ = ["Supervisor", "CONTROL_SIGNALS", "block_signals"]
@@ -81,15 +82,41 @@ class Supervisor:
         self._serial = 0
         self._ready_r, self._ready_w = os.pipe()
         os.set_blocking(self._ready_r, False)
+        self.shared: metrics.Shared | None = None  # the workers' summed metrics
 
     @property
     def workers(self) -> int:
         return self.runtime.config.daemon.workers
 
     def run(self) -> int:
+        """Fork the workers and supervise them until stopped; the exit code.
+
+        StartupError if the metrics endpoint cannot be bound or the user
+        is unknown."""
         daemon = self.runtime.config.daemon
+        if daemon.metrics_listen:
+            # Every worker counts in its own files; this process serves the
+            # sums. Bound before the drop, like the milter listeners.
+            self.shared = metrics.Shared()
+            host, port = parse_metrics_listen(daemon.metrics_listen)
+            try:
+                self.shared.listen(host, port)
+            except OSError as exc:
+                raise StartupError(f"daemon.metrics_listen: cannot listen: {exc}") from None
         remover = drop_privileges(daemon.user, daemon.group, self.listeners)
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        if self.shared is not None:
+            try:
+                self.shared.open()
+            except OSError as exc:
+                self.shared.close()
+                raise StartupError(
+                    f"daemon.metrics_listen: cannot make its directory: {exc}"
+                ) from None
+            # Started with the signals blocked, so the thread never takes
+            # one that sigtimedwait is meant to.
+            self.shared.start()
+            metrics.enable()  # this process counts the reloads
         try:
             for _ in range(self.workers):
                 self._spawn()
@@ -109,6 +136,8 @@ class Supervisor:
         finally:
             self._close_listeners()
             remove_socket_files(self.listeners, remover)
+            if self.shared is not None:
+                self.shared.close()
             os.close(self._ready_r)
             os.close(self._ready_w)
         log.info("stopped")
@@ -129,6 +158,8 @@ class Supervisor:
         code = 1
         try:
             os.close(self._ready_r)
+            if self.shared is not None:
+                self.shared.in_worker()
             _die_with_parent(parent)
             os.environ.pop("NOTIFY_SOCKET", None)
             set_conn_prefix(f"w{serial}.")
@@ -177,6 +208,8 @@ class Supervisor:
                 continue  # not a worker: the socket-file helper (unlinker), say
             started = self.children.pop(pid)
             self.ready.discard(pid)
+            if self.shared is not None:
+                self.shared.process_dead(pid)
             if self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -198,8 +231,10 @@ class Supervisor:
             for problem in exc.problems:
                 log.error("reload failed: %s", problem)
             log.error("reload failed: still running with the previous configuration")
+            metrics.recorder().reload("failed")
             systemd.notify("READY=1")
             return
+        metrics.recorder().reload("ok")
         old = self.runtime
         self.runtime = runtime
         # The parent only needed it to validate; its plugins never run here.
@@ -246,7 +281,7 @@ class Supervisor:
             self.children.pop(pid, None)
 
 
-def _with_workers(runtime: Runtime, workers: int) -> Runtime:
+def _with_workers(runtime: Runtime, workers: WorkerCount) -> Runtime:
     daemon = dataclasses.replace(runtime.config.daemon, workers=workers)
     config = dataclasses.replace(runtime.config, daemon=daemon)
     return dataclasses.replace(runtime, config=config)
@@ -273,6 +308,7 @@ def _worker_main(
     daemon = Daemon(config_path, runtime)
     daemon.listeners = listeners
     daemon.owns_socket_files = False  # the parent removes them
+    daemon.supervised = True  # the parent serves the metrics and counts reloads
     parent = os.getppid()
 
     def ready() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +17,7 @@ from miltrd.mta import Envelope, MilterClient, open_milter, replay
 
 from ..tools import free_port
 from .mta import Miltrd
+from .test_workers import children
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +141,104 @@ def test_stats_reports_on_the_daemons_own_log(tmp_path: Path) -> None:
     assert re.search(r"grey@example.org\s+2", out)
     assert re.search(r"127\.0\.0\.1\s+2", out)
     assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:00\s+5", out)
+
+
+def _scrape(mport: int) -> str:
+    url = f"http://127.0.0.1:{mport}/metrics"
+    return str(urllib.request.urlopen(url, timeout=10).read().decode())
+
+
+def test_metrics_sum_every_worker_including_retired_ones(tmp_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["{spec}"]\nmetrics_listen = "127.0.0.1:{mport}"\n'
+        "workers = 2\nmax_messages = 5\n"
+        '[chain]\nplugins = ["rcpt"]\n'
+        '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\n'
+        'recipients = ["bad@example.com"]\n'
+    )
+    daemon = Miltrd(cfg, port=port)
+    try:
+        daemon.wait_log("started 2 workers")
+        # Which worker accepts a connection is the kernel's choice: send
+        # until two workers have served and one has retired at its limit.
+        sent = 0
+        served: dict[str, int] = {}
+        while sent < 60 and (len(served) < 2 or "retired after" not in daemon.log()):
+            assert asyncio.run(_send(spec, "a@example.org", ["ok@example.com", "bad@example.com"]))
+            sent += 1
+            log = daemon.wait_log(" summary client=", count=sent)
+            served = {}
+            for worker in re.findall(r"\[(w\d+)\.c\d+\] \w+: summary client=", log):
+                served[worker] = served.get(worker, 0) + 1
+        assert len(served) >= 2, served
+        daemon.wait_log("retired after its message limit")
+        assert sum(served.values()) == sent
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reload passed to 2 workers")
+        deadline = time.monotonic() + 10
+        while True:
+            text = _scrape(mport)
+            if "miltrd_connections_open 0.0" in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        assert daemon.stop() == 0
+    # The sums over every worker, the retired ones' counts included.
+    assert metric(text, "miltrd_messages_total", action="accept") == sent, served
+    assert metric(text, "miltrd_plugin_verdicts_total", plugin="rcpt", verdict="reject") == sent
+    assert metric(text, "miltrd_hook_seconds_count", plugin="rcpt", phase="rcpt") == 2 * sent
+    assert metric(text, "miltrd_connections_total") == sent + 1  # + the readiness probe
+    # One gauge line, the live workers' sum (a retired worker's share dropped).
+    assert len(re.findall(r"^miltrd_connections_open", text, re.M)) == 1
+    assert "miltrd_connections_open 0.0" in text
+    # A reload is counted once (by the supervisor), not once per worker.
+    assert metric(text, "miltrd_reloads_total", outcome="ok") == 1
+    # The directory the workers wrote to was made for this start and is gone.
+    (where,) = re.findall(r"summing the workers' metrics in (\S+)", daemon.log())
+    assert not Path(where).exists()
+
+
+def test_a_killed_workers_open_connections_leave_the_gauge(tmp_path: Path) -> None:
+    port, mport = free_port(), free_port()
+    spec = f"inet:{port}@127.0.0.1"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[daemon]\nlisten = ["{spec}"]\nmetrics_listen = "127.0.0.1:{mport}"\nworkers = 2\n'
+    )
+    daemon = Miltrd(cfg, port=port)
+
+    async def hold(n: int) -> list[MilterClient]:
+        clients = []
+        for _ in range(n):
+            client = MilterClient(*await open_milter(spec))
+            await client.negotiate()
+            clients.append(client)
+        return clients
+
+    def gauge(expected: float) -> float:
+        deadline = time.monotonic() + 10
+        while (value := metric(_scrape(mport), "miltrd_connections_open")) != expected:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return value
+
+    loop = asyncio.new_event_loop()
+    try:
+        daemon.wait_log("started 2 workers")
+        clients = loop.run_until_complete(hold(6))
+        assert gauge(6) == 6  # both workers' open connections, summed
+        # Killed, a worker cannot count its connections closed: the
+        # supervisor drops its share when it reaps it.
+        for pid in children(daemon.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        daemon.wait_log("exited with -9; starting a new one", count=2)
+        assert gauge(0) == 0
+        for client in clients:
+            loop.run_until_complete(client.close())
+    finally:
+        loop.close()
+        assert daemon.stop() == 0
