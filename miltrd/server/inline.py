@@ -134,6 +134,11 @@ class InlineProtocol(asyncio.Protocol):
     # reference cycle that only the garbage collector frees)
 
     def write(self, data: bytes) -> None:
+        # A reply to a connection already lost (the MTA reset it while a
+        # hook waited) is dropped, as asyncio's transports drop it; uvloop's
+        # raise RuntimeError on a closed handle, before connection_lost runs.
+        if self.transport.is_closing():
+            return
         self.transport.write(data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
