@@ -15,7 +15,13 @@ SESSIONS = 8
 
 def _run_one(base: Path, label: str, milter: str) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.integration.mta import Postfix, Sink, world_readable_tmpdir
+    from tests.integration.mta import (
+        Postfix,
+        Sink,
+        postfix_env,
+        postfix_tool,
+        world_readable_tmpdir,
+    )
 
     with world_readable_tmpdir() as tmp:
         sink = Sink(tmp / "sink")
@@ -25,7 +31,7 @@ def _run_one(base: Path, label: str, milter: str) -> float:
             started = time.monotonic()
             subprocess.run(
                 [
-                    "smtp-source",
+                    postfix_tool("smtp-source"),
                     "-s",
                     str(SESSIONS),
                     "-m",
@@ -40,6 +46,7 @@ def _run_one(base: Path, label: str, milter: str) -> float:
                 ],
                 check=True,
                 timeout=600,
+                env=postfix_env(),
             )
             accepted = time.monotonic() - started
         finally:

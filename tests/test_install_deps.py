@@ -1,11 +1,15 @@
 """scripts/install-test-deps.sh never takes the machine's own MTA away.
 
 The script runs with stand-ins for dpkg-query (what the machine has
-installed), apt-get and debconf-set-selections (recording what they were
+installed), getent (which accounts exist), apt-get, dpkg-deb,
+debconf-set-selections, groupadd and useradd (recording what they were
 asked to do) first on PATH, on a copy of the scripts. With exim4 as the
-machine's MTA it must not ask for postfix (which would remove exim4) and
-must say why in one line; on a machine without an MTA it installs postfix.
-Every install it asks for forbids removals (--no-remove).
+machine's MTA it must not ask for postfix (which would remove exim4), must
+say why in one line, and instead downloads Debian's postfix package and
+unpacks it into .cache/postfix (as Sendmail always is), installs what it
+links against, and makes the accounts it runs as; on a machine without an
+MTA it installs postfix. Every install it asks for forbids removals
+(--no-remove).
 """
 
 from __future__ import annotations
@@ -35,11 +39,33 @@ RECORDER = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$LOG"
 """
 
+FAKE_APT_GET = """#!/bin/sh
+echo "apt-get $*" >> "$LOG"
+if [ "$1" = download ]; then
+    shift
+    for pkg; do : > "${pkg}_1.0_amd64.deb"; done
+fi
+"""
 
-def run_script(tmp: Path, installed: str) -> tuple[str, str]:
+FAKE_DPKG_DEB = """#!/bin/sh
+echo "dpkg-deb $*" >> "$LOG"
+case "$1" in
+  -x) mkdir -p "$3/usr/sbin" ;;
+  -f) echo "libc6 (>= 2.34), libdb5.3, debconf (>= 0.5) | debconf-2.0, netbase, libssl3 (>= 3.0.0)" ;;
+esac
+"""
+
+FAKE_GETENT = """#!/bin/sh
+# $ACCOUNTS: the "passwd:name group:name" entries that exist
+case " $ACCOUNTS " in *" $1:$2 "*) echo "$2:x:100:" ;; *) exit 2 ;; esac
+"""
+
+
+def run_script(tmp: Path, installed: str, accounts: str = "") -> tuple[str, str]:
     work = tmp / "proj"
     (work / "scripts").mkdir(parents=True)
-    shutil.copy(REPO / "scripts" / "install-test-deps.sh", work / "scripts")
+    for script in ("install-test-deps.sh", "unpack-deb.sh"):
+        shutil.copy(REPO / "scripts" / script, work / "scripts")
     sendmail = work / ".cache/sendmail/root/usr/libexec/sendmail/sendmail"
     sendmail.parent.mkdir(parents=True)
     sendmail.write_text("#!/bin/sh\n")
@@ -47,14 +73,22 @@ def run_script(tmp: Path, installed: str) -> tuple[str, str]:
     fakes = tmp / "bin"
     fakes.mkdir()
     (fakes / "dpkg-query").write_text(FAKE_DPKG_QUERY)
-    for name in ("apt-get", "debconf-set-selections", "sudo"):
+    (fakes / "apt-get").write_text(FAKE_APT_GET)
+    (fakes / "dpkg-deb").write_text(FAKE_DPKG_DEB)
+    (fakes / "getent").write_text(FAKE_GETENT)
+    for name in ("debconf-set-selections", "sudo", "groupadd", "useradd"):
         (fakes / name).write_text(RECORDER)
     for fake in fakes.iterdir():
         fake.chmod(0o755)
     log = tmp / "calls.log"
     result = subprocess.run(
         ["sh", str(work / "scripts" / "install-test-deps.sh")],
-        env={"PATH": f"{fakes}:/usr/bin:/bin", "INSTALLED": installed, "LOG": str(log)},
+        env={
+            "PATH": f"{fakes}:/usr/bin:/bin",
+            "INSTALLED": installed,
+            "ACCOUNTS": accounts,
+            "LOG": str(log),
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -73,8 +107,37 @@ def test_another_mta_is_never_replaced_by_postfix(tmp_path: Path) -> None:
     for argv in installs(calls):
         assert "postfix" not in argv and "--no-remove" in argv, argv
     assert stderr.strip().splitlines() == [
-        "install-test-deps.sh: not installing postfix: it would replace this machine's MTA (exim4-daemon-light)"
+        "install-test-deps.sh: not installing postfix: it would replace this machine's MTA"
+        " (exim4-daemon-light); the tests run it from .cache/postfix"
     ]
+
+
+def test_with_another_mta_postfix_is_unpacked_beside_the_project(tmp_path: Path) -> None:
+    calls, _ = run_script(tmp_path, "exim4-daemon-light mail-transport-agent")
+    lines = calls.splitlines()
+    assert "apt-get download postfix" in lines, calls
+    deb = ".cache/postfix/debs.new/postfix_1.0_amd64.deb"
+    assert f"dpkg-deb -x {deb} .cache/postfix/root.new" in lines, calls
+    assert (tmp_path / "proj/.cache/postfix/root/usr/sbin").is_dir()
+    assert not (tmp_path / "proj/.cache/postfix/root.new").exists()
+    # What the unpacked tree links against, and only that, comes from apt.
+    [argv] = [argv for argv in installs(calls) if "--no-install-recommends" not in argv]
+    assert {"libdb5.3", "libssl3"} <= set(argv) and "libc6" in argv, argv
+    assert not {"netbase", "debconf", "postfix"} & set(argv), argv
+    # Postfix's daemons run as postfix; postdrop is its setgid group.
+    assert "groupadd --system postdrop" in lines, calls
+    assert any(
+        line.startswith("useradd --system --user-group") and line.endswith(" postfix")
+        for line in lines
+    ), calls
+
+
+def test_existing_postfix_accounts_are_left_alone(tmp_path: Path) -> None:
+    calls, _ = run_script(
+        tmp_path, "exim4-daemon-light mail-transport-agent", "passwd:postfix group:postdrop"
+    )
+    assert "apt-get download postfix" in calls.splitlines()
+    assert "groupadd" not in calls and "useradd" not in calls, calls
 
 
 def test_without_an_mta_postfix_is_installed(tmp_path: Path) -> None:
@@ -82,6 +145,7 @@ def test_without_an_mta_postfix_is_installed(tmp_path: Path) -> None:
     assert any("postfix" in argv for argv in installs(calls)), calls
     assert all("--no-remove" in argv for argv in installs(calls))
     assert "not installing postfix" not in stderr
+    assert "useradd" not in calls  # the package makes its own accounts
 
 
 def test_an_installed_postfix_is_kept_and_not_reinstalled(tmp_path: Path) -> None:

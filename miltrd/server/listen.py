@@ -81,8 +81,12 @@ def _unix(spec: ListenSpec, daemon: DaemonConfig) -> Listener:
         os.umask(old_umask)
     os.chmod(path, daemon.socket_mode)
     if os.geteuid() == 0 and (daemon.user or daemon.group):
-        uid = pwd.getpwnam(daemon.user).pw_uid if daemon.user else -1
-        gid = grp.getgrnam(daemon.group).gr_gid if daemon.group else -1
+        # The socket belongs to the user and group miltrd will run as (the
+        # user's own group unless `group` names another), as it would if that
+        # user had made it: the MTA's user gets in by joining that group.
+        pw = pwd.getpwnam(daemon.user) if daemon.user else None
+        uid = pw.pw_uid if pw else -1
+        gid = grp.getgrnam(daemon.group).gr_gid if daemon.group else (pw.pw_gid if pw else -1)
         os.chown(path, uid, gid)
     sock.listen(daemon.backlog)
     return Listener(sock, spec, path)

@@ -95,7 +95,10 @@ def miltrd_8() -> str:
     )
     out.append(
         ".SH FILES\n.TP\n.I /etc/mail/miltrd.toml\nThe configuration, see miltrd.toml(5).\n"
-        ".TP\n.I /var/spool/postfix/miltrd/miltrd.sock\nThe unix socket of miltrd.socket.\n"
+        ".TP\n.I /var/spool/postfix/miltrd/miltrd.sock\nThe unix socket (of miltrd.socket, "
+        "and for daemon.listen), inside Postfix's chroot: miltrd:miltrd mode 0660 in a "
+        "directory miltrd:miltrd 0750. The MTA's user joins group miltrd "
+        "(usermod \\-aG miltrd postfix); Sendmail, running as root, needs no group.\n"
         ".TP\n.I /var/spool/miltrd\nArchives and quarantined mail written by the plugins.\n"
     )
     out.append(

@@ -4,22 +4,83 @@ Postfix runs from Debian's package with its own config, queue and log in a
 temporary directory, on loopback ports, never touching the system MTA. It
 relays everything to smtp-sink, which writes one file per delivered
 message. miltrd runs as a real subprocess (``python -m miltrd run``).
+
+The package is the system's when it is installed; on a host running
+another MTA (postfix would replace it) it is the one scripts/install-test-deps.sh
+unpacks into .cache/postfix/root, run from there (``POSTFIX_ROOT``).
+``MILTRD_TEST_POSTFIX=unpacked`` (or ``system``) chooses one explicitly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..tools import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
+POSTFIX_ROOT = REPO / ".cache" / "postfix" / "root"
+
+
+def unpacked_postfix() -> Path | None:
+    """The unpacked Postfix tree the tests run, or None for the system's package."""
+    choice = os.environ.get("MILTRD_TEST_POSTFIX", "")
+    if choice == "unpacked":
+        return POSTFIX_ROOT
+    if choice == "system" or Path("/usr/sbin/postfix").exists():
+        return None
+    return POSTFIX_ROOT
+
+
+def postfix_tool(name: str) -> str:
+    """The command ``name`` of the Postfix package (postfix, smtp-sink, smtp-source...)."""
+    root = unpacked_postfix()
+    return name if root is None else str(root / "usr/sbin" / name)
+
+
+# For require(): what the tests will run, unless MILTRD_TEST_POSTFIX changes later.
+POSTFIX = postfix_tool("postfix")
+SMTP_SINK = postfix_tool("smtp-sink")
+
+
+def _unpacked_main_cf(root: Path) -> str:
+    """main.cf lines that run Postfix from the unpacked tree, never from /usr or /etc/postfix.
+
+    The binaries find their libpostfix-*.so through RUNPATH /usr/lib/postfix;
+    LD_LIBRARY_PATH comes first, and Postfix passes on only the environment
+    import_environment names, so the tree's libraries reach every daemon.
+    """
+    shlib = root / "usr/lib/postfix"
+    return (
+        f"daemon_directory = {root}/usr/lib/postfix/sbin\n"
+        f"command_directory = {root}/usr/sbin\n"
+        f"shlib_directory = {shlib}\n"
+        f"meta_directory = {root}/etc/postfix\n"
+        f"sample_directory = {root}/etc/postfix\n"
+        f"manpage_directory = {root}/usr/share/man\n"
+        f"html_directory = no\n"
+        f"readme_directory = no\n"
+        f"sendmail_path = {root}/usr/sbin/sendmail\n"
+        f"mailq_path = {root}/usr/bin/mailq\n"
+        f"newaliases_path = {root}/usr/bin/newaliases\n"
+        "import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C"
+        f" POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH={shlib}\n"
+    )
+
+
+def postfix_env() -> dict[str, str]:
+    root = unpacked_postfix()
+    if root is None:
+        return dict(os.environ)
+    return dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/postfix"))
+
 
 MASTER_CF = """\
 127.0.0.1:{smtp_port} inet n - n - - smtpd
@@ -95,7 +156,7 @@ class Sink:
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                "smtp-sink",
+                postfix_tool("smtp-sink"),
                 "-u",
                 "postfix",
                 "-d",
@@ -105,6 +166,7 @@ class Sink:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=postfix_env(),
         )
         os.chown(directory, _uid("postfix"), -1)
         wait_for_port(self.port)
@@ -153,18 +215,30 @@ def _uid(user: str) -> int:
 
 class Postfix:
     def __init__(
-        self, base: Path, milter: str, sink_port: int, extra: str = "", chroot: bool = False
+        self,
+        base: Path,
+        milter: str,
+        sink_port: int,
+        extra: str = "",
+        chroot: bool = False,
+        wrap: Sequence[str] = (),
     ) -> None:
-        """``chroot``: smtpd runs chrooted in the queue directory, as Debian's master.cf has it."""
+        """``chroot``: smtpd runs chrooted in the queue directory, as Debian's master.cf has it.
+
+        ``wrap``: a command prefix the postfix command runs under (Accounts.wrap).
+        """
         self.base = base
+        self.wrap = list(wrap)
         self.conf = base / "conf"
         self.conf.mkdir(parents=True)
         (base / "queue").mkdir()
         (base / "data").mkdir()
         os.chown(base / "data", _uid("postfix"), -1)
         self.smtp_port = free_port()
+        root = unpacked_postfix()
+        tree = "" if root is None else _unpacked_main_cf(root)
         (self.conf / "main.cf").write_text(
-            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + extra
+            MAIN_CF.format(base=base, sink_port=sink_port, milter=milter) + tree + extra
         )
         master = MASTER_CF.format(smtp_port=self.smtp_port)
         if chroot:
@@ -178,14 +252,23 @@ class Postfix:
     def _postfix(self, action: str) -> None:
         # Postfix reports start-up errors only to a tty or syslog.
         result = subprocess.run(
-            ["script", "-qec", f"postfix -c {self.conf} {action}", "/dev/null"],
+            [
+                "script",
+                "-qec",
+                shlex.join([*self.wrap, postfix_tool("postfix"), "-c", str(self.conf), action]),
+                "/dev/null",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
+            env=postfix_env(),
         )
         if result.returncode != 0:
             log = self.log()
             raise RuntimeError(f"postfix {action} failed:\n{result.stdout}{result.stderr}\n{log}")
+
+    def reload(self) -> None:
+        self._postfix("reload")
 
     def log(self) -> str:
         path = self.base / "maillog"
@@ -199,13 +282,20 @@ class Postfix:
 class Miltrd:
     """``python -m miltrd run`` as a subprocess, with its stderr kept."""
 
-    def __init__(self, config: Path, port: int | None = None, unix_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int | None = None,
+        unix_path: str | None = None,
+        wrap: Sequence[str] = (),
+    ) -> None:
+        """``wrap``: a command prefix miltrd runs under (Accounts.wrap)."""
         self.config = config
         self.log_path = config.with_suffix(".log")
         self.logfile = open(self.log_path, "wb")  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "miltrd", "run", "-c", str(config)],
+            [*wrap, sys.executable, "-m", "miltrd", "run", "-c", str(config)],
             stdout=self.logfile,
             stderr=subprocess.STDOUT,
             env=env,
@@ -294,6 +384,73 @@ def world_readable_tmpdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class Accounts:
+    """The machine's users and groups as a site would have them, seen only by chosen processes.
+
+    Copies of /etc/passwd, /etc/group, /etc/shadow and /etc/gshadow, changed
+    with the shadow tools' --prefix (the machine's own files are never
+    written); ``wrap`` is a command prefix that runs a command in a private
+    mount namespace where the copies are bind-mounted over /etc, so that it
+    and its children (Postfix's daemons, which take their groups with
+    initgroups) see them. A change is written into the mounted files in
+    place, so processes already running see it too. Needs root and unshare.
+    """
+
+    FILES = ("passwd", "group", "shadow", "gshadow")
+
+    def __init__(self, base: Path) -> None:
+        import shutil
+
+        self.live = base / "live"  # what the wrapped processes see
+        self.stage = base / "stage"  # what the shadow tools change
+        for where in (self.live, self.stage):
+            (where / "etc").mkdir(parents=True)
+            for name in self.FILES:
+                shutil.copy2(f"/etc/{name}", where / "etc" / name)
+
+    def run(self, command: str) -> None:
+        """A useradd/usermod/groupadd command line, applied to the copies (--prefix)."""
+        argv = shlex.split(command)
+        subprocess.run([argv[0], "--prefix", str(self.stage), *argv[1:]], check=True)
+        for name in self.FILES:
+            # In place: a bind mount holds the file, not its name.
+            (self.live / "etc" / name).write_bytes((self.stage / "etc" / name).read_bytes())
+
+    def _entry(self, table: str, name: str) -> list[str]:
+        for line in (self.live / "etc" / table).read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return fields
+        raise KeyError(name)
+
+    def ids(self, user: str) -> tuple[int, int]:
+        """(uid, primary gid) of ``user``."""
+        fields = self._entry("passwd", user)
+        return int(fields[2]), int(fields[3])
+
+    def gid(self, group: str) -> int:
+        return int(self._entry("group", group)[2])
+
+    def members(self, group: str) -> list[str]:
+        """The users ``group`` lists as its members (supplementary group)."""
+        return [name for name in self._entry("group", group)[3].split(",") if name]
+
+    def has_user(self, user: str) -> bool:
+        try:
+            self._entry("passwd", user)
+        except KeyError:
+            return False
+        return True
+
+    @property
+    def wrap(self) -> list[str]:
+        mounts = " && ".join(
+            f"mount --bind {shlex.quote(str(self.live / 'etc' / name))} /etc/{name}"
+            for name in self.FILES
+        )
+        return ["unshare", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
 
 
 SENDMAIL_ROOT = REPO / ".cache" / "sendmail" / "root"

@@ -20,7 +20,17 @@ import pytest
 
 from ..dnsserver import dns_server
 from ..tools import free_port, require
-from .mta import SENDMAIL_BIN, Miltrd, Postfix, Sendmail, Sink, running, world_readable_tmpdir
+from .mta import (
+    POSTFIX,
+    SENDMAIL_BIN,
+    SMTP_SINK,
+    Miltrd,
+    Postfix,
+    Sendmail,
+    Sink,
+    running,
+    world_readable_tmpdir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +65,9 @@ body
 @pytest.fixture(scope="module", params=["postfix", "sendmail"])
 def system(request) -> Iterator[tuple[str, int, Sink]]:
     if request.param == "postfix":
-        require("postfix", "smtp-sink", "script")
+        require(POSTFIX, SMTP_SINK, "script")
     else:
-        require(str(SENDMAIL_BIN), "m4", "unshare", "smtp-sink")
+        require(str(SENDMAIL_BIN), "m4", "unshare", SMTP_SINK)
     with dns_server() as dns, world_readable_tmpdir() as base:
         port = free_port()
         cfg = base / "miltrd.toml"

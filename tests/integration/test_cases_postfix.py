@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ CASES = Path(__file__).resolve().parents[1] / "cases"
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[tuple[Postfix, Sink, Path]]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         port = free_port()
         cfg = base / "miltrd.toml"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import free_port, require
-from .mta import SENDMAIL_BIN, Miltrd, Sendmail, Sink, running, world_readable_tmpdir
+from .mta import SENDMAIL_BIN, SMTP_SINK, Miltrd, Sendmail, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ NAME = "Zahlungserinnerung_Rechnung_2024-{:06d}_Kunde_4711_letzte_Mahnung.pdf.ex
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[tuple[Sendmail, Sink]]:
-    require(str(SENDMAIL_BIN), "m4", "unshare", "smtp-sink")
+    require(str(SENDMAIL_BIN), "m4", "unshare", SMTP_SINK)
     with world_readable_tmpdir() as base:
         port = free_port()
         cfg = base / "miltrd.toml"

@@ -15,14 +15,14 @@ import pytest
 
 from ..plugins.test_defang import PDF, PE, mail
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[tuple[Postfix, Sink, Path]]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         port = free_port()
         saved = base / "quarantine"

@@ -27,7 +27,17 @@ import pytest
 from ..dnsserver import dns_server
 from ..plugins.dkim_keys import KeyPair, key_record, make_key
 from ..tools import free_port, require, wait_for_port
-from .mta import SENDMAIL_BIN, Miltrd, Postfix, Sendmail, Sink, running, world_readable_tmpdir
+from .mta import (
+    POSTFIX,
+    SENDMAIL_BIN,
+    SMTP_SINK,
+    Miltrd,
+    Postfix,
+    Sendmail,
+    Sink,
+    running,
+    world_readable_tmpdir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +167,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    require("opendkim", "postfix", "smtp-sink", "script")
+    require("opendkim", POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         keys = {
             "rsa": make_key(base, "example.com", "rsa2026"),

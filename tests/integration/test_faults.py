@@ -19,13 +19,13 @@ import pytest
 from bench.faults import check, run
 
 from ..tools import require
-from .mta import SENDMAIL_BIN
+from .mta import POSTFIX, SENDMAIL_BIN, SMTP_SINK
 
 pytestmark = pytest.mark.integration
 
 
 def _require() -> None:
-    require("postfix", "smtp-sink", "script", "/usr/sbin/dnsmasq", "mount")
+    require(POSTFIX, SMTP_SINK, "script", "/usr/sbin/dnsmasq", "mount")
     if os.geteuid() != 0:
         pytest.skip("needs root: the full archive filesystem is a small tmpfs")
 

@@ -149,8 +149,8 @@ def test_started_as_root_drops_to_the_configured_user(tmp_path: Path) -> None:
         assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
         assert gid_line.split()[1:] == [str(nobody.pw_gid)] * 4
         assert groups.split()[1:] == []  # no supplementary (root) groups left
-        nobody = nobody.pw_uid
-        assert os.stat(sock).st_uid == nobody
+        # The socket is the user's and its group's, as if that user had made it.
+        assert (os.stat(sock).st_uid, os.stat(sock).st_gid) == (nobody.pw_uid, nobody.pw_gid)
     finally:
         daemon.stop()
 

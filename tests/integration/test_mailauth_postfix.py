@@ -20,7 +20,7 @@ import pytest
 from ..dnsserver import dns_server
 from ..plugins.dkim_keys import key_record, make_key, record_line
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ class System:
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[System]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         org = make_key(base, "example.org", "sel1")
         out = make_key(base, "example.com", "out2026")

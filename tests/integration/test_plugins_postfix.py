@@ -16,7 +16,7 @@ import pytest
 
 from ..dnsserver import dns_server
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ direction = ["outgoing"]
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[tuple[Postfix, Sink, Miltrd]]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with dns_server() as dns, world_readable_tmpdir() as base:
         port = free_port()
         cfg = base / "miltrd.toml"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ value = "stamped"
 
 @pytest.fixture(scope="module")
 def mail_system() -> Iterator[tuple[Postfix, Sink, Miltrd]]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         yield from _system(base)
 
@@ -136,8 +136,11 @@ def test_raising_plugin_tempfails_and_miltrd_keeps_serving(mail_system) -> None:
 
 
 def test_postfix_over_a_unix_socket_with_the_postfix_group() -> None:
-    """The README's unix-socket setup: socket 0660, group postfix."""
-    require("postfix", "smtp-sink", "script")
+    """``group`` names the unix socket's group (here Postfix's own); socket 0660.
+
+    The README's setup (group miltrd, which the postfix user joins) is
+    test_socket_layout.py's."""
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         sock = base / "miltrd.sock"
         cfg = base / "miltrd.toml"

@@ -20,7 +20,16 @@ import pytest
 
 from ..pymilter.runner import PROGRAMS, Program, c_pymilter_available
 from ..tools import free_port, require
-from .mta import SENDMAIL_BIN, Postfix, Sendmail, Sink, running, world_readable_tmpdir
+from .mta import (
+    POSTFIX,
+    SENDMAIL_BIN,
+    SMTP_SINK,
+    Postfix,
+    Sendmail,
+    Sink,
+    running,
+    world_readable_tmpdir,
+)
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -88,7 +97,7 @@ def check(outcomes: dict[str, dict[str, object]], subject: str, first: bytes) ->
 
 
 def test_postfix_same_outcome_as_c_pymilter() -> None:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
 
     def start(base: Path, port: int) -> tuple[object, Sink, int]:
         sink = Sink(base / "sink")
@@ -100,7 +109,7 @@ def test_postfix_same_outcome_as_c_pymilter() -> None:
 
 
 def test_sendmail_same_outcome_as_c_pymilter() -> None:
-    require(str(SENDMAIL_BIN), "m4", "unshare", "smtp-sink")
+    require(str(SENDMAIL_BIN), "m4", "unshare", SMTP_SINK)
 
     def start(base: Path, port: int) -> tuple[object, Sink, int]:
         sink = Sink(base / "sink")

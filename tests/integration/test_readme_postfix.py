@@ -8,9 +8,10 @@ instance's queue directory. A message sent to smtpd passes through miltrd
 (its summary line) and is delivered; with miltrd stopped, the block's
 ``milter_default_action`` keeps mail out (4xx), never unfiltered.
 
-On this host the socket's group is ``postfix``'s own group rather than
-``miltrd`` (the test adds no group to the machine); the group ``miltrd``
-path is shown in the container of tests/packaging/test_systemd.py.
+Here the socket's group is ``postfix``'s own group rather than ``miltrd``;
+the README's group ``miltrd`` (``usermod -aG miltrd postfix``) with the
+package's owners and modes, through Postfix and Sendmail, is
+test_socket_layout.py's, and under systemd tests/packaging/test_systemd.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def test_main_cf_block_is_what_postfix_takes() -> None:
 
 
 def test_readme_postfix_and_socket_blocks_with_chrooted_smtpd() -> None:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     main_cf = block_after("In `/etc/postfix/main.cf`")
     socket_toml = block_after("### The unix socket", "toml")
     with world_readable_tmpdir() as base:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..tools import free_port, require
-from .mta import SENDMAIL_BIN, Miltrd, Sendmail, Sink, running, world_readable_tmpdir
+from .mta import SENDMAIL_BIN, SMTP_SINK, Miltrd, Sendmail, Sink, running, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ copy_to = ["archive@example.net"]
 
 @pytest.fixture(scope="module", params=["inet", "unix"])
 def system(request) -> Iterator[tuple[Sendmail, Sink, Miltrd]]:
-    require(str(SENDMAIL_BIN), "m4", "unshare", "smtp-sink")
+    require(str(SENDMAIL_BIN), "m4", "unshare", SMTP_SINK)
     with world_readable_tmpdir() as base:
         if request.param == "inet":
             port = free_port()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ..tools import free_port, require
-from .mta import Miltrd, Postfix, Sink, running, world_readable_tmpdir
+from .mta import POSTFIX, SMTP_SINK, Miltrd, Postfix, Sink, running, world_readable_tmpdir
 from .test_plugins_postfix import smtp_as
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ copy_to = "legal-hold@example.net"
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[tuple[Postfix, Sink, Miltrd, Path]]:
-    require("postfix", "smtp-sink", "script")
+    require(POSTFIX, SMTP_SINK, "script")
     with world_readable_tmpdir() as base:
         port = free_port()
         root = base / "archive"
