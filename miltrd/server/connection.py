@@ -145,6 +145,7 @@ class MilterHandler:
         self._quickack: Callable[[], None] = _no_quickack
         self._last_read = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_closed = False  # the watchdog closed it (and said so)
         self._progress_timer: asyncio.TimerHandle | None = None
 
     async def serve(self, reader: Reader, writer: Writer) -> None:
@@ -183,8 +184,11 @@ class MilterHandler:
         try:
             yield
         except RemoteProtocolError as exc:
-            log.warning("protocol error from MTA, closing the connection: %s", exc)
-            record.protocol_error()
+            # After the idle watchdog's abort the engine sees the end of
+            # input, perhaps mid-packet: that close has had its line.
+            if not self._idle_closed:
+                log.warning("protocol error from MTA, closing the connection: %s", exc)
+                record.protocol_error()
             # Its traceback holds the frames that hold it (and the protocol,
             # its transport, the handler): a cycle only the garbage
             # collector frees. Nothing reads the traceback after the log line.
@@ -252,6 +256,7 @@ class MilterHandler:
         idle = loop.time() - self._last_read
         if idle >= self.idle_timeout:
             log.warning("MTA idle for %.0fs, closing the connection", idle)
+            self._idle_closed = True
             writer.transport.abort()
             return
         self._idle_timer = loop.call_later(

@@ -430,6 +430,37 @@ def test_eof_in_the_middle_of_a_packet_while_a_hook_waits(
     assert len(lines) == 1, caplog.text
 
 
+@pytest.mark.parametrize("stall", ["between", "mid-packet", "mid-hook"])
+def test_idle_timeout_closes_with_one_line(
+    tmp_path: Path, loop_name: str, stall: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An MTA that stalls (between commands, inside a packet, or while the
+    daemon still has buffered commands behind a waiting hook) is closed
+    after idle_timeout with one warning line, and the daemon still serves."""
+    chain = waiter_chain(how="sleep", seconds=0.05, at=["header"])
+
+    async def body(daemon: Daemon, spec: str) -> Any:
+        mta = await RawMta.open(spec)
+        await mta.hello()
+        await mta.command(MailFrom("<a@example.org>", ()))
+        await mta.command(RcptTo("<b@x.test>", ()))
+        if stall == "mid-packet":
+            await mta.write(mta.packet(Header("From", "a@example.org"))[:-4])
+        elif stall == "mid-hook":
+            await mta.write(mta.packet(Header("From", "a@example.org")) * 3)
+        closed = await asyncio.wait_for(mta.reader.read(), 10)
+        mta.close()
+        await settle(daemon)
+        return closed, await send_message(spec, message(1, b"after\r\n"))
+
+    with caplog.at_level(logging.INFO, logger="miltrd"):
+        closed, after = run_daemon(tmp_path, loop_name, chain, body, extra="idle_timeout = 0.4")
+    assert closed == b""
+    assert after.action in ("continue", "accept")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("MTA idle for"), warnings
+
+
 # --- shutdown -------------------------------------------------------------------------
 
 
