@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import socket
 import struct
 import weakref
@@ -574,11 +575,19 @@ def test_ended_connections_leave_no_garbage_cycles(
             await asyncio.sleep(0.01)
         mta.writer.close()
 
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
     async def body(daemon: Daemon, spec: str) -> Any:
+        await asyncio.gather(*(one(spec) for _ in range(5)))  # warm-up: lazily opened fds
+        await settle(daemon)
+        protocols.clear()
+        before = open_fds()
         await asyncio.gather(*(one(spec) for _ in range(50)))
         await settle(daemon)
         for _ in range(20):
             await asyncio.sleep(0.01)
+        assert open_fds() <= before, "file descriptors left open"
         return sum(1 for ref in protocols if ref() is not None)
 
     gc.collect()
