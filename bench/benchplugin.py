@@ -45,3 +45,35 @@ class Reference(Plugin):
 
 class Declared(Reference):
     decides = Phase.EOM
+
+
+class Observer(Plugin):
+    """Looks at everything and decides nothing: every phase hooked, the
+    body kept (``needs = Phase.BODY``, spooled past spool_threshold, as
+    dkim and defang keep it), no verdict and no change. miltrd negotiates
+    every phase as no-reply, so a large body streams in without a round
+    trip: the chain on which a big message costs the daemon the most."""
+
+    needs = Phase.HEADER | Phase.BODY
+    decides = Phase.NONE
+
+    async def on_connect(self, conn: Connection) -> Verdict | None:
+        return None
+
+    async def on_helo(self, conn: Connection, name: str) -> Verdict | None:
+        return None
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        return None
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        return None
+
+    async def on_header(self, msg: Message, name: str, value: str) -> Verdict | None:
+        return None
+
+    async def on_body(self, msg: Message, chunk: bytes) -> Verdict | None:
+        return None
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        return None

@@ -4,8 +4,10 @@
     python3 -m bench.run --quick         # shorter runs, fewer cells
     python3 -m bench.run --endless       # the older table: endless connections, no macros
     python3 -m bench.run --postfix       # also end to end through real Postfix
+    python3 -m bench.run --postfix-only  # only that: 8 and 32 SMTP sessions (bench/postfix.py)
     python3 -m bench.run --memory        # idle-connection and large-message memory
     python3 -m bench.run --stall         # small-message latency beside 50 MiB defangs
+    python3 -m bench.run --mixed         # small-message latency beside 256 KiB/10 MiB senders
 
 Every filter does the same work: observe every phase, add one header at end
 of message. The default table is like for like: the generator behaves like
@@ -123,6 +125,7 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         filters.append(
             miltrd_filter("miltrd Reference", REFERENCE_CHAIN.format(cls="Reference"), tmp)
         )
+    if which & {"miltrd", "declared"}:
         filters.append(
             miltrd_filter("miltrd Declared", REFERENCE_CHAIN.format(cls="Declared"), tmp)
         )
@@ -246,6 +249,19 @@ def like_cell(
 
 
 LIKE_FILTERS = "c,pymilter,pymilter-nr,pymilter-layer,pymilter-layer-nr,miltrd"
+# Through Postfix: miltrd with the shipped chain, and the reference work
+# (observe every phase, add a header) done by miltrd (``Declared``, as a
+# miltrd plugin is meant to be written) and by every peer.
+POSTFIX_FILTERS = "sample,declared,pymilter,pymilter-nr,c"
+
+
+def postfix_filters(tmp: Path, which: str) -> list[Filter]:
+    """make_filters for the Postfix table: the shipped chain is named as such."""
+    filters = make_filters(tmp, set(which.split(",")))
+    for f in filters:
+        if f.name == "miltrd-sample":
+            f.name = "miltrd, shipped chain"
+    return filters
 
 
 def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
@@ -328,9 +344,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", default="1,8,64")
     parser.add_argument("--sizes", default="4096,262144")
     parser.add_argument("--postfix", action="store_true", help="also run through real Postfix")
+    parser.add_argument(
+        "--postfix-only", action="store_true", help="only the table through real Postfix"
+    )
+    parser.add_argument(
+        "--messages", type=int, default=2000, help="--postfix: messages per smtp-source run"
+    )
     parser.add_argument("--memory", action="store_true", help="memory measurements only")
     parser.add_argument(
         "--stall", action="store_true", help="small-message latency beside 50 MiB defangs"
+    )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="small-message reply latency beside 256 KiB and 10 MiB senders (bench/mixed.py)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="--mixed, --postfix: runs of each cell")
+    parser.add_argument(
+        "--large-nice", type=int, default=0, help="--mixed: the large senders' nice value"
     )
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
@@ -343,6 +374,25 @@ def main(argv: list[str] | None = None) -> int:
         from .memory import memory_report
 
         return memory_report(tmp)
+    if args.postfix_only:
+        from .postfix import postfix_report
+
+        postfix_report(
+            tmp,
+            postfix_filters(tmp, args.filters or POSTFIX_FILTERS),
+            runs=args.runs,
+            messages=args.messages,
+        )
+        return 0
+    if args.mixed:
+        from .mixed import mixed_report
+
+        trees = [("this", REPO)]
+        if args.compare_tree:
+            tree = Path(args.compare_tree).resolve()
+            trees.append((args.compare_label or tree.name, tree))
+        seconds = args.seconds if "--seconds" in (argv or sys.argv) else 8.0
+        return mixed_report(tmp, seconds, args.runs, args.small_conns, trees, args.large_nice)
     if args.stall:
         from .bigmail import stall_report
 
@@ -353,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.postfix:
             from .postfix import postfix_report
 
-            postfix_report(tmp, make_filters(tmp, {"miltrd", "pymilter"}))
+            postfix_report(
+                tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
+            )
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
     args.filters = args.filters or "miltrd,sample,pymilter,ppm,c"
@@ -388,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.postfix:
         from .postfix import postfix_report
 
-        postfix_report(tmp, [f for f in make_filters(tmp, {"miltrd", "pymilter"})])
+        postfix_report(
+            tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

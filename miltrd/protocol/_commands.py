@@ -4,6 +4,10 @@ Each command is a frozen dataclass. ``decode_command`` turns a packet's
 code and data into one (raising RemoteProtocolError on anything malformed);
 ``encode_command`` turns one into a packet (raising LocalProtocolError if it
 cannot be sent). Constructors validate, so an invalid command cannot exist.
+The decoder builds its commands without running that validation again: a
+string cut at a NUL and decoded with surrogateescape cannot hold a NUL and
+always encodes back, so what it builds is exactly what the constructor
+would build (tests/protocol/test_properties.py holds it to that).
 """
 
 from __future__ import annotations
@@ -235,6 +239,50 @@ COMMAND_CODES: dict[type, Command] = {
 
 # --- decoding -------------------------------------------------------------
 
+# The decoder's own constructors: they set the slots directly and skip
+# __post_init__. Every value they get is valid by construction (see the
+# module docstring); the checks cost more than the rest of decoding a
+# packet, and Postfix sends several packets per SMTP command.
+_new = object.__new__
+
+
+def _setter(cls: type, name: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = getattr(cls, name).__set__
+    return setter
+
+
+_optneg_version = _setter(OptionNegotiation, "version")
+_optneg_actions = _setter(OptionNegotiation, "actions")
+_optneg_protocol = _setter(OptionNegotiation, "protocol")
+_macro_command = _setter(DefineMacros, "command")
+_macro_macros = _setter(DefineMacros, "macros")
+_connect_hostname = _setter(Connect, "hostname")
+_connect_family = _setter(Connect, "family")
+_connect_port = _setter(Connect, "port")
+_connect_address = _setter(Connect, "address")
+_helo_name = _setter(Helo, "name")
+_mail_sender = _setter(MailFrom, "sender")
+_mail_args = _setter(MailFrom, "args")
+_rcpt_recipient = _setter(RcptTo, "recipient")
+_rcpt_args = _setter(RcptTo, "args")
+_header_name = _setter(Header, "name")
+_header_value = _setter(Header, "value")
+_unknown_line = _setter(Unknown, "line")
+
+
+def _new_connect(
+    hostname: str,
+    family: Family = Family.UNKNOWN,
+    port: int | None = None,
+    address: str | None = None,
+) -> Connect:
+    cmd: Connect = _new(Connect)
+    _connect_hostname(cmd, hostname)
+    _connect_family(cmd, family)
+    _connect_port(cmd, port)
+    _connect_address(cmd, address)
+    return cmd
+
 
 def _optneg(data: bytes) -> OptionNegotiation:
     # libmilter reads the first 12 bytes and ignores anything after them.
@@ -243,20 +291,27 @@ def _optneg(data: bytes) -> OptionNegotiation:
     version, actions, protocol = _U32X3.unpack_from(data)
     if version < MIN_VERSION:
         raise RemoteProtocolError(f"OPTNEG: MTA protocol version {version} is below 2")
-    return OptionNegotiation(version, ActionFlag(actions), ProtocolFlag(protocol))
+    cmd: OptionNegotiation = _new(OptionNegotiation)
+    _optneg_version(cmd, version)
+    _optneg_actions(cmd, ActionFlag(actions))
+    _optneg_protocol(cmd, ProtocolFlag(protocol))
+    return cmd
 
 
 def _macro(data: bytes) -> DefineMacros:
     # libmilter ignores a MACRO packet it cannot read; we keep what can be
     # read: a name without a value, or with an empty name, is dropped.
-    if not data:
-        return DefineMacros(0)
-    strings = read_strings(data[1:])
     macros: dict[str, str] = {}
+    cmd: DefineMacros = _new(DefineMacros)
+    _macro_command(cmd, data[0] if data else 0)
+    _macro_macros(cmd, macros)
+    if not data:
+        return cmd
+    strings = read_strings(data[1:])
     for i in range(0, len(strings) - 1, 2):
         if strings[i]:
             macros[strings[i]] = strings[i + 1]
-    return DefineMacros(data[0], macros)
+    return cmd
 
 
 def _connect(data: bytes) -> Connect:
@@ -265,7 +320,7 @@ def _connect(data: bytes) -> Connect:
     # and the connection goes on (libmilter would close it).
     nul = data.find(b"\0")
     if nul < 0:
-        return Connect(from_wire(data))
+        return _new_connect(from_wire(data))
     hostname = from_wire(data[:nul])
     rest = data[nul + 1 :]
     try:
@@ -273,10 +328,10 @@ def _connect(data: bytes) -> Connect:
     except ValueError:
         family = Family.UNKNOWN
     if family is Family.UNKNOWN or len(rest) < 3:
-        return Connect(hostname)
+        return _new_connect(hostname)
     (port,) = _U16.unpack_from(rest, 1)
     (address,) = read_strings(rest[3:], 1)
-    return Connect(hostname, family, port, address)
+    return _new_connect(hostname, family, port, address)
 
 
 def _empty(cls: type) -> Callable[[bytes], MtaCommand]:
@@ -289,28 +344,49 @@ def _one(data: bytes) -> str:
     return read_strings(data, 1)[0]
 
 
+def _helo(data: bytes) -> Helo:
+    cmd: Helo = _new(Helo)
+    _helo_name(cmd, _one(data))
+    return cmd
+
+
+def _unknown(data: bytes) -> Unknown:
+    cmd: Unknown = _new(Unknown)
+    _unknown_line(cmd, _one(data))
+    return cmd
+
+
 def _header(data: bytes) -> Header:
     # libmilter hands the value to the filter as a C string: it ends at its
     # first NUL, and whatever follows is ignored, not a reason to close.
     name, value = read_strings(data, 2)
-    return Header(name, value)
+    cmd: Header = _new(Header)
+    _header_name(cmd, name)
+    _header_value(cmd, value)
+    return cmd
 
 
 def _mail(data: bytes) -> MailFrom:
     argv = read_strings(data)
-    return MailFrom(argv[0], tuple(argv[1:]))
+    cmd: MailFrom = _new(MailFrom)
+    _mail_sender(cmd, argv[0])
+    _mail_args(cmd, tuple(argv[1:]))
+    return cmd
 
 
 def _rcpt(data: bytes) -> RcptTo:
     argv = read_strings(data)
-    return RcptTo(argv[0], tuple(argv[1:]))
+    cmd: RcptTo = _new(RcptTo)
+    _rcpt_recipient(cmd, argv[0])
+    _rcpt_args(cmd, tuple(argv[1:]))
+    return cmd
 
 
 _DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
     Command.OPTNEG: _optneg,
     Command.MACRO: _macro,
     Command.CONNECT: _connect,
-    Command.HELO: lambda d: Helo(_one(d)),
+    Command.HELO: _helo,
     Command.MAIL: _mail,
     Command.RCPT: _rcpt,
     Command.DATA: _empty(Data),
@@ -321,7 +397,7 @@ _DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
     Command.ABORT: _empty(Abort),
     Command.QUIT: _empty(Quit),
     Command.QUIT_NC: _empty(QuitNewConnection),
-    Command.UNKNOWN: lambda d: Unknown(_one(d)),
+    Command.UNKNOWN: _unknown,
 }
 
 
@@ -336,10 +412,7 @@ def decode_command(code: int, data: bytes) -> MtaCommand:
     decoder = _DECODERS.get(code)
     if decoder is None:
         raise RemoteProtocolError(f"unknown command code {bytes((code,))!r}")
-    try:
-        return decoder(data)
-    except LocalProtocolError as exc:  # a field the constructor refuses
-        raise RemoteProtocolError(str(exc)) from None
+    return decoder(data)
 
 
 # --- encoding -------------------------------------------------------------

@@ -73,7 +73,12 @@ class ReceiveBuffer:
             return None
         start = self._pos + 4
         code = buf[start]
-        data = bytes(buf[start + 1 : start + length])
+        if isinstance(buf, bytes):
+            data = buf[start + 1 : start + length]
+        else:
+            # Slicing a bytearray copies, and bytes() would copy again: a
+            # body chunk (up to 64 KiB, or 1 MiB) is copied once this way.
+            data = bytes(memoryview(buf)[start + 1 : start + length])
         self._pos = start + length
         if self._pos == len(buf):
             self._buf = b""
