@@ -334,7 +334,8 @@ class HeaderWatcher(Plugin):
 class WaitOptions:
     seconds: float = 0.02
     # How each hook waits: "sleep", "thread" (run_in_executor), "timeout"
-    # (asyncio.timeout around a sleep), "wait_for", "yield" (sleep(0)).
+    # (asyncio.timeout around a sleep), "timeout0" (asyncio.timeout(0)),
+    # "wait_for", "yield" (sleep(0)).
     how: str = "sleep"
     at: list[str] = field(default_factory=lambda: ["mail", "header", "body", "eom"])
     raise_at: str = ""  # a hook that raises after it has waited
@@ -378,6 +379,11 @@ class Waiter(Plugin):
                         await asyncio.sleep(seconds * 20)
                 except TimeoutError:
                     pass
+            elif how == "timeout0":  # a budget already spent: expires at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0):
+                        await asyncio.sleep(seconds * 20)
+                await asyncio.sleep(seconds)
             elif how == "wait_for":
                 await asyncio.wait_for(asyncio.sleep(seconds), seconds * 20)
                 with contextlib.suppress(TimeoutError):

@@ -258,7 +258,7 @@ def test_end_of_message_hook_past_its_timeout_tempfails_that_message_only(
     assert "Traceback" not in caplog.text
 
 
-@pytest.mark.parametrize("how", ["sleep", "yield", "thread", "timeout", "wait_for"])
+@pytest.mark.parametrize("how", ["sleep", "yield", "thread", "timeout", "timeout0", "wait_for"])
 def test_hooks_that_wait_while_the_mta_pipelines(
     tmp_path: Path, loop_name: str, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
