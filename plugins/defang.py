@@ -43,6 +43,7 @@ from miltrd.api import (
     CONTINUE,
     Action,
     Body,
+    ConfigPath,
     Message,
     OptionError,
     Phase,
@@ -89,6 +90,9 @@ _HEAD = 64 * 1024  # decoded bytes enough to recognise an executable or an archi
 Policy = Literal["ban", "allow", "tempfail"]
 
 
+_SAVE_DIR = ConfigPath("/var/spool/miltrd/quarantine")
+
+
 @dataclass(frozen=True)
 class DefangOptions:
     action: Literal["replace", "reject", "quarantine"] = "replace"
@@ -110,7 +114,7 @@ class DefangOptions:
     on_malformed: Policy = "allow"
     clean_html: bool = False
     save: Literal["attachments", "message", "none"] = "attachments"
-    save_dir: str = "/var/spool/miltrd/quarantine"
+    save_dir: ConfigPath = _SAVE_DIR  # a relative path: to the config file's directory
     header: str = "X-Miltrd-Defang"
 
 

@@ -45,6 +45,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from miltrd.api import (
     Action,
+    ConfigPath,
     Message,
     OptionError,
     Phase,
@@ -105,11 +106,14 @@ class Policy:
     none: Act = "mark"
 
 
+_NO_FILE = ConfigPath("")
+
+
 @dataclass(frozen=True)
 class SigningKey:
     domain: str = ""
     selector: str = ""
-    key_file: str = ""
+    key_file: ConfigPath = _NO_FILE  # a relative path: to the config file's directory
     algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
 
 

@@ -48,6 +48,7 @@ from publicsuffixlist import PublicSuffixList
 from miltrd.api import (
     Action,
     AuthResult,
+    ConfigPath,
     Message,
     OptionError,
     Phase,
@@ -64,6 +65,8 @@ from ._dns import DnsTempError, make_resolver, txt_records
 
 Direction = Literal["incoming", "outgoing", "internal"]
 DEBIAN_PSL = "/usr/share/publicsuffix/public_suffix_list.dat"
+_DEBIAN_PSL = ConfigPath(DEBIAN_PSL)
+_NO_DIR = ConfigPath("")
 # Weakest to strictest, for several From domains and for pct.
 POLICIES = ("none", "quarantine", "reject")
 
@@ -87,8 +90,11 @@ class DmarcOptions:
     trusted_forwarders: list[str] = field(default_factory=list)  # networks: no policy applied
     mailing_lists: list[str] = field(default_factory=list)  # List-Id values: no policy applied
     allow_domains: list[str] = field(default_factory=list)  # From domains: no policy applied
-    psl_file: str = DEBIAN_PSL  # "" or a missing file: the list bundled with publicsuffixlist
-    report_dir: str = ""  # aggregate-report data, one file per day
+    # Relative paths: to the config file's directory.
+    psl_file: ConfigPath = (
+        _DEBIAN_PSL  # "" or a missing file: the list bundled with publicsuffixlist
+    )
+    report_dir: ConfigPath = _NO_DIR  # aggregate-report data, one file per day
     dns_timeout: float = 10.0
     nameservers: list[str] = field(default_factory=list)
 

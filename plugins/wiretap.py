@@ -44,6 +44,7 @@ from typing import Any, Literal
 from miltrd.api import (
     Action,
     Body,
+    ConfigPath,
     Message,
     OptionError,
     Phase,
@@ -83,9 +84,12 @@ class TapRule:
     copy_to: str
 
 
+_ROOT = ConfigPath("/var/spool/miltrd/archive")
+
+
 @dataclass(frozen=True)
 class WiretapOptions:
-    root: str = "/var/spool/miltrd/archive"
+    root: ConfigPath = _ROOT  # a relative path: to the config file's directory
     # received: the message as the MTA sent it; delivered: as the plugins
     # before wiretap in the chain left it (put wiretap last for the copy to
     # be exactly what is delivered). Either way one consistent message.

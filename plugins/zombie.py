@@ -5,20 +5,35 @@ A client inside ``[internal]`` (by network, or authenticated when
 not one of ``internal.domains`` is refused with a 5.7.1 reply naming the
 client IP and the address, and logged with the tag ``ZOMBIE`` so it can be
 grepped. The null sender (bounces) is allowed unless configured otherwise.
+
+Mail this host submits itself is not a zombie's: a loopback client (the
+MTA's own submissions, which Postfix hands to ``non_smtpd_milters`` as from
+127.0.0.1, and Sendmail's submission agent) may send as this host's own
+names, which MTAs put on locally submitted mail whatever
+``internal.domains`` says (cron's ``root@host.example.com``): the MTA's
+host name (the ``j`` macro: Postfix's myhostname, Sendmail's $j), this
+machine's host name and fully qualified name, ``/etc/mailname`` (Debian's
+myorigin) and ``localhost``. ``local_host_names = false`` judges such
+mail like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from miltrd.api import (
     DISCARD,
     Action,
+    Connection,
     Message,
     OptionError,
     Plugin,
     Verdict,
+    parse_ip,
     reject,
     tempfail,
 )
@@ -30,6 +45,19 @@ class ZombieOptions:
     subdomains: bool = False  # sub.example.com counts as example.com
     allow_null_sender: bool = True
     allow_senders: list[str] = field(default_factory=list)  # exact addresses always allowed
+    local_host_names: bool = True  # a loopback client may send as this host's own names
+
+
+MAILNAME = "/etc/mailname"
+
+
+def host_names() -> frozenset[str]:
+    """This machine's own mail names, lower case: its host name, its fully
+    qualified name, the name in ``MAILNAME`` (if readable) and localhost."""
+    names = {"localhost", socket.gethostname(), socket.getfqdn()}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        names.add(Path(MAILNAME).read_text(encoding="ascii").strip())
+    return frozenset(n.lower().rstrip(".") for n in names if n)
 
 
 class Zombie(Plugin):
@@ -45,6 +73,24 @@ class Zombie(Plugin):
                 outside=True,
             )
         self._allowed = {a.lower() for a in options.allow_senders}
+        self._host_names = host_names() if options.local_host_names else frozenset()
+
+    def describe(self) -> list[str]:
+        if not self.options.local_host_names:
+            return []
+        names = ", ".join(sorted(self._host_names))
+        return [f"loopback clients may also send as this host's names: $j, {names}"]
+
+    def _local_host_name(self, conn: Connection, domain: str) -> bool:
+        """A loopback client sending as one of this host's names, or the
+        name the MTA calls itself (``j``)."""
+        if not self.options.local_host_names:
+            return False
+        ip = parse_ip(conn.address)
+        if ip is None or not ip.is_loopback:
+            return False
+        domain = domain.lower().rstrip(".")
+        return domain in self._host_names or domain == conn.macro("j").lower().rstrip(".")
 
     async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
         conn = msg.conn
@@ -53,8 +99,12 @@ class Zombie(Plugin):
         if not sender:
             if self.options.allow_null_sender:
                 return None
-        elif sender.lower() in self._allowed or self.internal_rules.is_internal_domain(
-            msg.sender_domain, subdomains=self.options.subdomains
+        elif (
+            sender.lower() in self._allowed
+            or self.internal_rules.is_internal_domain(
+                msg.sender_domain, subdomains=self.options.subdomains
+            )
+            or self._local_host_name(conn, msg.sender_domain)
         ):
             return None
         shown = f"<{sender}>"

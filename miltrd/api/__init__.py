@@ -30,6 +30,7 @@ from .context import (
     local_part,
     parse_ip,
 )
+from .paths import ConfigPath
 from .phases import DECIDING_PHASES, MESSAGE_PHASES, Action, Phase
 from .plugin import HOOKS, NoOptions, OptionError, Plugin, run_blocking
 from .verdicts import (
@@ -68,6 +69,7 @@ __all__ = [
     "HeaderInsertion",
     "Message",
     "Change",
+    "ConfigPath",
     "NoOptions",
     "OptionError",
     "Phase",

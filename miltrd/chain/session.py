@@ -34,6 +34,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import metrics
 from ..api import (
@@ -59,7 +60,7 @@ from .applicability import Applicability
 from .authresults import with_auth_results
 from .record import MessageRecord, Tally, describe_change
 from .runtime import LoadedPlugin, Runtime
-from .timebound import bounded
+from .timebound import resume_bounded
 
 __all__ = ["ChainSession", "EomResult", "on_error_verdict"]
 
@@ -200,7 +201,11 @@ class ChainSession:
         return result
 
     async def _call(
-        self, p: LoadedPlugin, phase: Phase, call: Callable[[], Awaitable[Verdict | None]]
+        self,
+        p: LoadedPlugin,
+        phase: Phase,
+        hook: Callable[..., Awaitable[Verdict | None]],
+        args: tuple[Any, ...],
     ) -> Verdict:
         self.conn.caller = p.caller
         tally = self._tally
@@ -208,7 +213,14 @@ class ChainSession:
         (tally.called if in_message else tally.conn_called).add(p.name)
         started = self._metrics.clock()
         try:
-            result: Verdict | None = await bounded(call(), p.timeout)  # type: ignore[arg-type]
+            coro: Any = hook(*args)
+            result: Verdict | None
+            try:  # most hooks finish without waiting: no time bound to arm
+                pending = coro.send(None)
+            except StopIteration as done:
+                result = done.value
+            else:
+                result = await resume_bounded(coro, pending, p.timeout)
             if result is None:
                 result = CONTINUE
             if not isinstance(result, Verdict):
@@ -255,7 +267,8 @@ class ChainSession:
     async def _run(
         self,
         phase: Phase,
-        make_call: Callable[[LoadedPlugin], Callable[[], Awaitable[Verdict | None]]],
+        hook: str,
+        args: tuple[Any, ...],
         recipient: str | None = None,
     ) -> Verdict:
         retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
@@ -268,7 +281,7 @@ class ChainSession:
                 ", ".join(p.name for p in active) or "no plugin to call",
             )
         for p in active:
-            verdict = await self._call(p, phase, make_call(p))
+            verdict = await self._call(p, phase, getattr(p.plugin, hook), args)
             if verdict.kind is VerdictKind.ACCEPT:
                 retired_scope.add(p.name)
                 self._retired.add(p.name)
@@ -291,14 +304,14 @@ class ChainSession:
     async def connect(self) -> Verdict:
         if self._final is not None:
             return self._final
-        verdict = await self._run(Phase.CONNECT, lambda p: lambda: p.plugin.on_connect(self.conn))
+        verdict = await self._run(Phase.CONNECT, "on_connect", (self.conn,))
         return self._settle(verdict, Phase.CONNECT)
 
     async def helo(self, name: str) -> Verdict:
         self.conn.helo = name
         if self._final is not None:
             return self._final
-        verdict = await self._run(Phase.HELO, lambda p: lambda: p.plugin.on_helo(self.conn, name))
+        verdict = await self._run(Phase.HELO, "on_helo", (self.conn, name))
         return self._settle(verdict, Phase.HELO)
 
     async def mail(self, sender: str, args: tuple[str, ...]) -> Verdict:
@@ -306,7 +319,7 @@ class ChainSession:
         msg.sender = bare_address(sender)
         msg.sender_args = args
         self._refresh_qid()
-        verdict = await self._run(Phase.MAIL, lambda p: lambda: p.plugin.on_mail(msg, msg.sender))
+        verdict = await self._run(Phase.MAIL, "on_mail", (msg, msg.sender))
         return self._settle(verdict, Phase.MAIL)
 
     async def rcpt(self, recipient: str, args: tuple[str, ...]) -> Verdict:
@@ -316,9 +329,7 @@ class ChainSession:
         bare = bare_address(recipient)
         msg.rcpt_args = args
         self._refresh_qid()
-        verdict = await self._run(
-            Phase.RCPT, lambda p: lambda: p.plugin.on_rcpt(msg, bare), recipient=bare
-        )
+        verdict = await self._run(Phase.RCPT, "on_rcpt", (msg, bare), recipient=bare)
         if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
             msg.rejected_recipients.append(bare)
             log.info("recipient <%s> refused by %s: %s", bare, self._decider, verdict.describe())
@@ -335,7 +346,7 @@ class ChainSession:
             return self._final
         msg = self.msg or self._new_message()
         self._refresh_qid()
-        verdict = await self._run(Phase.DATA, lambda p: lambda: p.plugin.on_data(msg))
+        verdict = await self._run(Phase.DATA, "on_data", (msg,))
         return self._settle(verdict, Phase.DATA)
 
     async def header(self, name: str, value: str) -> Verdict:
@@ -343,9 +354,7 @@ class ChainSession:
             return self._final
         msg = self.msg or self._new_message()
         msg.received_headers.append((name, value))
-        verdict = await self._run(
-            Phase.HEADER, lambda p: lambda: p.plugin.on_header(msg, name, value)
-        )
+        verdict = await self._run(Phase.HEADER, "on_header", (msg, name, value))
         return self._settle(verdict, Phase.HEADER)
 
     async def eoh(self) -> Verdict:
@@ -353,7 +362,7 @@ class ChainSession:
             return self._final
         msg = self.msg or self._new_message()
         self._refresh_qid()
-        verdict = await self._run(Phase.EOH, lambda p: lambda: p.plugin.on_eoh(msg))
+        verdict = await self._run(Phase.EOH, "on_eoh", (msg,))
         return self._settle(verdict, Phase.EOH)
 
     async def body(self, chunk: bytes) -> Verdict:
@@ -362,7 +371,7 @@ class ChainSession:
         msg = self.msg or self._new_message()
         if self._keeps_body():
             msg.body.append(chunk)
-        verdict = await self._run(Phase.BODY, lambda p: lambda: p.plugin.on_body(msg, chunk))
+        verdict = await self._run(Phase.BODY, "on_body", (msg, chunk))
         return self._settle(verdict, Phase.BODY)
 
     async def eom(self) -> EomResult:
@@ -374,7 +383,7 @@ class ChainSession:
             return EomResult(final)
         msg = self.msg or self._new_message()
         self._refresh_qid()
-        verdict = await self._run(Phase.EOM, lambda p: lambda: p.plugin.on_eom(msg))
+        verdict = await self._run(Phase.EOM, "on_eom", (msg,))
         result = EomResult(verdict)
         if verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT):
             result.changes = self._ordered_changes(msg)
@@ -426,7 +435,7 @@ class ChainSession:
         if msg is None:
             return
         for p in self.runtime.hooked[Phase.ABORT]:
-            await self._call(p, Phase.ABORT, _abort_call(p, msg))
+            await self._call(p, Phase.ABORT, _aborted, (p, msg))
         self._summary(None, at="abort")
         self._end_message_state()
 
@@ -434,7 +443,7 @@ class ChainSession:
         if self.msg is not None:
             await self.abort()
         for p in self.runtime.hooked[Phase.CLOSE]:
-            await self._call(p, Phase.CLOSE, _close_call(p, self.conn))
+            await self._call(p, Phase.CLOSE, _closed, (p, self.conn))
 
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:
         """Close the message's record: summary line, history, metrics."""
@@ -450,15 +459,11 @@ class ChainSession:
         self._metrics.message("accept" if record.action == "continue" else record.action)
 
 
-def _abort_call(p: LoadedPlugin, msg: Message) -> Callable[[], Awaitable[Verdict | None]]:
-    async def call() -> None:
-        await p.plugin.on_abort(msg)
-
-    return call
+async def _aborted(p: LoadedPlugin, msg: Message) -> None:
+    """on_abort has no say: whatever it returns, the message is over."""
+    await p.plugin.on_abort(msg)
 
 
-def _close_call(p: LoadedPlugin, conn: Connection) -> Callable[[], Awaitable[Verdict | None]]:
-    async def call() -> None:
-        await p.plugin.on_close(conn)
-
-    return call
+async def _closed(p: LoadedPlugin, conn: Connection) -> None:
+    """on_close has no say: the connection is over."""
+    await p.plugin.on_close(conn)

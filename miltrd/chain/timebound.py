@@ -16,7 +16,7 @@ import sys
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["bounded", "start"]
+__all__ = ["bounded", "resume_bounded", "start"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,13 @@ async def bounded(coro: Coroutine[Any, Any, T], seconds: float) -> T:
         pending = coro.send(None)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    return await resume_bounded(coro, pending, seconds)
+
+
+async def resume_bounded(coro: Coroutine[Any, Any, T], pending: Any, seconds: float) -> T:
+    """Finish ``coro``, already run by hand up to its first suspension
+    (``pending`` is what it yielded), within ``seconds`` from now
+    (TimeoutError past it)."""
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):
             return await _Resume(coro, pending)  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["coerce", "Problems"]
+__all__ = ["coerce", "Problems", "Parsers"]
 
 Problems = list[tuple[str, str]]  # (key path, message)
 Parsers = Mapping[type, Callable[[Any], Any]]  # parsed type -> its parser for this call

@@ -8,17 +8,19 @@ key path. Nothing here exits or prints; the command line does that.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import ipaddress
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..api import InternalRules
+from ..api import ConfigPath, InternalRules
 from ..registry import PluginLoadError, load_plugin
 from .advice import advise
-from .coerce import Problems, coerce
+from .coerce import Parsers, Problems, coerce
 from .errors import ConfigError, Problem
 from .locate import LineIndex
 from .model import (
@@ -101,14 +103,24 @@ def _table(data: dict[str, Any], key: str, problems: Problems) -> dict[str, Any]
 
 
 def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None:
+    # Every path option (typed ConfigPath) written relative is relative to
+    # the directory of the file, not to wherever miltrd was started.
+    base = os.path.dirname(os.path.abspath(path))
+    paths: Parsers = {ConfigPath: functools.partial(ConfigPath.resolved, base=base)}
     for key in data:
         if key not in _TOP_LEVEL:
             problems.append((key, f"unknown section (expected {', '.join(_TOP_LEVEL)})"))
     daemon_table = _table(data, "daemon", problems)
     cf_path = daemon_table.get("sendmail_cf", DaemonConfig.sendmail_cf)
-    cf = _SendmailCf(cf_path if isinstance(cf_path, str) else DaemonConfig.sendmail_cf)
+    cf = _SendmailCf(
+        ConfigPath.resolved(cf_path, base) if isinstance(cf_path, str) else DaemonConfig.sendmail_cf
+    )
     daemon = coerce(
-        DaemonConfig, daemon_table, "daemon", problems, parsers={ListenSpec: cf.listen_spec}
+        DaemonConfig,
+        daemon_table,
+        "daemon",
+        problems,
+        parsers={**paths, ListenSpec: cf.listen_spec},
     )
     if daemon is not None:
         _check_daemon(daemon, problems)
@@ -124,7 +136,8 @@ def _build(data: dict[str, Any], path: str, problems: Problems) -> Config | None
                 problems.append((f"chain.plugins[{i}]", f'plugin "{name}" is listed twice'))
                 continue
             seen.add(name)
-            entry = _plugin(name, plugins_tables.get(name, {}), f"chain.plugins[{i}]", problems)
+            table = plugins_tables.get(name, {})
+            entry = _plugin(name, table, f"chain.plugins[{i}]", problems, paths)
             if entry is not None:
                 entries.append(entry)
         # A table for a plugin the chain does not list is kept but unused
@@ -233,7 +246,9 @@ def _internal(raw: InternalSection, problems: Problems, cf: _SendmailCf) -> Inte
     return InternalRules(tuple(networks), domains, raw.authenticated, authserv_id.lower())
 
 
-def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntry | None:
+def _plugin(
+    name: str, table: Any, where: str, problems: Problems, paths: Parsers
+) -> PluginEntry | None:
     prefix = f"plugins.{name}"
     if not isinstance(table, dict):
         problems.append((prefix, "expected a table"))
@@ -255,7 +270,7 @@ def _plugin(name: str, table: Any, where: str, problems: Problems) -> PluginEntr
         )
         common = None
     own = {k: v for k, v in table.items() if k not in PLUGIN_COMMON_KEYS}
-    options = coerce(cls.Options, own, prefix, problems)
+    options = coerce(cls.Options, own, prefix, problems, paths)
     if options is None or common is None:
         return None
     return PluginEntry(

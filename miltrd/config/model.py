@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..api import InternalRules, Plugin
+from ..api import ConfigPath, InternalRules, Plugin
 from .errors import Problem
 from .when import When
 
@@ -156,6 +156,8 @@ class FileMode(int):
 
 
 _LISTEN = (ListenSpec.from_toml("inet:8894@127.0.0.1"),)
+_SYSLOG_SOCKET = ConfigPath("/dev/log")
+_SENDMAIL_CF = ConfigPath("/etc/mail/sendmail.cf")
 _SOCKET_MODE = FileMode(0o660)
 
 
@@ -173,7 +175,7 @@ class DaemonConfig:
     shutdown_timeout: float = 30.0  # seconds to drain at SIGTERM
     log_level: LogLevel = "info"
     log: Literal["stderr", "syslog"] = "stderr"
-    syslog_socket: str = "/dev/log"
+    syslog_socket: ConfigPath = _SYSLOG_SOCKET  # relative paths: to the config file's directory
     spool_threshold: int = 1024 * 1024  # bytes of body kept in memory
     max_packet: int = 1024 * 1024 - 1  # bytes
     idle_timeout: float = 3600.0  # seconds
@@ -184,7 +186,7 @@ class DaemonConfig:
     max_messages: int = 0  # a worker retires after this many messages (0: never)
     serial: bool = False  # serve one connection at a time (debugging a plugin)
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # "auto": uvloop if installed
-    sendmail_cf: str = "/etc/mail/sendmail.cf"
+    sendmail_cf: ConfigPath = _SENDMAIL_CF
 
 
 @dataclass(frozen=True)

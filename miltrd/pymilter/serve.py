@@ -8,7 +8,8 @@ negotiation, which follows pymilter and libmilter instead of the chain's
 needs: each connection's filter object is built at OPTNEG and its
 ``negotiate`` callback picks the actions, the protocol steps (from
 ``@nocallback``, ``@noreply``, ``enable_protocols``) and the macro lists
-(``@symlist``); unknown SMTP commands reach ``unknown``; a SKIP from
+(``@symlist``), except that connect, MAIL and RCPT stay on for the
+summary line (``_keep_summary_steps``); unknown SMTP commands reach ``unknown``; a SKIP from
 ``body`` is sent as SKIP. As under libmilter, each connection is served
 in a thread of its own, which calls the filter's callbacks directly: a
 callback that blocks (DNS, a database) holds up only its connection.
@@ -229,6 +230,7 @@ class PymilterHandler(MilterHandler):
             actions, protocol = int(mta_actions), int(mta_protocol) & milter.P_SKIP
         elif rc != milter.CONTINUE:
             raise ConnectionError(f"the filter's negotiate answered {rc}: connection refused")
+        protocol = _keep_summary_steps(session, int(mta_protocol), protocol)
         macros = {MacroStage(stage): names for stage, names in session.ctx.symlists.items()}
         out = self.fc.negotiate(
             actions=ActionFlag(actions & ALL_ACTION_BITS),
@@ -261,6 +263,33 @@ class PymilterHandler(MilterHandler):
         ):
             return self.fc.send(Skip())
         return self._answer(verdict)
+
+
+# The steps whose arguments every summary line carries (client, sender,
+# recipients), with the no-reply bit that spares the MTA a round trip and
+# the filter's callback for each.
+_SUMMARY_STEPS = (
+    (ProtocolFlag.NOCONNECT, ProtocolFlag.NR_CONN, "connect"),
+    (ProtocolFlag.NOMAIL, ProtocolFlag.NR_MAIL, "envfrom"),
+    (ProtocolFlag.NORCPT, ProtocolFlag.NR_RCPT, "envrcpt"),
+)
+
+
+def _keep_summary_steps(session: Any, mta_protocol: int, protocol: int) -> int:
+    """The filter's protocol choice with connect, MAIL and RCPT kept on, so
+    the summary line names the client, the sender and the recipients as
+    for every chain. A step the filter switched off (``@nocallback``, or a
+    callback it does not define) is asked for without a reply where the MTA
+    offers that, and never reaches the filter (``not_called``)."""
+    not_called = set()
+    for step_off, no_reply, callback in _SUMMARY_STEPS:
+        if protocol & step_off:
+            protocol &= ~step_off
+            if mta_protocol & no_reply:
+                protocol |= no_reply
+            not_called.add(callback)
+    session.not_called = frozenset(not_called)
+    return protocol
 
 
 class _Unfinished(RuntimeError):

@@ -257,6 +257,10 @@ class MilterSession:
         self.ctx = EngineContext(macros)
         self.catch = catch
         self.skip_body = False  # the filter answered SKIP in this message
+        # Callbacks the filter switched off whose steps the server still
+        # receives (the summary line's client, sender and recipients):
+        # answered CONTINUE without calling the filter, as if never sent.
+        self.not_called: frozenset[str] = frozenset()
         self.closed = False
 
     @property
@@ -309,6 +313,8 @@ class MilterSession:
         header(name, value), eoh(), body(chunk: bytes), eom(), abort(),
         unknown(command), close(). Text arguments are str as decoded from
         the wire; they reach the filter as pymilter gives them."""
+        if callback in self.not_called:
+            return Outcome(milter.CONTINUE)
         ctx = self.ctx
         ctx.reply = None
         if callback == "envfrom":

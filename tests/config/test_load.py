@@ -326,3 +326,41 @@ def test_a_plugin_needing_a_key_of_internal_names_that_key_and_its_line(
         f"{cfg}:{line}: internal.domains: lists no domain, but plugin zombie needs the "
         "site's own domains to know what is ours\n"
     )
+
+
+def test_relative_paths_are_relative_to_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "etc"
+    (site / "dkim").mkdir(parents=True)
+    (site / "reports").mkdir()
+    assert main(["dkim", "genkey", "example.com", "s1", "-D", str(site / "dkim")]) == 0
+    cfg = site / "miltrd.toml"
+    cfg.write_text(
+        '[daemon]\nsyslog_socket = "log.sock"\nsendmail_cf = "sendmail.cf"\n'
+        '[internal]\ndomains = ["example.com"]\n'
+        '[chain]\nplugins = ["dkim", "wiretap", "defang", "dmarc"]\n'
+        '[plugins.wiretap]\nroot = "archive"\n'
+        '[plugins.defang]\nsave_dir = "./quarantine"\n'
+        '[plugins.dmarc]\nreport_dir = "reports"\n'
+        '[[plugins.dkim.keys]]\ndomain = "example.com"\nselector = "s1"\n'
+        'key_file = "dkim/s1.private"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where the admin happens to be
+    capsys.readouterr()
+    assert main(["check", "-c", str(cfg)]) == 0, capsys.readouterr().err
+    assert "signs example.com with selector s1" in capsys.readouterr().out
+    config = load(cfg)
+    assert config.daemon.syslog_socket == str(site / "log.sock")
+    assert config.daemon.sendmail_cf == str(site / "sendmail.cf")
+    options = {entry.name: entry.options for entry in config.plugins}
+    assert options["dkim"].keys[0].key_file == str(site / "dkim" / "s1.private")
+    assert options["wiretap"].root == str(site / "archive")
+    assert options["defang"].save_dir == str(site / "quarantine")
+    assert options["dmarc"].report_dir == str(site / "reports")
+    # Absolute paths and "" (off) are kept as written.
+    assert options["dmarc"].psl_file == "/usr/share/publicsuffix/public_suffix_list.dat"
+    cfg.write_text(cfg.read_text().replace('report_dir = "reports"', 'report_dir = ""'))
+    assert {e.name: e.options for e in load(cfg).plugins}["dmarc"].report_dir == ""

@@ -98,3 +98,51 @@ def test_needs_internal_domains() -> None:
         ConfigError, match=r"internal\.domains: lists no domain, but plugin zombie needs"
     ):
         session('[chain]\nplugins = ["zombie"]\n')
+
+
+LOCAL = """\
+[internal]
+networks = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+domains = ["example.com"]
+[chain]
+plugins = ["zombie"]
+[plugins.zombie]
+subdomains = false
+{extra}
+"""
+
+
+def local_session(ip: str, extra: str = ""):
+    # The helpers' MTA calls itself mx.example.com (the j macro).
+    return session(LOCAL.format(extra=extra), ip=ip)
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1"])
+def test_this_hosts_own_submissions_may_use_its_names(ip: str, monkeypatch, tmp_path) -> None:
+    import socket
+
+    from miltrd.plugins import zombie
+
+    mailname = tmp_path / "mailname"
+    mailname.write_text("mail.site.example.com\n")
+    monkeypatch.setattr(zombie, "MAILNAME", str(mailname))
+    # cron's root@ the MTA's host name, this machine's name, /etc/mailname's.
+    for sender in (
+        "root@mx.example.com",
+        f"root@{socket.gethostname()}",
+        "root@mail.site.example.com",
+        "root@localhost",
+    ):
+        out = run_message(local_session(ip), sender, ["admin@example.com"])
+        assert out.mail.kind is VerdictKind.CONTINUE, sender
+    # Other names are still judged, also from this host.
+    out = run_message(local_session(ip), "root@evil.example", ["admin@example.com"])
+    assert out.mail.kind is VerdictKind.REJECT
+
+
+def test_the_hosts_names_are_not_ours_from_elsewhere_or_when_switched_off() -> None:
+    out = run_message(local_session("10.1.2.3"), "root@mx.example.com", ["admin@example.com"])
+    assert out.mail.kind is VerdictKind.REJECT
+    off = local_session("127.0.0.1", "local_host_names = false")
+    out = run_message(off, "root@mx.example.com", ["admin@example.com"])
+    assert out.mail.kind is VerdictKind.REJECT
