@@ -13,6 +13,17 @@ the most content, so that every part some client would show is judged:
   the first;
 - a multipart whose boundary is missing or never occurs is split at the
   first line starting ``--``, as lenient clients do;
+- a boundary line is read two ways: as RFC 2046's grammar (and Python's
+  parser) reads it, the boundary then only white space before the line end,
+  and the way that shows the most, after the same section's note to
+  implementors: any line that starts with the boundary is a delimiter (so
+  ``--b1junk`` and ``--b1x`` are delimiters of ``b1``), closing only when
+  nothing but ``--`` follows, and a delimiter after the closing one starts
+  a part again. Readings in between (clients that allow some other
+  trailing characters) only join neighbouring parts of the second one, so
+  the two between them show every part some client shows. The parts only
+  the second reading gives are ``alternate``: judged like the others, but
+  their own structure is not held against the message;
 - a ``message/rfc822`` part or a multipart sent in base64, quoted-printable
   or uuencode (RFC 2046 §5.2.1 and RFC 2045 §6.4 forbid it; clients decode
   it anyway) is decoded and walked.
@@ -71,6 +82,9 @@ class Part:
     # the first line that is neither a field nor indented; None when that
     # is the blank line. The content from there is another reading.
     strict_start: int | None = None
+    # Only a reading other than the RFC grammar's gives this part (a line
+    # that merely starts with the boundary was taken as a delimiter).
+    alternate: bool = False
 
     def values(self, name: str) -> list[str]:
         lname = name.lower()
@@ -191,6 +205,7 @@ def _entity(
     raw = src.read(start, hend)
     fields, defects = parse_fields(raw)
     part = Part(src, start, end, hend, fields, depth, default_type, parent=parent)
+    part.alternate = parent is not None and parent.alternate
     part.defects += defects
     if not found and hend < end:
         part.unseen.append(f"header block longer than {MAX_HEADER} bytes")
@@ -207,7 +222,7 @@ def strict_reading(part: Part) -> Part:
     fields, _ = parse_fields(part.source.read(part.start, part.strict_start))
     return Part(
         part.source, part.start, part.end, part.strict_start, fields, part.depth,
-        part.default_type, parent=part.parent,
+        part.default_type, parent=part.parent, alternate=part.alternate,
     )  # fmt: skip
 
 
@@ -293,9 +308,20 @@ def _split_multipart(
             part.defects.append(
                 "multipart without boundary" if not boundaries else "boundary never occurs"
             )
-    if not ranges:
+    # The reading that shows the most: every line that starts with the boundary.
+    others: list[tuple[int, int]] = []
+    loose: list[bytes] = []  # delimiter lines only that reading takes
+    for b in boundaries:
+        raw = b.encode("utf-8", "surrogateescape")
+        found, _ = _split(src, start, end, raw, prefix=True)
+        others += [r for r in found if r not in ranges and r not in others]
+        if found:
+            loose += _loose_lines(src, start, end, raw)
+    if not ranges and not others:
         part.defects.append("no body parts found")
         return  # judged as a leaf: its whole content is looked at
+    if not ranges:
+        ranges, others = others, []  # the only reading there is
     if not closed:
         part.defects.append("missing closing boundary")
     default = "message/rfc822" if part.content_types[0] == "multipart/digest" else "text/plain"
@@ -305,6 +331,52 @@ def _split_multipart(
         _expand(child, limits, counter, problems)
         if counter.parts > limits.max_parts:
             return
+    # A nested multipart whose boundary starts with this one (b1 and b1x)
+    # is what the second reading splits most often; its delimiter lines are
+    # no fault of this multipart.
+    nested = _nested_delimiters(part)
+    if any(line not in nested for line in loose):
+        part.defects.append(
+            "a line starting with the boundary goes on after it (RFC 2046 §5.1.1):"
+            " read both as a delimiter and as content"
+        )
+    # A part both readings give (an inner part of a nested b1x) is judged once.
+    known = {(p.start, p.end) for p in part.walk() if p.source is src}
+    for s, e in others:
+        if (s, e) in known:
+            continue
+        child = _entity(src, s, e, part.depth + 1, default, part)
+        child.alternate = True
+        part.children.append(child)
+        _expand(child, limits, counter, problems)
+        if counter.parts > limits.max_parts:
+            return
+
+
+def _nested_delimiters(part: Part) -> set[bytes]:
+    """The delimiter lines (without white space and line end) of every
+    multipart below ``part`` in the RFC grammar's reading."""
+    out: set[bytes] = set()
+    for p in part.walk()[1:]:
+        if p.alternate or not any(t.startswith("multipart/") for t in p.content_types):
+            continue
+        for value in p.values("content-type"):
+            for b in param_values(value, "boundary"):
+                raw = b.strip().strip("\"'").encode("utf-8", "surrogateescape")
+                out |= {b"--" + raw, b"--" + raw + b"--"}
+    return out
+
+
+def _loose_lines(src: Source, start: int, end: int, boundary: bytes) -> list[bytes]:
+    """The lines that start with ``--boundary`` but are not its delimiter
+    in the RFC grammar, without trailing white space."""
+    strict = re.compile(rb"--" + re.escape(boundary) + rb"(--)?[ \t]*\r?\n?\Z")
+    out = []
+    for offset in _lines_starting(src, start, end, b"--" + boundary):
+        line = _line(src, offset, end)
+        if not strict.match(line):
+            out.append(line.rstrip())
+    return out
 
 
 def _lines_starting(src: Source, start: int, end: int, prefix: bytes) -> list[int]:
@@ -332,18 +404,26 @@ def _line(src: Source, offset: int, end: int) -> bytes:
 
 
 def _split(
-    src: Source, start: int, end: int, boundary: bytes
+    src: Source, start: int, end: int, boundary: bytes, prefix: bool = False
 ) -> tuple[list[tuple[int, int]], bool]:
     """The [start, end) ranges of the body parts between the delimiter lines
     of ``boundary`` (RFC 2046 §5.1.1: the CRLF before a delimiter belongs
-    to it), and whether the closing delimiter was seen."""
+    to it), and whether the closing delimiter was seen.
+
+    A delimiter line is ``--boundary``, ``--`` for the closing one, then
+    only white space (the grammar). With ``prefix``, the reading that shows
+    the most: any line that starts with ``--boundary`` is a delimiter (the
+    note to implementors in the same section), closing only when nothing
+    but ``--`` and white space follows, and a delimiter after the closing
+    one starts a part again (parsers that split at every delimiter)."""
     delim = re.compile(rb"--" + re.escape(boundary) + rb"(--)?[ \t]*\r?\n?\Z")
     ranges: list[tuple[int, int]] = []
     current: int | None = None
+    closed = False
     for offset in _lines_starting(src, start, end, b"--" + boundary):
         line = _line(src, offset, end)
         m = delim.match(line)
-        if not m:
+        if not m and not prefix:
             continue
         if current is not None:
             cut = offset
@@ -352,12 +432,15 @@ def _split(
                 if cut > current and src.read(cut - 1, cut) == b"\r":
                     cut -= 1
             ranges.append((current, max(cut, current)))
-        if m.group(1):
+            current = None
+        closed = bool(m and m.group(1))
+        if closed and not prefix:
             return ranges, True
-        current = offset + len(line)
+        if not closed:
+            current = offset + len(line)
     if current is not None:
         ranges.append((current, end))
-    return ranges, False
+    return ranges, closed
 
 
 def _guess_boundary(src: Source, start: int, end: int) -> bytes | None:

@@ -54,24 +54,119 @@ def lines(src: Source, start: int = 0) -> Iterator[tuple[int, bytes]]:
         yield src.size - len(carry), carry
 
 
-def find_blocks(text: Source, limit: int) -> list[Block]:
-    """Every uuencode, BinHex 4.0 and yEnc block in a decoded text part.
-    Content beyond ``limit`` bytes is cut (``content.truncated``)."""
-    found: list[Block] = []
-    it = lines(text)
-    for offset, line in it:
-        stripped = line.lstrip(b" \t>")  # quoted in a reply, still shown as a file
-        if stripped is not line and stripped[:1] in (b"b", b"="):
-            body = _unquoted(it, line[: len(line) - len(stripped)])
+# Where a block may start: a uuencode or yEnc header at the start of a line
+# (after quote marks), or the BinHex notice anywhere in a line. Each is
+# searched by a regex with a literal first character over a window of
+# whole lines, at C speed; only the lines found are read one by one.
+_HEADER = re.compile(
+    rb"\n[ \t>]*(?:begin(?:-base64)?[ \t]+[0-7]{1,4}[ \t]|=ybegin[ \t][^\n]*?\bname=)"
+)
+_NOTICE = re.compile(rb"\((?i:this file must be converted with binhex)")
+
+
+class _Marks:
+    """The offsets of the lines of ``text`` where a block may start, a
+    window of whole lines (about ``CHUNK`` bytes) at a time."""
+
+    def __init__(self, text: Source) -> None:
+        self.text = text
+        # The window, after a line end standing for the one before it:
+        # data[i] is text[base + i].
+        self.base = -1
+        self.data = b"\n"
+        # Per pattern, the next line found from where it was last searched:
+        # (searched from, line start in data or None for none in the window).
+        self.ahead: list[tuple[int, int | None]] = []
+
+    def next(self, pos: int) -> int | None:
+        """The first such line at or after ``pos`` (a line start), or None."""
+        while pos < self.text.size:
+            if not self.base < pos < self.base + len(self.data):
+                self._load(pos)
+            at = pos - self.base
+            hits = [h for h in (self._next(0, at), self._next(1, at)) if h is not None]
+            if hits:
+                return self.base + min(hits)
+            pos = self.base + len(self.data)
+        return None
+
+    def _next(self, i: int, at: int) -> int | None:
+        searched, line = self.ahead[i]
+        if searched <= at and (line is None or line >= at):
+            return line
+        if i == 0:
+            m = _HEADER.search(self.data, at - 1)  # the line end before ``at`` too
+            line = m.start() + 1 if m else None
         else:
-            body = it
-        if stripped.startswith(b"begin") and (m := _UU_BEGIN.match(stripped)):
-            found.append(_uu_block(body, offset, m, limit))
-        elif stripped.startswith(b"=ybegin") and (m := _YBEGIN.match(stripped)):
-            found.append(_yenc_block(body, offset, m.group(1), limit))
-        elif _BINHEX.search(stripped):
-            found.append(_binhex_block(body, offset, limit))
+            m = _NOTICE.search(self.data, at)
+            line = self.data.rfind(b"\n", 0, m.start()) + 1 if m else None
+        self.ahead[i] = (at, line)
+        return line
+
+    def lines_from(self, pos: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, line with its line end) from ``pos`` (a line start) on,
+        read from the same windows (a file of many small blocks is read
+        once, not once per block)."""
+        while pos < self.text.size:
+            if not self.base < pos < self.base + len(self.data):
+                self._load(pos)
+            at = pos - self.base
+            nl = self.data.find(b"\n", at)
+            line = self.data[at:] if nl < 0 else self.data[at : nl + 1]
+            yield pos, line
+            pos += len(line)
+
+    def _load(self, pos: int) -> None:
+        data = self.text.read(pos, pos + CHUNK)
+        while pos + len(data) < self.text.size:
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                data = data[:cut]
+                break
+            data += self.text.read(pos + len(data), pos + len(data) + CHUNK)  # a long line
+        self.base, self.data = pos - 1, b"\n" + data
+        self.ahead = [(0, -1)] * 2  # nothing known yet
+
+
+def find_blocks(text: Source, limit: int, max_blocks: int | None = None) -> list[Block]:
+    """Every uuencode, BinHex 4.0 and yEnc block in a decoded text part, or
+    the first ``max_blocks`` + 1 of them (more than the caller will look
+    at). Content beyond ``limit`` bytes is cut (``content.truncated``).
+
+    Only the lines where a block may start are read one by one (the rest
+    is searched by a regex); a block's lines are read from its first."""
+    found: list[Block] = []
+    marks = _Marks(text)
+    pos: int | None = 0
+    while pos is not None and (pos := marks.next(pos)) is not None:
+        it = marks.lines_from(pos)
+        offset, line = next(it)
+        pos = offset + len(line)
+        block = _block_at(it, offset, line, limit)
+        if block is not None:
+            found.append(block)
+            pos = max(pos, block.end)
+            if max_blocks is not None and len(found) > max_blocks:
+                break
     return found
+
+
+def _block_at(
+    it: Iterator[tuple[int, bytes]], offset: int, line: bytes, limit: int
+) -> Block | None:
+    """The block whose first line is ``line``, its lines read from ``it``."""
+    stripped = line.lstrip(b" \t>")  # quoted in a reply, still shown as a file
+    if stripped is not line and stripped[:1] in (b"b", b"="):
+        body = _unquoted(it, line[: len(line) - len(stripped)])
+    else:
+        body = it
+    if stripped.startswith(b"begin") and (m := _UU_BEGIN.match(stripped)):
+        return _uu_block(body, offset, m, limit)
+    if stripped.startswith(b"=ybegin") and (m := _YBEGIN.match(stripped)):
+        return _yenc_block(body, offset, m.group(1), limit)
+    if _BINHEX.search(stripped):
+        return _binhex_block(body, offset, limit)
+    return None
 
 
 def _unquoted(it: Iterator[tuple[int, bytes]], prefix: bytes) -> Iterator[tuple[int, bytes]]:

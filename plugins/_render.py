@@ -72,11 +72,15 @@ class Edits:
 
 def splice(src: Source, edits: list[tuple[int, int, bytes | Source]], sink: IO[bytes]) -> None:
     """Copy ``src`` to ``sink`` with each [start, end) replaced; an edit
-    inside one already applied (a part inside a removed part) is skipped."""
+    inside one already applied (a part inside a removed part) is skipped.
+    One that begins inside an applied edit and ends beyond it (two readings
+    of a structure whose parts overlap) is written too, after it: what
+    either covers is gone."""
     pos = 0
     for start, end, new in sorted(edits, key=lambda e: (e[0], -e[1])):
-        if start < pos:
+        if end <= pos and start < pos:
             continue
+        start = max(start, pos)
         for piece in chunks(src, pos, start):
             sink.write(piece)
         if isinstance(new, bytes):

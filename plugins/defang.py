@@ -2,7 +2,8 @@
 
 At end of message the MIME tree is walked (nested multiparts, attached
 messages, containers sent in a transfer encoding, zip archives listed from
-their central directory, uuencode, BinHex and yEnc files inside text parts)
+their central directory, TNEF (winmail.dat) attachments, uuencode, BinHex
+and yEnc files inside text parts)
 and each part is judged by every file name a program could read in its
 headers, its declared MIME types, and its content (executable magic: PE
 "MZ", ELF). Where readings differ (two names, two types, two encodings, a
@@ -60,6 +61,8 @@ from ._mimewalk import Limits, Part, parse_tree, strict_reading
 from ._names import extension, param_values, readings, shown
 from ._nonmime import Block, binhex_decode, find_blocks
 from ._render import Edits
+from ._tnef import SIGNATURE as TNEF_SIGNATURE
+from ._tnef import TnefError, read_tnef
 
 DEFAULT_EXTENSIONS = [
     "ade", "adp", "app", "application", "appref-ms", "appx", "appxbundle", "bas", "bat",
@@ -270,9 +273,14 @@ class Defang(Plugin):
             return None, what
         return None, None
 
-    def _judge_content(self, content: Decoded, name: str) -> tuple[str | None, str | None]:
-        """Executable magic and zip members of decoded content."""
+    def _judge_content(
+        self, content: Decoded, name: str, depth: int = 0
+    ) -> tuple[str | None, str | None]:
+        """Executable magic, archive members and TNEF attachments of decoded
+        content; ``depth`` counts the TNEF streams it lies in."""
         head = _head(content)
+        if head[:4] == TNEF_SIGNATURE:
+            return self._judge_tnef(content, name, depth + 1)
         if self.options.sniff_executables:
             kind = is_executable(head)
             if kind:
@@ -315,6 +323,45 @@ class Defang(Plugin):
         if why is None and self.options.sniff_executables and is_executable(data):
             why = f"{is_executable(data)} content is not allowed"
         return (f"{kind} file holds {shown(inner)}: {why}" if why else None), None
+
+    def _judge_tnef(self, content: Decoded, name: str, depth: int) -> tuple[str | None, str | None]:
+        """The attachments inside TNEF (winmail.dat), judged like MIME
+        attachments: by every name, the MIME tag and the content. A stream
+        that cannot be read to its end, or nested too deep, goes through
+        ``on_limit`` after what was read of it is judged."""
+        if depth > self.options.max_depth:
+            return self._policy(self.options.on_limit, "TNEF nested too deep")
+        try:
+            files, error = read_tnef(content, max_depth=self.options.max_depth), ""
+        except TnefError as exc:
+            files, error = exc.files, str(exc)
+        troubles = []
+        for f in files:
+            label = f.names[0] if f.names else "(unnamed attachment)"
+            held = f"TNEF attachment {shown(name)} holds {shown(label)}"
+            for n in f.names:
+                why = self._judge_name(n)
+                if why:
+                    return f"TNEF attachment {shown(name)} holds {shown(n)}: {why}", None
+            if f.mime_tag in self.banned_types:
+                return f"{held}: type {f.mime_tag} is not allowed", None
+            if f.embedded or f.end <= f.start:
+                continue  # an attached message's files are listed after it
+            data = Decoded()
+            try:
+                for piece in chunks(content, f.start, f.end):
+                    data.write(piece)
+                why, trouble = self._judge_content(data, label, depth)
+            finally:
+                data.close()
+            if why:
+                return f"{held}: {why}", None
+            troubles += [trouble] if trouble else []
+        if error:
+            return self._policy(
+                self.options.on_limit, f"TNEF that cannot be read to its end ({error})"
+            )
+        return None, (troubles[0] if troubles else None)
 
     def _judge_part(self, part: Part) -> tuple[list[Finding], list[str]]:
         """Findings for one part judged as a leaf, and problems that tempfail."""
@@ -371,7 +418,7 @@ class Defang(Plugin):
                 or extension(label) == "zip"
                 or kind_of(content.head(512)) in COMPRESSED
             )
-        ):
+        ) or (not full and content.head(4) == TNEF_SIGNATURE):
             content.close()
             content = decode_range(part.source, part.content_start, part.end, cte, limit)
             full = True
@@ -393,15 +440,25 @@ class Defang(Plugin):
                         block.content.close()
                 if why and block:
                     return [Finding(part, block.name or label, why)]
-            if self.options.sniff_executables or self.options.scan_zip:
-                why, trouble = self._judge_content(content, label)
-                problems += [trouble] if trouble else []
-                if why:
-                    return [Finding(part, label, why)]
+            # The options are honoured inside; TNEF is looked into always.
+            why, trouble = self._judge_content(content, label)
+            problems += [trouble] if trouble else []
+            if why:
+                return [Finding(part, label, why)]
             if not is_text:
                 return []
             findings = []
-            for block in find_blocks(content, limit):
+            blocks = find_blocks(content, limit, self.options.max_parts)
+            if len(blocks) > self.options.max_parts:
+                for block in blocks:
+                    block.content.close()
+                banned, trouble = self._policy(
+                    self.options.on_limit,
+                    f"more than {self.options.max_parts} files inside one text part",
+                )
+                problems += [trouble] if trouble else []
+                return [Finding(part, label, banned)] if banned else []
+            for block in blocks:
                 why = self._judge_block(block, problems)
                 if why:
                     findings.append(
@@ -443,7 +500,9 @@ class Defang(Plugin):
     def _judge_tree(self, node: Part, findings: list[Finding], problems: list[str]) -> str | None:
         """Judge ``node`` and below; returns a reason to refuse the whole
         message (a container that cannot be read part by part)."""
-        if node.defects:
+        if node.defects and not node.alternate:
+            # An alternate reading's own structure is no fault of the
+            # message (a nested b1x read by b1's loosest rule).
             text = "; ".join(node.defects)
             banned, trouble = self._policy(self.options.on_malformed, text)
             if banned and node.children:
@@ -747,7 +806,7 @@ class Defang(Plugin):
     def _clean_html(self, root: Part) -> list[tuple[Part, bytes]]:
         out = []
         for leaf in root.leaves():
-            if leaf.content_type != "text/html" or len(leaf.ctes) > 1:
+            if leaf.content_type != "text/html" or len(leaf.ctes) > 1 or leaf.alternate:
                 continue
             cte = leaf.cte
             payload = decode_range(

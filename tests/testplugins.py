@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -424,3 +425,14 @@ class Waiter(Plugin):
 
     async def on_abort(self, msg: Message) -> None:
         Waiter.seen.append(("abort", "", "", "", True))
+
+
+class SwitchInterval(Plugin):
+    """Adds X-Switch-Interval: the GIL switch interval (seconds) the daemon
+    runs with, as a plugin's thread meets it."""
+
+    actions = Action.ADD_HEADERS
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        msg.add_header("X-Switch-Interval", repr(sys.getswitchinterval()))
+        return None

@@ -227,7 +227,9 @@ class Connection:
     # would have been done, and where.
     dry_run: bool = False
     _states: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _caller: Caller | None = field(default=None, repr=False)
+    # The plugin whose hook is running now (None between hooks): the chain
+    # sets it around every hook call, so a plain attribute, not a property.
+    caller: Caller | None = field(default=None, repr=False)
 
     def macro(self, name: str, default: str = "") -> str:
         """A macro by name, with or without braces: ``macro("auth_authen")``."""
@@ -265,18 +267,9 @@ class Connection:
         return "outgoing"
 
     @property
-    def caller(self) -> Caller | None:
-        """The plugin whose hook is running now (None between hooks)."""
-        return self._caller
-
-    @caller.setter
-    def caller(self, caller: Caller | None) -> None:
-        self._caller = caller
-
-    @property
     def state(self) -> dict[str, Any]:
         """Scratch space of the calling plugin for this connection."""
-        caller = self._caller.name if self._caller else ""
+        caller = self.caller.name if self.caller else ""
         return self._states.setdefault(caller, {})
 
 
@@ -364,20 +357,20 @@ class Message:
         """True while the calling plugin runs in observe mode: its verdicts
         and changes are only logged, and it must make no lasting change of
         its own either (no archive, quarantine copy or saved file)."""
-        caller = self.conn._caller
+        caller = self.conn.caller
         return caller is not None and caller.observe
 
     @property
     def state(self) -> dict[str, Any]:
         """Scratch space of the calling plugin for this message."""
-        caller = self.conn._caller.name if self.conn._caller else ""
+        caller = self.conn.caller.name if self.conn.caller else ""
         return self._states.setdefault(caller, {})
 
     # --- changes ----------------------------------------------------------
 
     def _request(self, change: Change) -> None:
         needed = change.action
-        caller = self.conn._caller
+        caller = self.conn.caller
         if caller is None or needed not in caller.actions:
             who = caller.name if caller else "?"
             raise PluginContractError(
@@ -456,7 +449,7 @@ class Message:
         instead of doing it. ValueError if ``effect`` is not such a name."""
         if not effect or not all(c.isalnum() or c == "-" for c in effect) or not effect.isascii():
             raise ValueError(f"effect must be a short name like 'archived', not {effect!r}")
-        caller = self.conn._caller.name if self.conn._caller else "?"
+        caller = self.conn.caller.name if self.conn.caller else "?"
         self._effects.append((caller, effect, where))
 
     def publish_auth_result(
@@ -475,7 +468,7 @@ class Message:
         the top of the message. Needs ``Action.AUTH_RESULTS``; raises
         ValueError for names that are not RFC 8601 keywords.
         """
-        caller = self.conn._caller
+        caller = self.conn.caller
         if caller is None or Action.AUTH_RESULTS not in caller.actions:
             who = caller.name if caller else "?"
             raise PluginContractError(

@@ -120,6 +120,8 @@ class ChainSession:
         self._when = Applicability(runtime.plugins)
         self._tally = Tally()
         self._metrics = metrics.recorder()
+        # Hook timings only where metrics are on (the base recorder counts nothing).
+        self._timed = type(self._metrics) is not metrics.Recorder
         # Phases the MTA does not wait on (negotiated SMFIP_NR_*): a verdict
         # there cannot be sent, so the chain holds it (see ``_settle``).
         self.no_reply = Phase.NONE
@@ -211,7 +213,7 @@ class ChainSession:
         tally = self._tally
         in_message = _IN_MESSAGE[phase]
         (tally.called if in_message else tally.conn_called).add(p.name)
-        started = self._metrics.clock()
+        started = self._metrics.clock() if self._timed else 0.0
         try:
             coro: Any = hook(*args)
             result: Verdict | None
@@ -246,7 +248,8 @@ class ChainSession:
             return self._failed(p, "error")
         finally:
             self.conn.caller = None
-            self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
+            if self._timed:
+                self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
         if self._debug:
             log.debug(
                 "plugin %s: %s -> %s%s",

@@ -56,7 +56,7 @@ from ._state import (
     advance,
     after_final_reply,
     legal_finals,
-    reply_expected,
+    reply_codes,
 )
 
 __all__ = ["FilterConnection", "MESSAGE_MACRO_STAGES"]
@@ -100,6 +100,8 @@ class FilterConnection:
         self.state = State.INIT
         self.offer: OptionNegotiation | None = None
         self.negotiated: Negotiated | None = None
+        # The commands that get a reply, fixed by the negotiation.
+        self._reply_codes = reply_codes(ProtocolFlag.NONE)
         self._awaiting: int | None = None
         self._replacing_body = False
         self._body_replaced = False
@@ -212,8 +214,7 @@ class FilterConnection:
                     self._end_message()
                 elif code == Command.BODYEOB:
                     self._end_message()
-        protocol = self.negotiated.protocol if self.negotiated else ProtocolFlag.NONE
-        if reply_expected(code, protocol):
+        if code in self._reply_codes:
             self._awaiting = code
         return cmd
 
@@ -264,6 +265,7 @@ class FilterConnection:
             known = _AGREEMENTS[key] = (agreed, encode_response(reply))
         agreed, out = known
         self.negotiated = agreed
+        self._reply_codes = reply_codes(agreed.protocol)
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
         return out

@@ -18,6 +18,7 @@ import os
 import pwd
 import signal
 import socket
+import sys
 from collections.abc import Callable, Sequence
 
 from .. import metrics
@@ -30,6 +31,10 @@ from .listen import Listener, ListenError, open_listener
 from .preload import preload
 
 __all__ = ["Daemon", "StartupError", "drop_privileges", "remove_socket_files"]
+
+# Seconds a thread that wants the GIL waits before CPython makes the holder
+# let go (sys.setswitchinterval; CPython's default is 0.005).
+SWITCH_INTERVAL = 0.001
 
 log = logging.getLogger("miltrd.server")
 
@@ -197,6 +202,13 @@ class Daemon:
         ``on_ready`` is called once the listeners accept (a worker tells
         its parent so).
         """
+        # Plugins' CPU-heavy work (defang's walk of a big message) runs in
+        # threads beside this loop. CPython lets a thread that wants the
+        # GIL wait a whole switch interval (5 ms) before it forces a switch,
+        # and the loop wants it back after every wait for I/O: a small
+        # message's dozen round trips each paid that beside a big walk. At
+        # 1 ms the loop waits at most about that long per wake-up.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         await self.start()
         if notify:
             systemd.notify("READY=1\nSTATUS=serving")
