@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 SRC="$WORK/miltrd-$VERSION"
 mkdir -p "$SRC"
 # The source tree as committed (or as on disk, without caches).
-tar --exclude=.git --exclude=.cache --exclude=dist --exclude='*.egg-info' \
+tar --exclude=.git --exclude=.cache --exclude=.venv --exclude=dist --exclude='*.egg-info' \
     --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache \
     --exclude=.pytest_cache --exclude=.hypothesis -cf - . | tar -xf - -C "$SRC"
 

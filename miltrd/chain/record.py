@@ -21,7 +21,21 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..api import Change, Connection, HeaderChange, Message, Verdict, VerdictKind
+from ..api import (
+    BodyReplacement,
+    Change,
+    Connection,
+    HeaderAddition,
+    HeaderChange,
+    HeaderInsertion,
+    Message,
+    Quarantining,
+    RecipientAddition,
+    RecipientDeletion,
+    SenderChange,
+    Verdict,
+    VerdictKind,
+)
 from .runtime import LoadedPlugin
 
 __all__ = ["MessageRecord", "Tally", "change_name", "describe_change"]
@@ -49,9 +63,34 @@ def change_name(change: Change) -> str:
 
 
 def describe_change(change: Change) -> str:
-    """``HeaderAddition(name='X', value='y')``, without body data (for logs)."""
-    fields = [f"{k}={getattr(change, k)!r}" for k in change.__dataclass_fields__ if k != "data"]
-    return f"{type(change).__name__}({', '.join(fields)})"
+    """What ``change`` does, in words, for a log line (values shortened,
+    no body data): ``add header X-Tag: yes``, ``remove recipient <a@b>``."""
+    match change:
+        case HeaderAddition():
+            return f"add header {change.name}: {_short(change.value)}"
+        case HeaderInsertion():
+            return f"insert header {change.name} at {change.index}: {_short(change.value)}"
+        case HeaderChange() if not change.value:
+            return f"remove header {change.name} #{change.index}"
+        case HeaderChange():
+            return f"change header {change.name} #{change.index} to: {_short(change.value)}"
+        case RecipientAddition():
+            return f"add recipient <{change.address}>"
+        case RecipientDeletion():
+            return f"remove recipient <{change.address}>"
+        case SenderChange():
+            return f"change the sender to <{change.address}>"
+        case BodyReplacement():
+            return "replace the body"
+        case Quarantining():
+            return f"quarantine the message: {_short(change.reason)}"
+    return type(change).__name__
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """One line, at most ``limit`` characters (folded values unfolded)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,30 @@ def _describe(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
     if origin in (list, tuple):
-        return f"a list of {_describe(get_args(tp)[0])}"
+        return f"a list of {_plural(get_args(tp)[0])}"
     if origin is dict:
-        return f"a table of {_describe(get_args(tp)[1])}"
+        return f"a table of {_plural(get_args(tp)[1])}"
+    if isinstance(tp, type) and hasattr(tp, "from_toml"):
+        return _describe(getattr(tp, "toml_type"))  # noqa: B009
     if dataclasses.is_dataclass(tp):
         return "a table"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
+
+
+_PLURALS = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
+
+
+def _plural(tp: Any) -> str:
+    """``tp`` as the items of a list: "strings", "tables", ..."""
+    if isinstance(tp, type) and hasattr(tp, "from_toml"):
+        tp = getattr(tp, "toml_type")  # noqa: B009
+    if tp in _PLURALS:
+        return _PLURALS[tp]
+    if dataclasses.is_dataclass(tp):
+        return "tables"
+    return f"items that are each {_describe(tp)}"
 
 
 def _got(value: Any) -> str:

@@ -226,7 +226,7 @@ def test_observe_mode_logs_would_and_changes_nothing(caplog: pytest.LogCaptureFi
     assert result.changes == []
     assert "b:body=b'hello\\r\\n'" in LOG  # the observed replacement did not happen
     assert "would reject" in caplog.text
-    assert "would HeaderAddition" in caplog.text
+    assert "(observe): would add header " in caplog.text
 
 
 def test_raising_hook_gets_on_error_with_traceback_and_queue_id(caplog) -> None:

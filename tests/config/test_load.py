@@ -364,3 +364,14 @@ def test_relative_paths_are_relative_to_the_config_files_directory(
     assert options["dmarc"].psl_file == "/usr/share/publicsuffix/public_suffix_list.dat"
     cfg.write_text(cfg.read_text().replace('report_dir = "reports"', 'report_dir = ""'))
     assert {e.name: e.options for e in load(cfg).plugins}["dmarc"].report_dir == ""
+
+
+def test_a_string_where_a_list_is_expected_says_a_list_of_strings() -> None:
+    # Postfix writes one address where miltrd takes a list: the message
+    # must say what to write, not "a list of a table".
+    assert problems('[daemon]\nlisten = "inet:8894@127.0.0.1"\n') == [
+        'm.toml:2: daemon.listen: expected a list of strings, got "inet:8894@127.0.0.1"'
+    ]
+    assert problems('[internal]\ndomains = "example.com"\n') == [
+        'm.toml:2: internal.domains: expected a list of strings, got "example.com"'
+    ]
