@@ -213,6 +213,9 @@ class Defang(Plugin):
 
     # --- judging ------------------------------------------------------------
 
+    def writable_dirs(self) -> dict[str, str]:
+        return {"save_dir": self.options.save_dir}
+
     def _judge_name(self, name: str) -> str | None:
         """Why ``name`` is banned under its strictest reading, or None."""
         for reading in sorted(readings(name)):

@@ -181,6 +181,9 @@ class Wiretap(Plugin):
 
     # --- selection ----------------------------------------------------------
 
+    def writable_dirs(self) -> dict[str, str]:
+        return {"root": str(self.root)}
+
     def _selects(self, i: int, rule: ArchiveRule, msg: Message) -> bool:
         if rule.direction and msg.direction not in rule.direction:
             return False

@@ -143,6 +143,14 @@ class Plugin:
         reports each one the daemon's user (``[daemon] user``) cannot read."""
         return {}
 
+    def writable_dirs(self) -> Mapping[str, str]:
+        """Directories the plugin writes below while the daemon runs, by
+        option key (``{"root": "/var/spool/miltrd/archive"}``); ``miltrd
+        check`` reports each one the daemon's user cannot create or write
+        (a missing directory counts as writable where its nearest existing
+        parent is)."""
+        return {}
+
     # --- hooks (override what you need) --------------------------------------
 
     # Every hook may raise: any exception (and running past the entry's

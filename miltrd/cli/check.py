@@ -124,12 +124,51 @@ def _unreadable(path: str, user: str | None) -> str:
     )
 
 
+def _unwritable(path: str, user: str | None) -> str:
+    """Why ``user`` (default: this process) cannot make or write into the
+    directory ``path``; "" if it can. A missing directory is judged by its
+    nearest existing parent, where the plugin will create it."""
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{path}: {probe} is not a directory"
+    if user is None:
+        ok = os.access(probe, os.W_OK | os.X_OK)
+        return "" if ok else f"{path}: {probe} is not writable"
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return ""  # the [daemon] user check reports this
+    if pw.pw_uid == 0:
+        return ""
+    st = os.stat(probe)
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    if st.st_uid == pw.pw_uid:
+        ok = st.st_mode & (stat.S_IWUSR | stat.S_IXUSR) == stat.S_IWUSR | stat.S_IXUSR
+    elif st.st_gid in gids:
+        ok = st.st_mode & (stat.S_IWGRP | stat.S_IXGRP) == stat.S_IWGRP | stat.S_IXGRP
+    else:
+        ok = st.st_mode & (stat.S_IWOTH | stat.S_IXOTH) == stat.S_IWOTH | stat.S_IXOTH
+    mode = stat.S_IMODE(st.st_mode)
+    return "" if ok else f"{path}: {probe} is not writable by user {user} (mode {mode:04o})"
+
+
 def file_problems(runtime: Runtime) -> list[Problem]:
-    """Files plugins read at run time that the daemon's user cannot read."""
+    """Files plugins read at run time that the daemon's user cannot read,
+    and directories they write below that it cannot write."""
     problems = []
+    user = runtime.config.daemon.user
     for p in runtime.plugins:
         for key, path in p.plugin.readable_files().items():
-            why = _unreadable(path, runtime.config.daemon.user)
+            why = _unreadable(path, user)
+            if why:
+                problems.append(runtime.config.problem(f"plugins.{p.name}.{key}", why))
+        for key, path in p.plugin.writable_dirs().items():
+            why = _unwritable(path, user)
             if why:
                 problems.append(runtime.config.problem(f"plugins.{p.name}.{key}", why))
     return problems
