@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Literal
@@ -327,6 +329,102 @@ class HeaderWatcher(Plugin):
         HeaderWatcher.eom_calls += 1
         msg.add_header("X-Watched", "yes")
         return None
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    seconds: float = 0.02
+    # How each hook waits: "sleep", "thread" (run_in_executor), "timeout"
+    # (asyncio.timeout around a sleep), "timeout0" (asyncio.timeout(0)),
+    # "wait_for", "yield" (sleep(0)).
+    how: str = "sleep"
+    at: list[str] = field(default_factory=lambda: ["mail", "header", "body", "eom"])
+    raise_at: str = ""  # a hook that raises after it has waited
+    times: int = 0  # wait in this many hook calls only (0: in every one)
+
+
+class Waiter(Plugin):
+    """Waits in its hooks (as DNS or a worker thread would) without deciding
+    before end of message, so headers and body get no reply and the MTA
+    pipelines them. Records what it saw in ``Waiter.seen``: (phase, value,
+    queue id, conn id, whether the current task is the one the hook began in)."""
+
+    Options = WaitOptions
+    decides = Phase.EOM
+    actions = Action.ADD_HEADERS
+    needs = Phase.BODY
+    seen: list[tuple[str, str, str, str, bool]] = []
+
+    async def _wait(self, phase: str, value: str) -> None:
+        from miltrd.logs import conn_id, queue_id
+
+        before = asyncio.current_task()
+        if phase in self.options.at:
+            self.waits = getattr(self, "waits", 0) + 1
+        if phase in self.options.at and not (0 < self.options.times < self.waits):
+            how = self.options.how
+            seconds = self.options.seconds
+            if how == "sleep":
+                await asyncio.sleep(seconds)
+            elif how == "yield":
+                await asyncio.sleep(0)
+            elif how == "thread":
+                import time
+
+                await asyncio.get_running_loop().run_in_executor(None, time.sleep, seconds)
+            elif how == "timeout":
+                async with asyncio.timeout(seconds * 20):
+                    await asyncio.sleep(seconds)
+                try:  # one that does expire, caught inside the hook
+                    async with asyncio.timeout(seconds / 2):
+                        await asyncio.sleep(seconds * 20)
+                except TimeoutError:
+                    pass
+            elif how == "timeout0":  # a budget already spent: expires at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0):
+                        await asyncio.sleep(seconds * 20)
+                await asyncio.sleep(seconds)
+            elif how == "wait_for":
+                await asyncio.wait_for(asyncio.sleep(seconds), seconds * 20)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.sleep(seconds * 20), seconds / 2)
+            else:
+                raise ValueError(how)
+        same = asyncio.current_task() is before
+        Waiter.seen.append((phase, value, queue_id.get(), conn_id.get(), same))
+        logging.getLogger("miltrd.test").info("waiter: %s %s", phase, value)
+        if phase == self.options.raise_at:
+            raise RuntimeError(f"plugin bug after waiting at {phase}")
+
+    async def on_mail(self, msg: Message, sender: str) -> Verdict | None:
+        await self._wait("mail", sender)
+        return None
+
+    async def on_rcpt(self, msg: Message, recipient: str) -> Verdict | None:
+        await self._wait("rcpt", recipient)
+        return None
+
+    async def on_header(self, msg: Message, name: str, value: str) -> Verdict | None:
+        await self._wait("header", f"{name}: {value}")
+        return None
+
+    async def on_body(self, msg: Message, chunk: bytes) -> Verdict | None:
+        await self._wait("body", str(len(chunk)))
+        return None
+
+    async def on_eom(self, msg: Message) -> Verdict | None:
+        await self._wait("eom", "")
+        from miltrd.logs import conn_id
+
+        me = conn_id.get()
+        headers = sum(1 for s in Waiter.seen if s[0] == "header" and s[3] == me)
+        msg.add_header("X-Waited-Headers", str(headers))
+        msg.add_header("X-Waited-Body", str(msg.body.size))
+        return None
+
+    async def on_abort(self, msg: Message) -> None:
+        Waiter.seen.append(("abort", "", "", "", True))
 
 
 class SwitchInterval(Plugin):

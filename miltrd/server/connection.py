@@ -145,6 +145,8 @@ class MilterHandler:
         self._quickack: Callable[[], None] = _no_quickack
         self._last_read = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_closed = False  # the watchdog closed it (and said so)
+        self._progress_timer: asyncio.TimerHandle | None = None
 
     async def serve(self, reader: Reader, writer: Writer) -> None:
         """Serve the connection over asyncio streams until the MTA closes it."""
@@ -182,10 +184,18 @@ class MilterHandler:
         try:
             yield
         except RemoteProtocolError as exc:
-            log.warning("protocol error from MTA, closing the connection: %s", exc)
-            record.protocol_error()
+            # After the idle watchdog's abort the engine sees the end of
+            # input, perhaps mid-packet: that close has had its line.
+            if not self._idle_closed:
+                log.warning("protocol error from MTA, closing the connection: %s", exc)
+                record.protocol_error()
+            # Its traceback holds the frames that hold it (and the protocol,
+            # its transport, the handler): a cycle only the garbage
+            # collector frees. Nothing reads the traceback after the log line.
+            exc.__traceback__ = None
         except (ConnectionError, OSError) as exc:
             log.info("connection lost: %s", exc)
+            exc.__traceback__ = None
         except asyncio.CancelledError:
             self._cancelled(writer)
             raise
@@ -213,7 +223,17 @@ class MilterHandler:
         tempfail for a reply the MTA is waiting for: closing the socket
         alone would leave the outcome to milter_default_action, which a
         site may have set to accept.
+
+        The MTA may be waiting on a command still in the engine's buffer:
+        one pipelined behind no-reply commands (MAIL, RCPT, headers, body
+        with the NR_ flags) while a hook of an earlier one waited. Those
+        are read up to the first that owes a reply, and that one is answered.
         """
+        with contextlib.suppress(ProtocolError):
+            while not self.fc.reply_owed:
+                event = self.fc.next_event()
+                if event is NEED_DATA or isinstance(event, (ConnectionClosed, Quit)):
+                    break
         owed = self.fc.awaiting
         if owed is None:
             phase = "between commands"
@@ -236,6 +256,7 @@ class MilterHandler:
         idle = loop.time() - self._last_read
         if idle >= self.idle_timeout:
             log.warning("MTA idle for %.0fs, closing the connection", idle)
+            self._idle_closed = True
             writer.transport.abort()
             return
         self._idle_timer = loop.call_later(
@@ -356,6 +377,15 @@ class MilterHandler:
         )
         return out
 
+    def _progress(self) -> None:
+        """Every PROGRESS_INTERVAL during a slow end of message: SMFIR_PROGRESS."""
+        if self._writer is not None and self.fc.awaiting is Command.BODYEOB:
+            with contextlib.suppress(Exception):
+                self._writer.write(self.fc.send(Progress()))
+        self._progress_timer = asyncio.get_running_loop().call_later(
+            PROGRESS_INTERVAL, self._progress
+        )
+
     async def _end_of_message(self, event: EndOfMessage) -> bytes:
         if event.data:
             await self.chain.body(event.data)
@@ -363,19 +393,20 @@ class MilterHandler:
         if finished:
             result: EomResult = value  # the common case: no plugin had to wait
         else:
-            task = asyncio.ensure_future(_await(value))
+            # The rest runs on in this task, not in one of its own: a plugin's
+            # timeout (asyncio.timeout, entered before the hook first waited)
+            # cancels the task it was entered in, and that must be the one
+            # running the hook, or the timeout ends the whole session.
+            # Cancellation at shutdown reaches the hook the same way.
+            # Progress keeps the MTA's content timeout from firing meanwhile.
+            loop = asyncio.get_running_loop()
+            self._progress_timer = loop.call_later(PROGRESS_INTERVAL, self._progress)
             try:
-                while True:
-                    done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
-                    if done:
-                        break
-                    # Keep the MTA's content timeout from firing during slow work.
-                    if self._writer is not None:
-                        self._writer.write(self.fc.send(Progress()))
+                result = await value
             finally:
-                # Cancelled (shutdown): the plugins' work must not outlive the session.
-                task.cancel()
-            result = task.result()
+                if self._progress_timer is not None:
+                    self._progress_timer.cancel()
+                self._progress_timer = None
         assert self.fc.negotiated is not None
         out = bytearray()
         for response in eom_responses(
@@ -398,10 +429,6 @@ def _missing_actions(wanted: ActionFlag, agreed: ActionFlag) -> ActionFlag:
     """Actions the chain needs that the MTA did not offer (ADDRCPT_PAR is
     optional: without it a recipient is added without ESMTP arguments)."""
     return wanted & ~agreed & ~ActionFlag.ADDRCPT_PAR
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _no_quickack() -> None:

@@ -61,7 +61,8 @@ class InlineProtocol(asyncio.Protocol):
         self._eof = False
         self._lost: BaseException | None = None
         self._busy = True  # the task is running commands (or none attached yet)
-        self._waiter: asyncio.Future[Any] | None = None  # the idle task waits here
+        self._waiter: asyncio.Future[None] | None = None  # the idle task waits here
+        self._handed: Any = None  # what _wake gave the task to do
         self._read_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._write_paused = False
@@ -134,6 +135,11 @@ class InlineProtocol(asyncio.Protocol):
     # reference cycle that only the garbage collector frees)
 
     def write(self, data: bytes) -> None:
+        # A reply to a connection already lost (the MTA reset it while a
+        # hook waited) is dropped, as asyncio's transports drop it; uvloop's
+        # raise RuntimeError on a closed handle, before connection_lost runs.
+        if self.transport.is_closing():
+            return
         self.transport.write(data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -213,9 +219,13 @@ class InlineProtocol(asyncio.Protocol):
                     self._waiter = waiter = loop.create_future()
                     self._busy = False
                     try:
-                        item = await waiter
+                        await waiter
+                    except asyncio.CancelledError:
+                        if not self._hand_cancel_to_hook():
+                            raise
                     finally:
                         self._waiter = None
+                    item, self._handed = self._handed, None
                     if isinstance(item, BaseException):
                         raise item
                     more = await item if item is not False else False
@@ -251,9 +261,31 @@ class InlineProtocol(asyncio.Protocol):
         self._wake(value)
 
     def _wake(self, item: Any) -> None:
+        """Hand ``item`` to the task: what the task is to do next."""
+        self._handed = item
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(item)
+            waiter.set_result(None)
+
+    def _hand_cancel_to_hook(self) -> bool:
+        """The task was cancelled while a hook's rest was being handed to it.
+
+        A hook that waited inline may cancel its task before the task has
+        taken the rest over: ``asyncio.timeout(0)`` (a budget already spent)
+        cancels at once, and so may shutdown in that loop turn. Had the task
+        run the hook, the hook would get that cancellation at the await it is
+        suspended in; so it does here: the task is cancelled again (the count
+        kept, so that asyncio.timeout turns it into TimeoutError) and awaits
+        the rest. False when nothing awaitable was handed over (a plain
+        cancellation of an idle connection).
+        """
+        item = self._handed
+        if item is None or item is False or isinstance(item, BaseException):
+            return False
+        task = self.task
+        task.uncancel()
+        task.cancel()
+        return True
 
     def _end_of_input(self) -> None:
         if self._eof:
