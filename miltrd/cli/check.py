@@ -101,6 +101,26 @@ def timeout_warnings(runtime: Runtime) -> list[str]:
     return warnings
 
 
+def _user_may(st: os.stat_result, user: str, owner_bits: int) -> bool:
+    """Whether ``user`` has ``owner_bits`` (S_IRUSR, S_IWUSR | S_IXUSR...)
+    on a file with status ``st``, through its owner, group or other bits.
+    An unknown user passes (the [daemon] user check reports it), as root does."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return True
+    if pw.pw_uid == 0:
+        return True
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    if st.st_uid == pw.pw_uid:
+        bits = owner_bits
+    elif st.st_gid in gids:
+        bits = owner_bits >> 3
+    else:
+        bits = owner_bits >> 6
+    return st.st_mode & bits == bits
+
+
 def _unreadable(path: str, user: str | None) -> str:
     """Why ``user`` (default: this process) cannot read ``path``; "" if it can."""
     try:
@@ -109,22 +129,9 @@ def _unreadable(path: str, user: str | None) -> str:
         return f"{path}: {exc.strerror or exc}"
     if user is None:
         return "" if os.access(path, os.R_OK) else f"{path}: not readable"
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        return ""  # the [daemon] user check reports this
-    if pw.pw_uid == 0:
+    if _user_may(st, user, stat.S_IRUSR):
         return ""
-    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-    if st.st_uid == pw.pw_uid:
-        ok = bool(st.st_mode & stat.S_IRUSR)
-    elif st.st_gid in gids:
-        ok = bool(st.st_mode & stat.S_IRGRP)
-    else:
-        ok = bool(st.st_mode & stat.S_IROTH)
-    return (
-        "" if ok else f"{path}: not readable by user {user} (mode {stat.S_IMODE(st.st_mode):04o})"
-    )
+    return f"{path}: not readable by user {user} (mode {stat.S_IMODE(st.st_mode):04o})"
 
 
 def _unwritable(path: str, user: str | None) -> str:
@@ -142,22 +149,11 @@ def _unwritable(path: str, user: str | None) -> str:
     if user is None:
         ok = os.access(probe, os.W_OK | os.X_OK)
         return "" if ok else f"{path}: {probe} is not writable"
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        return ""  # the [daemon] user check reports this
-    if pw.pw_uid == 0:
-        return ""
     st = os.stat(probe)
-    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-    if st.st_uid == pw.pw_uid:
-        ok = st.st_mode & (stat.S_IWUSR | stat.S_IXUSR) == stat.S_IWUSR | stat.S_IXUSR
-    elif st.st_gid in gids:
-        ok = st.st_mode & (stat.S_IWGRP | stat.S_IXGRP) == stat.S_IWGRP | stat.S_IXGRP
-    else:
-        ok = st.st_mode & (stat.S_IWOTH | stat.S_IXOTH) == stat.S_IWOTH | stat.S_IXOTH
+    if _user_may(st, user, stat.S_IWUSR | stat.S_IXUSR):
+        return ""
     mode = stat.S_IMODE(st.st_mode)
-    return "" if ok else f"{path}: {probe} is not writable by user {user} (mode {mode:04o})"
+    return f"{path}: {probe} is not writable by user {user} (mode {mode:04o})"
 
 
 def file_problems(runtime: Runtime) -> list[Problem]:

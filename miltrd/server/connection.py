@@ -145,6 +145,7 @@ class MilterHandler:
         self._quickack: Callable[[], None] = _no_quickack
         self._last_read = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by session(), before any read
         self._idle_closed = False  # the watchdog closed it (and said so)
         self._progress_timer: asyncio.TimerHandle | None = None
 
@@ -172,7 +173,7 @@ class MilterHandler:
         self._writer = writer
         own = own_socket(writer.get_extra_info("socket"))
         self._quickack = quickack_setter(own)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._last_read = loop.time()
         # A timer, not a task: it costs one heap entry per idle period, and
         # its log line carries the connection id (this context, copied).
@@ -213,7 +214,9 @@ class MilterHandler:
 
     def note_read(self) -> None:
         """After each read: the idle clock restarts and TCP_QUICKACK is re-armed."""
-        self._last_read = asyncio.get_running_loop().time()
+        # The loop kept from session(): asking for the running loop costs a
+        # getpid() system call on Python 3.11, at every read.
+        self._last_read = self._loop.time()
         self._quickack()
 
     def _cancelled(self, writer: Writer) -> None:
