@@ -92,6 +92,7 @@ from .postfixgen import (
     SENDER,
     _batch,
     _Negotiated,
+    _read_final,
     make_message,
     run_postfix_like,
 )
@@ -100,7 +101,6 @@ from .run import REPO, SAMPLE_CHAIN, Filter, cpu_seconds, miltrd_filter
 KiB = 1024
 MiB = 1024 * KiB
 _LEN = struct.Struct("!I")
-FINAL = frozenset(b"acdrty4fs")
 
 CHAINS = {
     "shipped": '[internal]\nnetworks = ["127.0.0.0/8", "192.0.2.0/24"]\ndomains = ["example.com"]\n'
@@ -115,17 +115,6 @@ class Small:
     replies: list[float] = field(default_factory=list)  # seconds
     messages: list[float] = field(default_factory=list)
     errors: int = 0
-
-
-async def _reply(reader: asyncio.StreamReader, sock: socket.socket) -> int:
-    while True:
-        head = await reader.readexactly(5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        length = _LEN.unpack_from(head)[0]
-        if length > 1:
-            await reader.readexactly(length - 1)
-        if head[4] in FINAL:
-            return head[4]
 
 
 async def _small_session(
@@ -167,7 +156,7 @@ async def _small_session(
             t0 = loop.time()
             writer.write(data)
             if owed:
-                code = await _reply(reader, sock)
+                code = await _read_final(reader, sock)
                 out.replies.append(loop.time() - t0)
                 if code not in b"cs":  # the message ended early: no more to measure
                     break
