@@ -226,7 +226,8 @@ class ChainSession:
             try:
                 pending = coro.send(None)
             except StopIteration as done:
-                result = _checked(done.value, phase)
+                result = done.value
+                result = CONTINUE if result is None else _checked(result, phase)
             else:
                 waiting = True
                 return self._call_rest(p, phase, coro, pending, started)
@@ -236,7 +237,11 @@ class ChainSession:
             return self._raised(p, phase)
         finally:
             if not waiting:
-                self._hook_done(p, phase, started)
+                self.conn.caller = None
+                if self._timed:
+                    self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
+        if result is CONTINUE and not self._debug:
+            return result
         return self._outcome(p, phase, result)
 
     async def _call_rest(
@@ -306,7 +311,10 @@ class ChainSession:
         """Ask the phase's plugins in chain order (the chain rule above):
         the phase's verdict, or an awaitable of it once a hook waits."""
         retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
-        active = self._active(phase, recipient)
+        if self._retired or self._when.conditional:
+            active = self._active(phase, recipient)
+        else:
+            active = self.runtime.hooked[phase]
         if self._debug:
             log.debug(
                 "%s%s: %s",
@@ -316,12 +324,17 @@ class ChainSession:
             )
         for i, p in enumerate(active):
             verdict = self._call(p, phase, getattr(p.plugin, hook), args)
+            if verdict is CONTINUE:
+                continue
             if not isinstance(verdict, Verdict):
                 return self._run_rest(phase, hook, args, active, i, verdict, retired_scope)
             if verdict.kind is VerdictKind.CONTINUE:
                 continue
             if self._decided(p, verdict, retired_scope):
                 return verdict
+        # Nobody has accepted yet (the usual case): not all have.
+        if not self._accepted and not self._conn_retired:
+            return CONTINUE
         return ACCEPT if self._all_accepted(phase) else CONTINUE
 
     async def _run_rest(
@@ -482,6 +495,8 @@ class ChainSession:
     def _settle_now(
         self, verdict: Verdict | Awaitable[Verdict], phase: Phase
     ) -> Verdict | Awaitable[Verdict]:
+        if verdict is CONTINUE:
+            return verdict
         if isinstance(verdict, Verdict):
             return self._settle(verdict, phase)
         return self._settle_later(verdict, phase)

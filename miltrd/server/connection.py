@@ -325,6 +325,8 @@ class MilterHandler:
 
     def _reply(self, verdict: Verdict | Awaitable[Verdict]) -> bytes | Awaitable[bytes]:
         """``_answer``, or an awaitable of it where a hook waits."""
+        if verdict is CONTINUE and not self.fc.reply_owed:
+            return b""
         if isinstance(verdict, Verdict):
             return self._answer(verdict)
         return self._answer_later(verdict)
