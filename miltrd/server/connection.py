@@ -277,6 +277,14 @@ class MilterHandler:
 
     async def drain_events(self, writer: Writer) -> bool:
         """Handle every complete event; False when the connection is over."""
+        more = self.drain_now(writer)
+        return more if isinstance(more, bool) else await more
+
+    def drain_now(self, writer: Writer) -> bool | Awaitable[bool]:
+        """``drain_events`` run at once: True when every complete event is
+        handled (more bytes are needed), False when the connection is over,
+        or, when a hook waits or the write buffer is full, an awaitable that
+        finishes the job (awaited by the connection's task)."""
         fc = self.fc
         handlers = self._handlers
         while True:
@@ -291,7 +299,7 @@ class MilterHandler:
             try:
                 out = handle(self, event)
                 if not isinstance(out, bytes):
-                    out = await out  # a hook waits: the rest in this task
+                    return self._drain_rest(writer, event, out)  # a hook waits
             except ProtocolError:
                 raise
             except Exception:
@@ -299,8 +307,27 @@ class MilterHandler:
                 out = self._fail_safe()
             if out:
                 writer.write(out)
-                if writer.transport.get_write_buffer_size() > 1024 * 1024:
-                    await writer.drain()
+                if writer.transport.get_write_buffer_size() > _DRAIN_AT:
+                    return self._drain_rest(writer, event, None)
+
+    async def _drain_rest(
+        self, writer: Writer, event: object, answer: Awaitable[bytes] | None
+    ) -> bool:
+        """``drain_now`` from the event whose ``answer`` waits (or, with
+        None, after a write that filled the transport's buffer)."""
+        if answer is not None:
+            try:
+                out = await answer
+            except ProtocolError:
+                raise
+            except Exception:
+                log.exception("internal error handling %s", type(event).__name__)
+                out = self._fail_safe()
+            if out:
+                writer.write(out)
+        if writer.transport.get_write_buffer_size() > _DRAIN_AT:
+            await writer.drain()
+        return await self.drain_events(writer)
 
     def _fail_safe(self) -> bytes:
         """After an internal error: answer an owed reply with the daemon's
@@ -482,6 +509,7 @@ class MilterHandler:
 
 
 _WRITE_AT = 1 << 20
+_DRAIN_AT = 1024 * 1024  # bytes in the transport's buffer before writes wait
 _CONTINUE = Continue()
 
 # The method that handles each command (``MilterHandler._handlers``, by

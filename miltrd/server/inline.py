@@ -28,7 +28,6 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..chain.timebound import start
 from .connection import MilterHandler
 
 __all__ = ["InlineProtocol", "INLINE"]
@@ -248,12 +247,12 @@ class InlineProtocol(asyncio.Protocol):
             self._wake(handler.drain_events(self))
             return
         try:
-            finished, value = self._ctx.run(start, handler.drain_events(self))
+            value: Any = self._ctx.run(handler.drain_now, self)
         except BaseException as exc:  # handed to the task, which ends the session
-            finished, value = True, exc
+            value = exc
         finally:
             _tasks._leave_task(loop, task)
-        if finished and value is True:
+        if value is True:
             self._busy = False  # all done: wait for more bytes
             return
         # False (the MTA ended the connection), an exception, or the rest
