@@ -3,8 +3,9 @@
  * Not libmilter: a thread per MTA connection, blocking reads, nothing else.
  * In option negotiation it switches off every step Postfix offers to leave
  * out (SMFIP_NOCONNECT ... SMFIP_NOBODY, SMFIP_NOUNKNOWN), waives every
- * remaining reply the MTA allows (SMFIP_NR_*), asks for no actions and no
- * macros, and answers end of message with CONTINUE. TCP_NODELAY, and
+ * remaining reply the MTA allows (SMFIP_NR_*), asks for no actions and sends
+ * no macro lists (Postfix then sends its default ones), and answers end of
+ * message with CONTINUE. TCP_NODELAY, and
  * TCP_QUICKACK set again after every read, so that neither side's small
  * writes wait for a delayed ACK. What is left per session is what Postfix
  * does for any milter: connect, negotiate, the macro packets it sends
