@@ -319,7 +319,9 @@ class _ConnectionTask:
         self, reader: Reader, writer: Writer, inline: InlineProtocol | None = None
     ) -> None:
         daemon = self.daemon
-        task = asyncio.current_task()
+        # The inline protocol knows its task (current_task() would ask for
+        # the running loop: a getpid() system call on Python 3.11).
+        task = inline.task if inline is not None else asyncio.current_task()
         assert task is not None
         runtime = daemon.runtime
         if len(daemon.tasks) >= runtime.config.daemon.max_connections:

@@ -149,7 +149,11 @@ class InlineProtocol(asyncio.Protocol):
         self.transport.close()
 
     async def wait_closed(self) -> None:
-        await asyncio.shield(self.closed)
+        closed = self.closed
+        if not closed.done():
+            # Nothing but this waits on ``closed``: no need for shield()'s
+            # second future to keep a cancellation from reaching it.
+            await closed
 
     async def drain(self) -> None:
         """Return once the transport's write buffer is below its high mark."""
@@ -202,7 +206,7 @@ class InlineProtocol(asyncio.Protocol):
         """
         writer = self
         loop = self._loop
-        async with handler.session(writer):
+        async with handler.session(writer, loop):
             try:
                 self.handler = handler
                 if self._raw:
