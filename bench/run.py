@@ -172,6 +172,17 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         filters.append(
             Filter("purepythonmilter", [sys.executable, str(HERE / "ppm_ref.py"), str(port)], port)
         )
+    if "floor" in which and shutil.which("gcc"):
+        # Not a peer: the least milter work Postfix can be asked for
+        # (bench/cfloor.c), the bound under every filter's rate.
+        exe = tmp / "cfloor"
+        built = subprocess.run(
+            ["gcc", "-O2", "-o", str(exe), str(HERE / "cfloor.c"), "-lpthread"],
+            capture_output=True,
+        )
+        if built.returncode == 0:
+            port = free_port()
+            filters.append(Filter("floor (C, EOM only)", [str(exe), str(port)], port))
     if "c" in which and shutil.which("gcc"):
         exe = tmp / "cfilter"
         built = subprocess.run(

@@ -160,11 +160,24 @@ class Body:
     """The message body as received (CRLF line ends), spooled to disk when large."""
 
     def __init__(self, spool_threshold: int) -> None:
-        self._file: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-            max_size=spool_threshold
-        )
+        # Made at the first write: most messages' bodies are never kept
+        # (no plugin needs them), and a spool costs more than the rest of
+        # a message's set-up.
+        self._spooled: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self._closed = False
         self.spool_threshold = spool_threshold
         self.size = 0
+
+    @property
+    def _file(self) -> tempfile.SpooledTemporaryFile[bytes]:
+        spool = self._spooled
+        if spool is None:
+            if self._closed:
+                raise ValueError("I/O operation on closed file.")
+            spool = self._spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                max_size=self.spool_threshold
+            )
+        return spool
 
     def append(self, data: bytes) -> None:
         """Add ``data`` at the end (the chain does this as chunks arrive)."""
@@ -204,11 +217,13 @@ class Body:
     @property
     def on_disk(self) -> bool:
         """Whether the body passed ``[daemon] spool_threshold`` bytes and moved to a temporary file."""
-        return bool(getattr(self._file, "_rolled", False))
+        return bool(getattr(self._spooled, "_rolled", False))
 
     def close(self) -> None:
         """Release the body's memory or file (the chain does, when the message ends)."""
-        self._file.close()
+        self._closed = True
+        if self._spooled is not None:
+            self._spooled.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,20 @@ class Tally:
             changes=changes,
             effects=effects,
         )
+        if summary_log.isEnabledFor(logging.INFO):
+            self._log(conn, msg, verdict, at, verdicts, changes)
+        return record
+
+    def _log(
+        self,
+        conn: Connection,
+        msg: Message,
+        verdict: Verdict | None,
+        at: str,
+        verdicts: Mapping[str, str],
+        changes: Mapping[str, list[str]],
+    ) -> None:
+        """The message's summary line."""
         if verdict is None:
             action = "aborted"
         elif verdict.kind is VerdictKind.CONTINUE:
@@ -183,7 +197,6 @@ class Tally:
             action,
             time.monotonic() - self.started,
         )
-        return record
 
 
 def _changes_by_plugin(

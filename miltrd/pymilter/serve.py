@@ -250,7 +250,7 @@ class PymilterHandler(MilterHandler):
             return self.fc.send(Continue()) if self.fc.reply_owed else b""
         return self._answer(verdict)
 
-    async def _body(self, event: Any) -> bytes:
+    async def _on_body(self, event: Any) -> bytes:
         verdict = await self.chain.body(event.data)
         session = self.plugin.session_for(self.conn)
         negotiated = self.fc.negotiated

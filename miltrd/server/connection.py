@@ -16,12 +16,12 @@ import functools
 import itertools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .. import metrics
-from ..api import Connection, Phase, Verdict
+from ..api import CONTINUE, Connection, Phase, Verdict
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
 from ..chain.timebound import start
 from ..logs import conn_id, queue_id
@@ -120,8 +120,17 @@ class Writer(Protocol):
     async def wait_closed(self) -> None: ...
 
 
+Handle = Callable[["MilterHandler", Any], "bytes | Awaitable[bytes]"]
+
+
 class MilterHandler:
     """Serves one MTA connection with one runtime."""
+
+    _handlers: ClassVar[dict[type, Handle]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = _handlers_of(cls)
 
     def __init__(
         self,
@@ -308,14 +317,21 @@ class MilterHandler:
 
     async def drain_events(self, writer: Writer) -> bool:
         """Handle every complete event; False when the connection is over."""
+        fc = self.fc
+        handlers = self._handlers
         while True:
-            event = self.fc.next_event()
+            event = fc.next_event()
             if event is NEED_DATA:
                 return True
-            if isinstance(event, (ConnectionClosed, Quit)):
-                return False
+            handle = handlers.get(type(event))
+            if handle is None:
+                if isinstance(event, (ConnectionClosed, Quit)):
+                    return False
+                continue
             try:
-                out = await self._dispatch(event)
+                out = handle(self, event)
+                if not isinstance(out, bytes):
+                    out = await out  # a hook waits: the rest in this task
             except ProtocolError:
                 raise
             except Exception:
@@ -340,60 +356,79 @@ class MilterHandler:
         """The bytes that answer the current command with ``verdict``;
         nothing where the phase was negotiated without a reply (the chain
         then holds any verdict that ends the message for the next reply)."""
-        if not self.fc.reply_owed:
+        fc = self.fc
+        if not fc.reply_owed:
             return b""
-        return self.fc.send(reply_of(verdict, self.fc.awaiting, smtputf8=self.smtputf8))
+        if verdict is CONTINUE:
+            return fc.send(_CONTINUE)
+        return fc.send(reply_of(verdict, fc.awaiting, smtputf8=self.smtputf8))
+
+    def _reply(self, verdict: Verdict | Awaitable[Verdict]) -> bytes | Awaitable[bytes]:
+        """``_answer``, or an awaitable of it where a hook waits."""
+        if verdict is CONTINUE and not self.fc.reply_owed:
+            return b""
+        if isinstance(verdict, Verdict):
+            return self._answer(verdict)
+        return self._answer_later(verdict)
+
+    async def _answer_later(self, verdict: Awaitable[Verdict]) -> bytes:
+        return self._answer(await verdict)
 
     async def _dispatch(self, event: object) -> bytes:
-        chain = self.chain
-        match event:
-            case OptionNegotiation():
-                return self._negotiate()
-            case DefineMacros():
-                self.conn.macros = self.fc.macros()
-                return b""
-            case Connect():
-                self.conn.hostname = event.hostname
-                self.conn.family = family_name(event.family)
-                self.conn.address = event.address
-                self.conn.port = event.port
-                return self._answer(await chain.connect())
-            case Helo():
-                return self._answer(await chain.helo(event.name))
-            case MailFrom():
-                self.smtputf8 = uses_smtputf8(event.args)
-                return self._answer(await chain.mail(event.sender, event.args))
-            case RcptTo():
-                return self._answer(await chain.rcpt(event.recipient, event.args))
-            case Data():
-                return self._answer(await chain.data())
-            case Header():
-                return self._answer(await chain.header(event.name, event.value))
-            case EndOfHeaders():
-                return self._answer(await chain.eoh())
-            case BodyChunk():
-                return await self._body(event)
-            case EndOfMessage():
-                return await self._end_of_message(event)
-            case Abort():
-                await chain.abort()
-                return b""
-            case QuitNewConnection():
-                await chain.close()
-                self.conn = Connection(
-                    id=self.cid,
-                    internal_rules=self.runtime.config.internal,
-                    dry_run=self.runtime.dry_run,
-                )
-                self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
-                self.chain.no_reply = chain.no_reply
-                return b""
-            case Unknown():
-                return self.fc.send(Continue()) if self.fc.reply_owed else b""
+        """The bytes that answer one command (what drain_events does for each)."""
+        handle = self._handlers.get(type(event))
+        if handle is None:
+            return b""
+        out = handle(self, event)
+        return out if isinstance(out, bytes) else await out
+
+    # One method per command (``_handlers``): each returns the bytes to
+    # write, or an awaitable of them when a plugin's hook waits.
+
+    def _on_optneg(self, event: OptionNegotiation) -> bytes:
+        return self._negotiate()
+
+    def _on_macros(self, event: DefineMacros) -> bytes:
+        self.conn.macros = self.fc.macros()
         return b""
 
-    async def _body(self, event: BodyChunk) -> bytes:
-        verdict = await self.chain.body(event.data)
+    def _on_connect(self, event: Connect) -> bytes | Awaitable[bytes]:
+        conn = self.conn
+        conn.hostname = event.hostname
+        conn.family = family_name(event.family)
+        conn.address = event.address
+        conn.port = event.port
+        return self._reply(self.chain.connect_now())
+
+    def _on_helo(self, event: Helo) -> bytes | Awaitable[bytes]:
+        return self._reply(self.chain.helo_now(event.name))
+
+    def _on_mail(self, event: MailFrom) -> bytes | Awaitable[bytes]:
+        self.smtputf8 = uses_smtputf8(event.args)
+        return self._reply(self.chain.mail_now(event.sender, event.args))
+
+    def _on_rcpt(self, event: RcptTo) -> bytes | Awaitable[bytes]:
+        return self._reply(self.chain.rcpt_now(event.recipient, event.args))
+
+    def _on_data(self, event: Data) -> bytes | Awaitable[bytes]:
+        return self._reply(self.chain.data_now())
+
+    def _on_header(self, event: Header) -> bytes | Awaitable[bytes]:
+        return self._reply(self.chain.header_now(event.name, event.value))
+
+    def _on_eoh(self, event: EndOfHeaders) -> bytes | Awaitable[bytes]:
+        return self._reply(self.chain.eoh_now())
+
+    def _on_body(self, event: BodyChunk) -> bytes | Awaitable[bytes]:
+        verdict = self.chain.body_now(event.data)
+        if not isinstance(verdict, Verdict):
+            return self._body_later(verdict)
+        return self._body_reply(verdict)
+
+    async def _body_later(self, verdict: Awaitable[Verdict]) -> bytes:
+        return self._body_reply(await verdict)
+
+    def _body_reply(self, verdict: Verdict) -> bytes:
         negotiated = self.fc.negotiated
         if not self.fc.reply_owed or negotiated is None:
             return self._answer(verdict)
@@ -401,6 +436,28 @@ class MilterHandler:
         return self.fc.send(
             body_reply(verdict, negotiated.protocol, wanted, smtputf8=self.smtputf8)
         )
+
+    def _on_eom(self, event: EndOfMessage) -> Awaitable[bytes]:
+        return self._end_of_message(event)
+
+    async def _on_abort(self, event: Abort) -> bytes:
+        await self.chain.abort()
+        return b""
+
+    async def _on_quit_nc(self, event: QuitNewConnection) -> bytes:
+        chain = self.chain
+        await chain.close()
+        self.conn = Connection(
+            id=self.cid,
+            internal_rules=self.runtime.config.internal,
+            dry_run=self.runtime.dry_run,
+        )
+        self.chain = ChainSession(self.runtime, self.conn, on_message=self.on_message)
+        self.chain.no_reply = chain.no_reply
+        return b""
+
+    def _on_unknown(self, event: Unknown) -> bytes:
+        return self.fc.send(Continue()) if self.fc.reply_owed else b""
 
     def _negotiate(self) -> bytes:
         req = request_for(self.runtime.declared)
@@ -465,6 +522,33 @@ class MilterHandler:
 
 
 _WRITE_AT = 1 << 20
+_CONTINUE = Continue()
+
+# The method that handles each command (``MilterHandler._handlers``, by
+# class, so that a subclass's override is the one called).
+_HANDLER_NAMES: dict[type, str] = {
+    OptionNegotiation: "_on_optneg",
+    DefineMacros: "_on_macros",
+    Connect: "_on_connect",
+    Helo: "_on_helo",
+    MailFrom: "_on_mail",
+    RcptTo: "_on_rcpt",
+    Data: "_on_data",
+    Header: "_on_header",
+    EndOfHeaders: "_on_eoh",
+    BodyChunk: "_on_body",
+    EndOfMessage: "_on_eom",
+    Abort: "_on_abort",
+    QuitNewConnection: "_on_quit_nc",
+    Unknown: "_on_unknown",
+}
+
+
+def _handlers_of(cls: type[MilterHandler]) -> dict[type, Handle]:
+    return {kind: getattr(cls, name) for kind, name in _HANDLER_NAMES.items()}
+
+
+MilterHandler._handlers = _handlers_of(MilterHandler)
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,8 @@ import asyncio
 import logging
 import socket
 
+import pytest
+
 from miltrd.chain import Runtime, build_runtime
 from miltrd.config import load_text
 from miltrd.mta import Envelope, MilterClient, ReplayResult, replay
@@ -74,15 +76,24 @@ def test_a_plugin_failure_where_no_reply_is_owed_is_the_next_reply(caplog) -> No
     assert len(summaries) == 1 and "action=tempfail" in summaries[0] and "at header" in summaries[0]
 
 
-def test_an_internal_error_where_no_reply_is_owed_is_the_next_reply(caplog) -> None:
+@pytest.mark.parametrize("when", ["at once", "after waiting"])
+def test_an_internal_error_where_no_reply_is_owed_is_the_next_reply(caplog, when: str) -> None:
     HeaderWatcher.eom_calls = 0
     runtime = _runtime("HeaderWatcher")
 
     def break_headers(handler: MilterHandler) -> None:
-        async def boom(name: str, value: str) -> None:
+        # The daemon runs a phase through the chain's header_now: the bug
+        # raises there, or in what it hands back when a hook waits.
+        async def later() -> None:
+            await asyncio.sleep(0)
             raise RuntimeError("bug in the server")
 
-        handler.chain.header = boom  # type: ignore[method-assign, assignment]
+        def boom(name: str, value: str) -> object:
+            if when == "at once":
+                raise RuntimeError("bug in the server")
+            return later()
+
+        handler.chain.header_now = boom  # type: ignore[method-assign, assignment]
 
     with caplog.at_level(logging.INFO):
         result, _handler, _client = asyncio.run(_exchange(runtime, break_headers))
