@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
@@ -464,14 +464,23 @@ class MilterHandler:
             body_reply(verdict, negotiated.protocol, wanted, smtputf8=self.smtputf8)
         )
 
-    def _on_eom(self, event: EndOfMessage) -> Awaitable[bytes]:
-        return self._end_of_message(event)
+    # The rest are coroutines, run here up to their first wait: a whole
+    # message's end without a wait costs no hand-over to the task.
 
-    async def _on_abort(self, event: Abort) -> bytes:
+    def _on_eom(self, event: EndOfMessage) -> bytes | Awaitable[bytes]:
+        return _now(self._end_of_message(event))
+
+    def _on_abort(self, event: Abort) -> bytes | Awaitable[bytes]:
+        return _now(self._abort())
+
+    def _on_quit_nc(self, event: QuitNewConnection) -> bytes | Awaitable[bytes]:
+        return _now(self._new_connection())
+
+    async def _abort(self) -> bytes:
         await self.chain.abort()
         return b""
 
-    async def _on_quit_nc(self, event: QuitNewConnection) -> bytes:
+    async def _new_connection(self) -> bytes:
         chain = self.chain
         await chain.close()
         self.conn = Connection(
@@ -549,6 +558,15 @@ class MilterHandler:
 
 
 _WRITE_AT = 1 << 20
+
+
+def _now(coro: Coroutine[Any, Any, bytes]) -> bytes | Awaitable[bytes]:
+    """``coro``'s bytes if it finishes without waiting, else an awaitable
+    that finishes it (in the connection's task, as a plain await would)."""
+    _finished, value = start(coro)
+    return value  # type: ignore[no-any-return]
+
+
 _DRAIN_AT = 1024 * 1024  # bytes in the transport's buffer before writes wait
 _CONTINUE = Continue()
 
