@@ -18,7 +18,6 @@ response is not allowed now (nothing owed, not negotiated, wrong stage).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable, Mapping
 
 from ._commands import (
@@ -84,7 +83,12 @@ _AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
 
 # Command(code) is a Python-level Enum call; a reply asks for it every time.
 _COMMANDS: dict[int, Command] = {int(c): c for c in Command}
-_AGREEMENTS: dict[tuple[object, ...], tuple[Negotiated, bytes]] = {}
+# What an agreement fixes for the rest of the connection: the agreement,
+# the reply's bytes, the commands that get a reply, the final replies
+# allowed to each.
+_Agreement = tuple[Negotiated, bytes, frozenset[int], dict[int, frozenset[type]]]
+_AGREEMENTS: dict[tuple[object, ...], _Agreement] = {}
+_UNNEGOTIATED_REPLY_CODES = reply_codes(ProtocolFlag.NONE)
 
 # The hot path compares plain ints and module globals, not Enum attributes.
 _MACRO = int(Command.MACRO)
@@ -111,7 +115,8 @@ class FilterConnection:
         """
         self._buffer = ReceiveBuffer()
         self._eof = False
-        self._pending: collections.deque[MtaCommand] = collections.deque()
+        # The command held back while its implicit Abort is delivered.
+        self._pending: MtaCommand | None = None
         self._max_data_size = max_data_size
         self._min_limit = min_packet_limit
         self._limit = max(MDS_64K, min_packet_limit)
@@ -119,7 +124,7 @@ class FilterConnection:
         self.offer: OptionNegotiation | None = None
         self.negotiated: Negotiated | None = None
         # The commands that get a reply, fixed by the negotiation.
-        self._reply_codes = reply_codes(ProtocolFlag.NONE)
+        self._reply_codes = _UNNEGOTIATED_REPLY_CODES
         # Command code -> the final replies allowed to it, once negotiated.
         self._finals: dict[int, frozenset[type]] = {}
         self._awaiting: int | None = None
@@ -185,8 +190,9 @@ class FilterConnection:
             raise RemoteProtocolError("connection already failed")
         if self._awaiting is not None:
             raise LocalProtocolError(f"a reply to {self.awaiting.name} is owed first")  # type: ignore[union-attr]
-        if self._pending:
-            return self._accept(self._pending.popleft())
+        if self._pending is not None:
+            cmd, self._pending = self._pending, None
+            return self._accept(cmd)
         # The common case inline: a whole packet in the current piece, legal
         # now, not an implicit abort. Anything else takes _next_event, the
         # general path, which reads the same packet again from the buffer.
@@ -255,7 +261,7 @@ class FilterConnection:
         if implicit_abort:
             # Deliver Abort first, then the command. Macros sent just before
             # a MAIL belong to the new message and must survive the abort.
-            self._pending.append(cmd)
+            self._pending = cmd
             keep_mail = packet[0] == Command.MAIL
             self._clear_message_macros(keep_mail=keep_mail)
             self._replacing_body = self._body_replaced = False
@@ -319,7 +325,12 @@ class FilterConnection:
             raise LocalProtocolError("no option negotiation to answer")
         # An MTA makes the same offer on every connection and a filter the
         # same request: the agreement and its bytes are worked out once.
-        lists = None if not macros else tuple((k, tuple(v)) for k, v in macros.items())
+        if not macros:
+            lists = None
+        else:
+            lists = tuple(macros.items())  # one call where the lists are tuples already
+            if not all(type(names) is tuple for _, names in lists):
+                lists = tuple((k, tuple(v)) for k, v in lists)
         key = (self.offer, actions, protocol, lists, version, self._max_data_size)
         known = _AGREEMENTS.get(key)
         if known is None:
@@ -333,11 +344,14 @@ class FilterConnection:
             )
             if len(_AGREEMENTS) >= 64:
                 _AGREEMENTS.clear()
-            known = _AGREEMENTS[key] = (agreed, encode_response(reply))
-        agreed, out = known
+            known = _AGREEMENTS[key] = (
+                agreed,
+                encode_response(reply),
+                reply_codes(agreed.protocol),
+                finals_by_code(agreed.protocol, lenient_skip=False),
+            )
+        agreed, out, self._reply_codes, self._finals = known
         self.negotiated = agreed
-        self._reply_codes = reply_codes(agreed.protocol)
-        self._finals = finals_by_code(agreed.protocol, lenient_skip=False)
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
         return out
