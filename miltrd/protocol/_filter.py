@@ -105,7 +105,12 @@ _unpack_len = _LEN.unpack_from
 
 
 class FilterConnection:
-    """One milter connection, seen from the filter."""
+    """One milter connection, seen from the filter.
+
+    ``reply_owed`` (bool, read only): whether the MTA waits for a reply to
+    the last command (``awaiting``). A plain attribute, kept in step with
+    ``awaiting``, because a caller asks it for every command.
+    """
 
     def __init__(self, *, max_data_size: int = MDS_1M, min_packet_limit: int = MDS_64K) -> None:
         """``max_data_size``: the largest data size this filter agrees to
@@ -128,6 +133,7 @@ class FilterConnection:
         # Command code -> the final replies allowed to it, once negotiated.
         self._finals: dict[int, frozenset[type]] = {}
         self._awaiting: int | None = None
+        self.reply_owed = False  # see the class docstring
         self._replacing_body = False
         self._body_replaced = False
         self._macros: dict[int, dict[str, str]] = {}
@@ -141,11 +147,6 @@ class FilterConnection:
     def awaiting(self) -> Command | None:
         """The command whose reply is owed, or None."""
         return None if self._awaiting is None else _COMMANDS[self._awaiting]
-
-    @property
-    def reply_owed(self) -> bool:
-        """Whether the MTA waits for a reply to the last command (``awaiting``)."""
-        return self._awaiting is not None
 
     @property
     def packet_limit(self) -> int:
@@ -227,6 +228,7 @@ class FilterConnection:
                         self._bookkeeping(code, cmd)
                     if code in self._reply_codes:
                         self._awaiting = code
+                        self.reply_owed = True
                     return cmd
         elif start >= end and not buf._size and not self._eof:
             return NEED_DATA
@@ -274,6 +276,7 @@ class FilterConnection:
             self._bookkeeping(code, cmd)
         if code in self._reply_codes:
             self._awaiting = code
+            self.reply_owed = True
         return cmd
 
     def _bookkeeping(self, code: int, cmd: MtaCommand) -> None:
@@ -354,6 +357,7 @@ class FilterConnection:
         self.negotiated = agreed
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
+        self.reply_owed = False
         return out
 
     def send(self, response: FilterResponse) -> bytes:
@@ -366,6 +370,7 @@ class FilterConnection:
         # A final reply that is legal now (Continue, Accept, ...): the same
         # as _send's last steps, without its checks for other kinds.
         self._awaiting = None
+        self.reply_owed = False
         state = self.state
         if kind is not Continue and state in MESSAGE_STATES:
             state = self.state = after_final_reply(state, code, kind)  # type: ignore[arg-type]
@@ -395,6 +400,7 @@ class FilterConnection:
             )
         assert kind in FINAL_RESPONSES
         self._awaiting = None
+        self.reply_owed = False
         self.state = after_final_reply(self.state, code, kind)
         if self.state is State.SESSION:
             self._end_message()

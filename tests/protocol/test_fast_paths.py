@@ -137,6 +137,7 @@ def _outcome(call):  # type: ignore[no-untyped-def]
 
 
 def _snapshot(conn: FilterConnection) -> tuple[object, ...]:
+    assert conn.reply_owed is (conn.awaiting is not None)
     return (conn.state, conn.awaiting, conn.macros(), conn.buffered, conn.negotiated)
 
 
