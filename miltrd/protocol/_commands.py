@@ -268,6 +268,8 @@ _rcpt_args = _setter(RcptTo, "args")
 _header_name = _setter(Header, "name")
 _header_value = _setter(Header, "value")
 _unknown_line = _setter(Unknown, "line")
+_body_data = _setter(BodyChunk, "data")
+_eom_data = _setter(EndOfMessage, "data")
 
 
 def _new_connect(
@@ -301,16 +303,18 @@ def _optneg(data: bytes) -> OptionNegotiation:
 def _macro(data: bytes) -> DefineMacros:
     # libmilter ignores a MACRO packet it cannot read; we keep what can be
     # read: a name without a value, or with an empty name, is dropped.
-    macros: dict[str, str] = {}
     cmd: DefineMacros = _new(DefineMacros)
-    _macro_command(cmd, data[0] if data else 0)
-    _macro_macros(cmd, macros)
     if not data:
+        _macro_command(cmd, 0)
+        _macro_macros(cmd, {})
         return cmd
-    strings = read_strings(data[1:])
-    for i in range(0, len(strings) - 1, 2):
-        if strings[i]:
-            macros[strings[i]] = strings[i + 1]
+    _macro_command(cmd, data[0])
+    strings = _argv(data[1:])
+    # Pairs in order, a later name overriding an earlier one; an odd last
+    # string (a name without a value) is left out by zip.
+    macros = dict(zip(strings[::2], strings[1::2], strict=False))
+    macros.pop("", None)
+    _macro_macros(cmd, macros)
     return cmd
 
 
@@ -340,34 +344,45 @@ def _empty(cls: type) -> Callable[[bytes], MtaCommand]:
     return lambda data: instance
 
 
-def _one(data: bytes) -> str:
-    return read_strings(data, 1)[0]
+# The decoders below read a packet's strings as read_strings() does, but
+# decode the packet's bytes in one call and split the text at its NULs: a
+# NUL is never part of a UTF-8 sequence, so surrogateescape decodes each
+# string the same whether alone or among the others, and a str cannot fail
+# to decode this way (tests/protocol/test_fast_paths.py holds them to
+# read_strings).
 
 
 def _helo(data: bytes) -> Helo:
     cmd: Helo = _new(Helo)
-    _helo_name(cmd, _one(data))
+    _helo_name(cmd, data.decode("utf-8", "surrogateescape").split("\0", 1)[0])
     return cmd
 
 
 def _unknown(data: bytes) -> Unknown:
     cmd: Unknown = _new(Unknown)
-    _unknown_line(cmd, _one(data))
+    _unknown_line(cmd, data.decode("utf-8", "surrogateescape").split("\0", 1)[0])
     return cmd
 
 
 def _header(data: bytes) -> Header:
     # libmilter hands the value to the filter as a C string: it ends at its
     # first NUL, and whatever follows is ignored, not a reason to close.
-    name, value = read_strings(data, 2)
+    parts = data.decode("utf-8", "surrogateescape").split("\0", 2)
     cmd: Header = _new(Header)
-    _header_name(cmd, name)
-    _header_value(cmd, value)
+    _header_name(cmd, parts[0])
+    _header_value(cmd, parts[1] if len(parts) > 1 else "")
     return cmd
 
 
+def _argv(data: bytes) -> list[str]:
+    argv = data.decode("utf-8", "surrogateescape").split("\0")
+    if not argv[-1] and len(argv) > 1:
+        del argv[-1]  # the terminator of the last string, not an empty string
+    return argv
+
+
 def _mail(data: bytes) -> MailFrom:
-    argv = read_strings(data)
+    argv = _argv(data)
     cmd: MailFrom = _new(MailFrom)
     _mail_sender(cmd, argv[0])
     _mail_args(cmd, tuple(argv[1:]))
@@ -375,14 +390,27 @@ def _mail(data: bytes) -> MailFrom:
 
 
 def _rcpt(data: bytes) -> RcptTo:
-    argv = read_strings(data)
+    argv = _argv(data)
     cmd: RcptTo = _new(RcptTo)
     _rcpt_recipient(cmd, argv[0])
     _rcpt_args(cmd, tuple(argv[1:]))
     return cmd
 
 
-_DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
+def _body(data: bytes) -> BodyChunk:
+    cmd: BodyChunk = _new(BodyChunk)
+    _body_data(cmd, data)
+    return cmd
+
+
+def _eom(data: bytes) -> EndOfMessage:
+    cmd: EndOfMessage = _new(EndOfMessage)
+    _eom_data(cmd, data)
+    return cmd
+
+
+# Command code -> decoder of the packet's data (valid codes only).
+_BY_COMMAND: dict[Command, Callable[[bytes], MtaCommand]] = {
     Command.OPTNEG: _optneg,
     Command.MACRO: _macro,
     Command.CONNECT: _connect,
@@ -392,13 +420,14 @@ _DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {
     Command.DATA: _empty(Data),
     Command.HEADER: _header,
     Command.EOH: _empty(EndOfHeaders),
-    Command.BODY: BodyChunk,
-    Command.BODYEOB: EndOfMessage,
+    Command.BODY: _body,
+    Command.BODYEOB: _eom,
     Command.ABORT: _empty(Abort),
     Command.QUIT: _empty(Quit),
     Command.QUIT_NC: _empty(QuitNewConnection),
     Command.UNKNOWN: _unknown,
 }
+DECODERS: dict[int, Callable[[bytes], MtaCommand]] = {int(c): d for c, d in _BY_COMMAND.items()}
 
 
 def decode_command(code: int, data: bytes) -> MtaCommand:
@@ -409,7 +438,7 @@ def decode_command(code: int, data: bytes) -> MtaCommand:
     option negotiation that cannot be read. Every other packet is read as
     far as it can be (docs/protocol.md, "What is tolerated").
     """
-    decoder = _DECODERS.get(code)
+    decoder = DECODERS.get(code)
     if decoder is None:
         raise RemoteProtocolError(f"unknown command code {bytes((code,))!r}")
     return decoder(data)

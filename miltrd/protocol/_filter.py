@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from ._commands import (
     COMMAND_CODES,
+    DECODERS,
     Abort,
     DefineMacros,
     MtaCommand,
@@ -39,11 +40,13 @@ from ._constants import (
 )
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import NEED_DATA, ConnectionClosed, NeedData
-from ._framing import ReceiveBuffer
+from ._framing import _LEN, ReceiveBuffer
 from ._negotiation import Negotiated, build_reply
 from ._responses import (
     ACTION_NEEDED,
     FINAL_RESPONSES,
+    FIXED_WIRE,
+    Continue,
     FilterResponse,
     OptionNegotiationReply,
     Progress,
@@ -51,12 +54,14 @@ from ._responses import (
     encode_response,
 )
 from ._state import (
-    IllegalTransition,
+    MESSAGE_STATES,
+    TRANSITIONS,
     State,
-    advance,
     after_final_reply,
+    finals_by_code,
     legal_finals,
     reply_codes,
+    why_illegal,
 )
 
 __all__ = ["FilterConnection", "MESSAGE_MACRO_STAGES"]
@@ -81,6 +86,19 @@ _AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
 _COMMANDS: dict[int, Command] = {int(c): c for c in Command}
 _AGREEMENTS: dict[tuple[object, ...], tuple[Negotiated, bytes]] = {}
 
+# The hot path compares plain ints and module globals, not Enum attributes.
+_MACRO = int(Command.MACRO)
+_OPTNEG = int(Command.OPTNEG)
+_MAIL = int(Command.MAIL)
+_ABORT = int(Command.ABORT)
+_QUIT_NC = int(Command.QUIT_NC)
+_BODYEOB = int(Command.BODYEOB)
+# Commands whose arrival changes more than the state and the reply owed.
+_BOOKKEEPING = frozenset({_MACRO, _OPTNEG, _MAIL, _ABORT, _QUIT_NC, _BODYEOB})
+_ERROR = State.ERROR
+_SESSION = State.SESSION
+_unpack_len = _LEN.unpack_from
+
 
 class FilterConnection:
     """One milter connection, seen from the filter."""
@@ -102,6 +120,8 @@ class FilterConnection:
         self.negotiated: Negotiated | None = None
         # The commands that get a reply, fixed by the negotiation.
         self._reply_codes = reply_codes(ProtocolFlag.NONE)
+        # Command code -> the final replies allowed to it, once negotiated.
+        self._finals: dict[int, frozenset[type]] = {}
         self._awaiting: int | None = None
         self._replacing_body = False
         self._body_replaced = False
@@ -145,10 +165,15 @@ class FilterConnection:
         """Buffer bytes from the MTA; ``b""`` signals end of input."""
         if not data:
             self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("data received after EOF")
+        buf = self._buffer
+        if type(data) is bytes and buf._pos >= len(buf._buf) and not buf._size:
+            buf._buf = data  # ReceiveBuffer.feed's common case, without the call
+            buf._pos = 0
         else:
-            if self._eof:
-                raise LocalProtocolError("data received after EOF")
-            self._buffer.feed(data)
+            buf.feed(data)
 
     def next_event(self) -> MtaCommand | ConnectionClosed | NeedData:
         """Return the next command, ConnectionClosed, or NEED_DATA.
@@ -156,12 +181,52 @@ class FilterConnection:
         Raises RemoteProtocolError for malformed or out-of-order input, and
         LocalProtocolError if called while a reply is still owed.
         """
-        if self.state is State.ERROR:
+        if self.state is _ERROR:
             raise RemoteProtocolError("connection already failed")
         if self._awaiting is not None:
             raise LocalProtocolError(f"a reply to {self.awaiting.name} is owed first")  # type: ignore[union-attr]
         if self._pending:
             return self._accept(self._pending.popleft())
+        # The common case inline: a whole packet in the current piece, legal
+        # now, not an implicit abort. Anything else takes _next_event, the
+        # general path, which reads the same packet again from the buffer.
+        buf = self._buffer
+        raw = buf._buf
+        start = buf._pos
+        end = len(raw)
+        if end - start >= 5:
+            (length,) = _unpack_len(raw, start)
+            stop = start + 4 + length
+            if stop <= end and 0 < length <= self._limit + 1:
+                code = raw[start + 4]
+                move = TRANSITIONS[self.state].get(code)
+                if move is not None and not move[1]:
+                    if stop == end:  # let go of a consumed read at once
+                        buf._buf = b""
+                        buf._pos = 0
+                    else:
+                        buf._pos = stop
+                    if self._message_over:
+                        self._message_over = False
+                        self._clear_message_macros()
+                    try:
+                        cmd = DECODERS[code](raw[start + 5 : stop])
+                    except ProtocolError:
+                        self.state = _ERROR
+                        raise
+                    self.state = move[0]
+                    if code == _MACRO:
+                        self._macros[cmd.command] = dict(cmd.macros)  # type: ignore[union-attr]
+                    elif code in _BOOKKEEPING:
+                        self._bookkeeping(code, cmd)
+                    if code in self._reply_codes:
+                        self._awaiting = code
+                    return cmd
+        elif start >= end and not buf._size and not self._eof:
+            return NEED_DATA
+        return self._next_event()
+
+    def _next_event(self) -> MtaCommand | ConnectionClosed | NeedData:
         try:
             packet = self._buffer.next_packet(self._limit)
             if packet is None:
@@ -177,10 +242,12 @@ class FilterConnection:
                 self._message_over = False
                 self._clear_message_macros()
             cmd = decode_command(*packet)
-            try:
-                new_state, implicit_abort = advance(self.state, packet[0])
-            except IllegalTransition as exc:
-                raise RemoteProtocolError(str(exc)) from None
+            move = TRANSITIONS[self.state].get(packet[0])
+            if move is None:
+                # Raised outside an except block: an error whose __context__
+                # held another traceback would keep the caller's frames alive.
+                raise RemoteProtocolError(why_illegal(self.state, packet[0]))
+            new_state, implicit_abort = move
         except ProtocolError:
             self.state = State.ERROR
             raise
@@ -196,27 +263,31 @@ class FilterConnection:
         return self._accept(cmd)
 
     def _accept(self, cmd: MtaCommand) -> MtaCommand:
-        code = COMMAND_CODES[type(cmd)]
-        match cmd:
-            case DefineMacros():
-                self._macros[cmd.command] = dict(cmd.macros)
-            case OptionNegotiation():
-                self.offer = cmd
-            case Abort():
-                self._clear_message_macros()
-                self._end_message()
-            case _:
-                if code == Command.MAIL:
-                    for stage in _AFTER_MAIL_STAGES:
-                        self._macros.pop(stage, None)
-                elif code == Command.QUIT_NC:
-                    self._macros.clear()
-                    self._end_message()
-                elif code == Command.BODYEOB:
-                    self._end_message()
+        code = int(COMMAND_CODES[type(cmd)])
+        if code in _BOOKKEEPING:
+            self._bookkeeping(code, cmd)
         if code in self._reply_codes:
             self._awaiting = code
         return cmd
+
+    def _bookkeeping(self, code: int, cmd: MtaCommand) -> None:
+        if code == _MACRO:
+            assert isinstance(cmd, DefineMacros)
+            self._macros[cmd.command] = dict(cmd.macros)
+        elif code == _OPTNEG:
+            assert isinstance(cmd, OptionNegotiation)
+            self.offer = cmd
+        elif code == _MAIL:
+            for stage in _AFTER_MAIL_STAGES:
+                self._macros.pop(stage, None)
+        elif code == _ABORT:
+            self._clear_message_macros()
+            self._end_message()
+        elif code == _QUIT_NC:
+            self._macros.clear()
+            self._end_message()
+        elif code == _BODYEOB:
+            self._end_message()
 
     def _clear_message_macros(self, *, keep_mail: bool = False) -> None:
         for stage in MESSAGE_MACRO_STAGES:
@@ -266,12 +337,32 @@ class FilterConnection:
         agreed, out = known
         self.negotiated = agreed
         self._reply_codes = reply_codes(agreed.protocol)
+        self._finals = finals_by_code(agreed.protocol, lenient_skip=False)
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
         return out
 
     def send(self, response: FilterResponse) -> bytes:
         """Return the bytes for ``response``; LocalProtocolError if illegal now."""
+        kind = type(response)
+        code = self._awaiting
+        legal = self._finals.get(code)  # type: ignore[arg-type]
+        if legal is None or kind not in legal:
+            return self._send(response)
+        # A final reply that is legal now (Continue, Accept, ...): the same
+        # as _send's last steps, without its checks for other kinds.
+        self._awaiting = None
+        state = self.state
+        if kind is not Continue and state in MESSAGE_STATES:
+            state = self.state = after_final_reply(state, code, kind)  # type: ignore[arg-type]
+        if state is _SESSION:
+            self._message_over = True
+            self._replacing_body = False
+            self._body_replaced = False
+        wire = FIXED_WIRE.get(kind)
+        return wire if wire is not None else encode_response(response)
+
+    def _send(self, response: FilterResponse) -> bytes:
         kind = type(response)
         code = self._awaiting
         if code is None:

@@ -1,12 +1,15 @@
 """Packet framing: a uint32 length (1 + data), a command byte, the data.
 
-The receive buffer is a bytearray with a read offset, compacted lazily, so
-feeding many small pieces stays linear. A declared length above the bound
-is refused before a single byte of it is buffered or allocated.
+The receive buffer keeps the bytes it is fed as they are and cuts packets
+out of them; a packet that spans several reads is joined once, when it is
+complete, so that each byte of a body chunk is copied once on its way to
+the packet's data. A declared length above the bound is refused before a
+single byte of it is buffered or allocated.
 """
 
 from __future__ import annotations
 
+import collections
 import struct
 
 from ._errors import RemoteProtocolError
@@ -15,42 +18,46 @@ __all__ = ["ReceiveBuffer", "frame", "HEADER_SIZE"]
 
 HEADER_SIZE = 5  # 4-byte length + 1-byte code
 _LEN = struct.Struct("!I")
+_HEAD = struct.Struct("!IB")
 
 
 def frame(code: int, data: bytes = b"") -> bytes:
     """Return one packet: length, code byte, data."""
-    return _LEN.pack(len(data) + 1) + bytes((code,)) + data
+    return _HEAD.pack(len(data) + 1, code) + data
 
 
 class ReceiveBuffer:
     """Accumulates bytes and cuts them into (code, data) packets.
 
-    While no partial packet is pending, the bytes given to ``feed`` are
-    kept as they are (no copy into the buffer); only a trailing partial
-    packet is copied into a bytearray to be completed by the next feed.
+    ``_buf[_pos:]`` is the oldest unread piece, kept as it was fed (no
+    copy); ``_parts`` holds the pieces fed after it while it ends in a
+    partial packet, ``_size`` their total length. FilterConnection reads
+    ``_buf`` and ``_pos`` directly to cut a packet that lies whole in the
+    current piece without a call (see its ``next_event``).
     """
 
-    __slots__ = ("_buf", "_pos")
+    __slots__ = ("_buf", "_parts", "_pos", "_size")
 
     def __init__(self) -> None:
-        self._buf: bytes | bytearray = b""
+        self._buf = b""
         self._pos = 0
+        self._parts: collections.deque[bytes] = collections.deque()
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._pos >= len(self._buf):
-            self._buf = data if isinstance(data, bytes) else bytes(data)
-            self._pos = 0
+        # A caller may reuse a bytearray or memoryview: keep a copy of those.
+        piece = data if type(data) is bytes else bytes(data)
+        if not piece:
             return
-        if isinstance(self._buf, bytes):
-            self._buf = bytearray(memoryview(self._buf)[self._pos :])
+        if self._pos >= len(self._buf) and not self._parts:
+            self._buf = piece
             self._pos = 0
-        elif self._pos and self._pos * 2 >= len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        else:
+            self._parts.append(piece)
+            self._size += len(piece)
 
     def next_packet(self, max_data: int) -> tuple[int, bytes] | None:
         """Return the next complete packet, or None if more bytes are needed.
@@ -59,28 +66,56 @@ class ReceiveBuffer:
         than ``max_data``, as soon as the length field has arrived.
         """
         buf = self._buf
-        avail = len(buf) - self._pos
-        if avail < 4:
+        pos = self._pos
+        parts = self._parts
+        if pos >= len(buf):
+            if not parts:
+                return None
+            buf = self._buf = parts.popleft()
+            pos = self._pos = 0
+            self._size -= len(buf)
+        if len(buf) - pos + self._size < 4:
             return None
-        (length,) = _LEN.unpack_from(buf, self._pos)
+        # The length and code must lie in one piece; pieces are joined
+        # for that only when a read ended inside a packet's first 5 bytes.
+        while len(buf) - pos < HEADER_SIZE and parts:
+            more = parts.popleft()
+            self._size -= len(more)
+            buf = self._buf = buf[pos:] + more
+            pos = self._pos = 0
+        (length,) = _LEN.unpack_from(buf, pos)
         if length == 0:
             raise RemoteProtocolError("packet with length 0 (no command code)")
         if length - 1 > max_data:
             raise RemoteProtocolError(
                 f"packet of {length - 1} data bytes exceeds the limit of {max_data}"
             )
-        if avail < 4 + length:
-            return None
-        start = self._pos + 4
-        code = buf[start]
-        if isinstance(buf, bytes):
-            data = buf[start + 1 : start + length]
-        else:
-            # Slicing a bytearray copies, and bytes() would copy again: a
-            # body chunk (up to 64 KiB, or 1 MiB) is copied once this way.
-            data = bytes(memoryview(buf)[start + 1 : start + length])
-        self._pos = start + length
-        if self._pos == len(buf):
+        stop = pos + 4 + length
+        if stop < len(buf):
+            self._pos = stop
+            return buf[pos + 4], buf[pos + 5 : stop]
+        if stop == len(buf):  # let go of a consumed read at once
             self._buf = b""
             self._pos = 0
-        return code, data
+            return buf[pos + 4], buf[pos + 5 : stop]
+        if stop > len(buf) + self._size:
+            return None
+        # The packet ends in a later piece: join its data from the pieces
+        # in one copy; the rest of its last piece becomes the current one.
+        views: list[bytes | memoryview] = [memoryview(buf)[pos + 5 :]]
+        need = stop - len(buf)
+        while True:
+            piece = parts.popleft()
+            self._size -= len(piece)
+            if len(piece) >= need:
+                break
+            views.append(piece)
+            need -= len(piece)
+        views.append(memoryview(piece)[:need])
+        if need < len(piece):
+            self._buf = piece
+            self._pos = need
+        else:
+            self._buf = b""
+            self._pos = 0
+        return buf[pos + 4], b"".join(views)

@@ -12,6 +12,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._constants import (
     MAX_REPLY_LINE,
@@ -53,6 +54,7 @@ __all__ = [
     "ACTION_NEEDED",
     "decode_response",
     "encode_response",
+    "FIXED_WIRE",
 ]
 
 _U32 = struct.Struct("!I")
@@ -417,31 +419,44 @@ def _encode_optneg(r: OptionNegotiationReply) -> bytes:
     return data
 
 
+def _z(text: str) -> bytes:
+    """One NUL-terminated string (join_strings of one, without its loop)."""
+    return text.encode("utf-8", "surrogateescape") + b"\0"
+
+
+def _encode_chgfrom(r: ChangeSender) -> bytes:
+    return _z(r.sender) if r.args is None else _z(r.sender) + _z(r.args)
+
+
+# Response class -> its packet's data. Responses without data are absent:
+# their whole packets are in FIXED_WIRE.
+_DATA: dict[type, Callable[[Any], bytes]] = {
+    ReplyCode: lambda r: _z(r.to_text()),
+    AddHeader: lambda r: _z(r.name) + _z(r.value),
+    InsertHeader: lambda r: _U32.pack(r.index) + _z(r.name) + _z(r.value),
+    ChangeHeader: lambda r: _U32.pack(r.index) + _z(r.name) + _z(r.value),
+    AddRecipient: lambda r: _z(r.recipient),
+    DeleteRecipient: lambda r: _z(r.recipient),
+    AddRecipientPar: lambda r: _z(r.recipient) + _z(r.args),
+    ReplaceBody: lambda r: bytes(r.data),
+    ChangeSender: _encode_chgfrom,
+    Quarantine: lambda r: _z(r.reason),
+    OptionNegotiationReply: _encode_optneg,
+}
+
+# The packets of the responses that carry no data: a reply is one lookup.
+FIXED_WIRE: dict[type, bytes] = {
+    kind: frame(code) for kind, code in RESPONSE_CODES.items() if kind not in _DATA
+}
+
+
 def encode_response(r: FilterResponse) -> bytes:
     """Return the packet for ``r``."""
-    code = RESPONSE_CODES[type(r)]
-    match r:
-        case ReplyCode():
-            data = join_strings(r.to_text())
-        case AddHeader():
-            data = join_strings(r.name, r.value)
-        case InsertHeader() | ChangeHeader():
-            data = _U32.pack(r.index) + join_strings(r.name, r.value)
-        case AddRecipient() | DeleteRecipient():
-            data = join_strings(r.recipient)
-        case AddRecipientPar():
-            data = join_strings(r.recipient, r.args)
-        case ReplaceBody():
-            data = bytes(r.data)
-        case ChangeSender():
-            data = join_strings(r.sender) if r.args is None else join_strings(r.sender, r.args)
-        case Quarantine():
-            data = join_strings(r.reason)
-        case OptionNegotiationReply():
-            data = _encode_optneg(r)
-        case _:
-            data = b""
-    return frame(code, data)
+    kind = type(r)
+    wire = FIXED_WIRE.get(kind)
+    if wire is not None:
+        return wire
+    return frame(RESPONSE_CODES[kind], _DATA[kind](r))
 
 
 # --- decoding -------------------------------------------------------------

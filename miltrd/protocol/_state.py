@@ -19,6 +19,7 @@ conversation; this module does not know which side it serves):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 
@@ -41,9 +42,12 @@ __all__ = [
     "advance",
     "after_final_reply",
     "legal_finals",
+    "finals_by_code",
+    "why_illegal",
     "reply_expected",
     "REPLY_COMMANDS",
     "MESSAGE_STATES",
+    "TRANSITIONS",
 ]
 
 
@@ -134,23 +138,26 @@ def reply_codes(protocol: ProtocolFlag) -> frozenset[int]:
     )
 
 
-# (state, command code) -> (new state, implicit abort): the state machine is a
-# pure function of a small domain, so each pair is worked out once.
-_ADVANCED: dict[tuple[State, int], tuple[State, bool]] = {}
-
-
 def advance(state: State, code: int) -> tuple[State, bool]:
     """Return (new state, implicit abort) for command ``code`` in ``state``.
 
     Raises IllegalTransition if the command cannot come now.
     """
+    move = TRANSITIONS[state].get(code)
+    if move is None:
+        _advance(state, code)  # raises: every legal pair is in the table
+        raise AssertionError(f"transition table lacks {state} {code}")  # pragma: no cover
+    return move
+
+
+def why_illegal(state: State, code: int) -> str:
+    """Why command ``code`` cannot come in ``state`` (the message of the
+    IllegalTransition that advance() raises for it)."""
     try:
-        return _ADVANCED[state, code]
-    except KeyError:
-        pass
-    result = _advance(state, code)  # raises for an illegal pair: never stored
-    _ADVANCED[state, code] = result
-    return result
+        _advance(state, code)
+    except IllegalTransition as exc:
+        return str(exc)
+    raise ValueError(f"{_name(code)} is legal in {state.value}")
 
 
 def _advance(state: State, code: int) -> tuple[State, bool]:
@@ -214,6 +221,19 @@ def legal_finals(code: int, protocol: ProtocolFlag, *, lenient_skip: bool) -> fr
     return _MSG_LEVEL
 
 
+@functools.lru_cache(maxsize=256)
+def finals_by_code(protocol: ProtocolFlag, *, lenient_skip: bool) -> dict[int, frozenset[type]]:
+    """``legal_finals`` of every command that gets a final reply but OPTNEG
+    (which is answered by negotiation), in one table a side fetches once
+    per negotiation. The dict is shared between callers: read it only.
+    """
+    return {
+        int(code): legal_finals(code, protocol, lenient_skip=lenient_skip)
+        for code in REPLY_COMMANDS
+        if code != Command.OPTNEG
+    }
+
+
 def after_final_reply(state: State, code: int, reply: type) -> State:
     """The state after the final ``reply`` to command ``code``."""
     if state not in MESSAGE_STATES:
@@ -230,3 +250,18 @@ def _name(code: int) -> str:
         return Command(code).name
     except ValueError:
         return repr(bytes((code,)))
+
+
+def _legal_moves(state: State) -> dict[int, tuple[State, bool]]:
+    moves = {}
+    for command in Command:
+        with contextlib.suppress(IllegalTransition):
+            moves[int(command)] = _advance(state, command)
+    return moves
+
+
+# The state machine is a pure function of a small domain: state -> command
+# code -> (new state, implicit abort), every legal pair worked out at import.
+# A side looks a packet up here (two dict lookups, no call); a code absent
+# from its state's dict is illegal there, and advance() says why.
+TRANSITIONS: dict[State, dict[int, tuple[State, bool]]] = {s: _legal_moves(s) for s in State}
