@@ -9,7 +9,7 @@ next recipient may match.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from ..api import Connection, Message, parse_ip
 from ..config.when import NO_RECIPIENT_MATCHES, Facts, check_when
@@ -43,8 +43,10 @@ def facts_of(conn: Connection, msg: Message | None, recipient: str | None) -> Fa
 class Applicability:
     """The ``when`` judgements of one connection's current message."""
 
-    def __init__(self, plugins: Iterable[LoadedPlugin]) -> None:
-        self.conditional = [p for p in plugins if p.entry.when is not None]
+    def __init__(self, conditional: Sequence[LoadedPlugin]) -> None:
+        # The plugins with a ``when`` table, in chain order (Runtime.conditional:
+        # worked out once per runtime, not at every connection).
+        self.conditional = conditional
         self.excluded: dict[str, str] = {}  # plugin -> why its `when` failed
 
     def new_message(self) -> None:

@@ -81,10 +81,21 @@ class Runtime:
     # The plugins that hook each phase, in chain order: worked out once per
     # runtime (a reload), not at every connection.
     hooked: Mapping[Phase, tuple[LoadedPlugin, ...]] = field(init=False)
+    # Likewise for what every new connection's chain asks: the plugins with
+    # a ``when`` table, those hooking on_close, and whether the chain
+    # writes Authentication-Results.
+    conditional: tuple[LoadedPlugin, ...] = field(init=False)
+    closing: tuple[LoadedPlugin, ...] = field(init=False)
+    writes_auth_results: bool = field(init=False)
 
     def __post_init__(self) -> None:
         hooked = {phase: tuple(p for p in self.plugins if phase & p.implemented) for phase in Phase}
         object.__setattr__(self, "hooked", hooked)
+        conditional = tuple(p for p in self.plugins if p.entry.when is not None)
+        object.__setattr__(self, "conditional", conditional)
+        object.__setattr__(self, "closing", hooked[Phase.CLOSE])
+        writes = bool(Action.AUTH_RESULTS & self.declared.actions)
+        object.__setattr__(self, "writes_auth_results", writes)
 
     async def close(self) -> None:
         for loaded in self.plugins:

@@ -41,7 +41,6 @@ from ..api import (
     ACCEPT,
     CONTINUE,
     MESSAGE_PHASES,
-    Action,
     Body,
     Change,
     Connection,
@@ -117,7 +116,7 @@ class ChainSession:
         # an MTA may keep one connection open for thousands of messages.
         self.history: collections.deque[MessageRecord] = collections.deque(maxlen=4)
         self._retired: set[str] = set()
-        self._when = Applicability(runtime.plugins)
+        self._when = Applicability(runtime.conditional)
         self._tally = Tally()
         self._metrics = metrics.recorder()
         # Hook timings only where metrics are on (the base recorder counts nothing).
@@ -130,7 +129,7 @@ class ChainSession:
         # only with a reload, which new connections pick up).
         self._debug = log.isEnabledFor(logging.DEBUG)
         # Forged Authentication-Results are removed at end of message.
-        self._writes_auth_results = bool(Action.AUTH_RESULTS & runtime.declared.actions)
+        self._writes_auth_results = runtime.writes_auth_results
 
     # --- helpers ------------------------------------------------------------
 
@@ -572,7 +571,7 @@ class ChainSession:
     async def close(self) -> None:
         if self.msg is not None:
             await self.abort()
-        for p in self.runtime.hooked[Phase.CLOSE]:
+        for p in self.runtime.closing:
             await _verdict(self._call(p, Phase.CLOSE, _closed, (p, self.conn)))
 
     def _summary(self, verdict: Verdict | None, at: str = "eom") -> None:

@@ -15,9 +15,9 @@ import contextvars
 import functools
 import itertools
 import logging
-import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
 from .. import metrics
@@ -152,6 +152,8 @@ class MilterHandler:
         self.idle_timeout = daemon.idle_timeout
         self._writer: Writer | None = None
         self._quickack: Callable[[], None] = _no_quickack
+        self._own: socket.socket | None = None  # see own_socket
+        self._record: metrics.Recorder  # set by session(), as _loop
         self._last_read = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop  # set by session(), before any read
@@ -168,58 +170,96 @@ class MilterHandler:
                 if not await self.drain_events(writer) or not data:
                     break
 
-    @contextlib.asynccontextmanager
-    async def session(self, writer: Writer) -> AsyncIterator[None]:
-        """Around serving one connection: its log context, idle watchdog and
-        metrics; how it ended, in one log line; closing it.
+    def session(
+        self, writer: Writer, loop: asyncio.AbstractEventLoop | None = None
+    ) -> MilterHandler:
+        """Around serving one connection (``async with``): its log context,
+        idle watchdog and metrics; how it ended, in one log line; closing it.
 
         A malformed packet (RemoteProtocolError) or a lost connection ends
         the block quietly after its log line; cancellation (shutdown) is
-        logged, an owed reply tempfailed, and re-raised.
+        logged, an owed reply tempfailed, and re-raised. ``loop``: the
+        running loop, when the caller has it at hand (asking for it costs
+        a getpid() system call on Python 3.11).
+
+        The handler is its own context manager (one connection, one
+        session): an ``asynccontextmanager`` would cost a generator, two
+        ``anext`` calls and a StopAsyncIteration at every connection.
         """
+        self._writer = writer
+        self._loop = loop or asyncio.get_running_loop()
+        return self
+
+    async def __aenter__(self) -> None:
+        writer = self._writer
+        assert writer is not None
         conn_id.set(self.cid)
         queue_id.set("")
-        self._writer = writer
-        own = own_socket(writer.get_extra_info("socket"))
-        self._quickack = quickack_setter(own)
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop
         self._last_read = loop.time()
         # A timer, not a task: it costs one heap entry per idle period, and
         # its log line carries the connection id (this context, copied).
         self._idle_timer = loop.call_later(
             self.idle_timeout, self._check_idle, writer, context=contextvars.copy_context()
         )
-        record = metrics.recorder()
+        self._record = record = metrics.recorder()
         record.connection_opened()
+        # Last: from here on __aexit__ runs, and it lets go of the descriptor.
+        self._own = own = own_socket(writer.get_extra_info("socket"))
+        # TCP_NODELAY is set on the listener and inherited by every
+        # connection (listen.py); QUICKACK is re-armed after each read.
+        self._quickack = _rearm(own)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        writer = self._writer
+        assert writer is not None
+        own, self._own = self._own, None
+        if own is not None:
+            # The transport's descriptor, not ours to close (see own_socket).
+            own.detach()
+            self._quickack = _no_quickack
+        swallowed = False
         try:
-            yield
-        except RemoteProtocolError as exc:
-            # After the idle watchdog's abort the engine sees the end of
-            # input, perhaps mid-packet: that close has had its line.
-            if not self._idle_closed:
-                log.warning("protocol error from MTA, closing the connection: %s", exc)
-                record.protocol_error()
-            # Its traceback holds the frames that hold it (and the protocol,
-            # its transport, the handler): a cycle only the garbage
-            # collector frees. Nothing reads the traceback after the log line.
-            exc.__traceback__ = None
-        except (ConnectionError, OSError) as exc:
-            log.info("connection lost: %s", exc)
-            exc.__traceback__ = None
-        except asyncio.CancelledError:
-            self._cancelled(writer)
-            raise
+            if exc is None:
+                pass
+            elif isinstance(exc, RemoteProtocolError):
+                # After the idle watchdog's abort the engine sees the end of
+                # input, perhaps mid-packet: that close has had its line.
+                if not self._idle_closed:
+                    log.warning("protocol error from MTA, closing the connection: %s", exc)
+                    self._record.protocol_error()
+                # Its traceback holds the frames that hold it (and the
+                # protocol, its transport, the handler): a cycle only the
+                # garbage collector frees. Nothing reads the traceback after
+                # the log line.
+                exc.__traceback__ = None
+                swallowed = True
+            elif isinstance(exc, (ConnectionError, OSError)):
+                log.info("connection lost: %s", exc)
+                exc.__traceback__ = None
+                swallowed = True
+            elif isinstance(exc, asyncio.CancelledError):
+                self._cancelled(writer)
         finally:
-            if own is not None:
-                own.close()
-            record.connection_closed()
+            del exc, tb  # no traceback kept alive by this frame while it waits below
+            self._record.connection_closed()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - not contextlib.suppress: once per connection, cheaper
                 await self.chain.close()
+            except Exception:
+                pass
             writer.close()
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105
                 await writer.wait_closed()
+            except Exception:
+                pass
+        return swallowed
 
     def note_read(self) -> None:
         """After each read: the idle clock restarts and TCP_QUICKACK is re-armed."""
@@ -277,6 +317,14 @@ class MilterHandler:
 
     async def drain_events(self, writer: Writer) -> bool:
         """Handle every complete event; False when the connection is over."""
+        more = self.drain_now(writer)
+        return more if isinstance(more, bool) else await more
+
+    def drain_now(self, writer: Writer) -> bool | Awaitable[bool]:
+        """``drain_events`` run at once: True when every complete event is
+        handled (more bytes are needed), False when the connection is over,
+        or, when a hook waits or the write buffer is full, an awaitable that
+        finishes the job (awaited by the connection's task)."""
         fc = self.fc
         handlers = self._handlers
         while True:
@@ -291,7 +339,7 @@ class MilterHandler:
             try:
                 out = handle(self, event)
                 if not isinstance(out, bytes):
-                    out = await out  # a hook waits: the rest in this task
+                    return self._drain_rest(writer, event, out)  # a hook waits
             except ProtocolError:
                 raise
             except Exception:
@@ -299,8 +347,27 @@ class MilterHandler:
                 out = self._fail_safe()
             if out:
                 writer.write(out)
-                if writer.transport.get_write_buffer_size() > 1024 * 1024:
-                    await writer.drain()
+                if writer.transport.get_write_buffer_size() > _DRAIN_AT:
+                    return self._drain_rest(writer, event, None)
+
+    async def _drain_rest(
+        self, writer: Writer, event: object, answer: Awaitable[bytes] | None
+    ) -> bool:
+        """``drain_now`` from the event whose ``answer`` waits (or, with
+        None, after a write that filled the transport's buffer)."""
+        if answer is not None:
+            try:
+                out = await answer
+            except ProtocolError:
+                raise
+            except Exception:
+                log.exception("internal error handling %s", type(event).__name__)
+                out = self._fail_safe()
+            if out:
+                writer.write(out)
+        if writer.transport.get_write_buffer_size() > _DRAIN_AT:
+            await writer.drain()
+        return await self.drain_events(writer)
 
     def _fail_safe(self) -> bytes:
         """After an internal error: answer an owed reply with the daemon's
@@ -482,6 +549,7 @@ class MilterHandler:
 
 
 _WRITE_AT = 1 << 20
+_DRAIN_AT = 1024 * 1024  # bytes in the transport's buffer before writes wait
 _CONTINUE = Continue()
 
 # The method that handles each command (``MilterHandler._handlers``, by
@@ -523,13 +591,23 @@ def _no_quickack() -> None:
 
 
 def quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
-    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES).
+    """Re-arm TCP_QUICKACK after each read on Linux TCP sockets (see MTA-NOTES),
+    and set TCP_NODELAY now.
 
     ``sock`` is a real socket (or asyncio's wrapper of one); see
     :func:`own_socket` for what a transport gives.
     """
+    if sock is None or sock.family not in _TCP:
+        return _no_quickack
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return _rearm(sock)
+
+
+def _rearm(sock: socket.socket | None) -> Callable[[], None]:
+    """What re-arms TCP_QUICKACK on ``sock``, a TCP socket (or None)."""
     quickack = getattr(socket, "TCP_QUICKACK", None)
-    if sock is None or quickack is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+    if sock is None or quickack is None:
         return _no_quickack
     setsockopt = sock.setsockopt
     level = socket.IPPROTO_TCP
@@ -540,25 +618,32 @@ def quickack_setter(sock: socket.socket | None) -> Callable[[], None]:
         except OSError:
             pass
 
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return setter
 
 
+_TCP = (socket.AF_INET, socket.AF_INET6)
+
+
 def own_socket(sock: Any) -> socket.socket | None:
-    """A socket object of our own on a transport's TCP socket (a duplicate
-    descriptor, closed by the caller), or None for other sockets.
+    """A socket object of our own on a transport's TCP socket, or None for
+    other sockets.
 
     uvloop's transports give a stand-in whose setsockopt builds and drops a
     socket object at every call; asyncio's wrap theirs in a Python method.
-    Socket options belong to the socket, so setting them on the duplicate
-    sets them for the transport.
+    The object returned shares the transport's descriptor (no dup(), and
+    with family, type and protocol given, no system call to ask them):
+    the caller must ``detach()`` it, never close it, and use it only while
+    the transport is open (after the transport closes, the descriptor's
+    number may be another connection's).
     """
-    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+    if sock is None:
+        return None
+    family = getattr(sock, "family", None)
+    if family not in _TCP:
         return None
     try:
-        return socket.socket(fileno=os.dup(sock.fileno()))
-    except OSError:
+        return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, sock.fileno())
+    except (OSError, ValueError):
         return None
 
 

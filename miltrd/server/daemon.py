@@ -19,8 +19,9 @@ import pwd
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from http.server import ThreadingHTTPServer
+from typing import Any
 
 from .. import metrics
 from ..chain import Runtime, build_runtime
@@ -154,14 +155,18 @@ class Daemon:
         backlog = daemon.backlog
         loop = asyncio.get_running_loop()
         entry = _ConnectionTask(self)
+
+        def protocol() -> InlineProtocol:
+            made = InlineProtocol(entry.inline)
+            made.loop = loop
+            return made
+
         for listener in self.listeners:
             unix = listener.sock.family == socket.AF_UNIX
             server: asyncio.base_events.Server
             if self.serves_inline and INLINE:
                 create = loop.create_unix_server if unix else loop.create_server
-                server = await create(
-                    lambda: InlineProtocol(entry.inline), sock=listener.sock, backlog=backlog
-                )
+                server = await create(protocol, sock=listener.sock, backlog=backlog)
             elif unix:
                 server = await asyncio.start_unix_server(entry, sock=listener.sock, backlog=backlog)
             else:
@@ -312,14 +317,18 @@ class _ConnectionTask:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
-    async def inline(self, protocol: InlineProtocol) -> None:
-        await self(protocol, protocol, protocol)
+    def inline(self, protocol: InlineProtocol) -> Coroutine[Any, Any, None]:
+        # Not a coroutine of its own: one frame less to resume at each of
+        # the task's steps.
+        return self(protocol, protocol, protocol)
 
     async def __call__(
         self, reader: Reader, writer: Writer, inline: InlineProtocol | None = None
     ) -> None:
         daemon = self.daemon
-        task = asyncio.current_task()
+        # The inline protocol knows its task (current_task() would ask for
+        # the running loop: a getpid() system call on Python 3.11).
+        task = inline.task if inline is not None else asyncio.current_task()
         assert task is not None
         runtime = daemon.runtime
         if len(daemon.tasks) >= runtime.config.daemon.max_connections:

@@ -28,7 +28,6 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..chain.timebound import start
 from .connection import MilterHandler
 
 __all__ = ["InlineProtocol", "INLINE"]
@@ -54,6 +53,11 @@ class InlineProtocol(asyncio.Protocol):
     run inline in :meth:`data_received`.
     """
 
+    # The loop that serves it, when whoever makes the protocols knows it (the
+    # daemon does): connection_made then need not ask for the running loop,
+    # a getpid() system call on Python 3.11.
+    loop: asyncio.AbstractEventLoop | None = None
+
     def __init__(self, entry: Callable[[InlineProtocol], Coroutine[Any, Any, None]]) -> None:
         self._entry = entry
         self.handler: MilterHandler | None = None
@@ -73,16 +77,16 @@ class InlineProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio.Transport in spirit; uvloop's transports do not subclass it.
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self._loop = loop = self.loop or asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
         # The task runs in this context and so do the inline commands: a
         # context variable set by either is seen by the other.
         self._ctx = contextvars.copy_context()
         self.task: asyncio.Task[None]
         if sys.version_info >= (3, 11):
-            self.task = self._loop.create_task(self._entry(self), context=self._ctx)
+            self.task = loop.create_task(self._entry(self), context=self._ctx)
         else:  # pragma: no cover - Python 3.10: not inline (see INLINE)
-            self.task = self._loop.create_task(self._entry(self))
+            self.task = loop.create_task(self._entry(self))
 
     def data_received(self, data: bytes) -> None:
         handler = self.handler
@@ -149,7 +153,11 @@ class InlineProtocol(asyncio.Protocol):
         self.transport.close()
 
     async def wait_closed(self) -> None:
-        await asyncio.shield(self.closed)
+        closed = self.closed
+        if not closed.done():
+            # Nothing but this waits on ``closed``: no need for shield()'s
+            # second future to keep a cancellation from reaching it.
+            await closed
 
     async def drain(self) -> None:
         """Return once the transport's write buffer is below its high mark."""
@@ -202,7 +210,7 @@ class InlineProtocol(asyncio.Protocol):
         """
         writer = self
         loop = self._loop
-        async with handler.session(writer):
+        async with handler.session(writer, loop):
             try:
                 self.handler = handler
                 if self._raw:
@@ -248,12 +256,12 @@ class InlineProtocol(asyncio.Protocol):
             self._wake(handler.drain_events(self))
             return
         try:
-            finished, value = self._ctx.run(start, handler.drain_events(self))
+            value: Any = self._ctx.run(handler.drain_now, self)
         except BaseException as exc:  # handed to the task, which ends the session
-            finished, value = True, exc
+            value = exc
         finally:
             _tasks._leave_task(loop, task)
-        if finished and value is True:
+        if value is True:
             self._busy = False  # all done: wait for more bytes
             return
         # False (the MTA ended the connection), an exception, or the rest

@@ -31,6 +31,14 @@ class Listener:
         self.sock = sock
         self.spec = spec
         self.path = path  # unix socket file we created, removed at shutdown
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # No Nagle delay on replies (shared/MTA-NOTES.md). Set once here:
+            # every accepted socket inherits it (Linux, the BSDs), instead
+            # of a system call per connection.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                log.warning("%s: cannot set TCP_NODELAY: %s", self.name, exc.strerror or exc)
 
     @property
     def name(self) -> str:
