@@ -286,17 +286,29 @@ def _new_connect(
     return cmd
 
 
+# An MTA makes the same offer on every connection: the command for each
+# offer (immutable: ints and flags) is built once and shared.
+_OFFERS: dict[bytes, OptionNegotiation] = {}
+
+
 def _optneg(data: bytes) -> OptionNegotiation:
     # libmilter reads the first 12 bytes and ignores anything after them.
+    raw = data[:12]
+    cmd = _OFFERS.get(raw)
+    if cmd is not None:
+        return cmd
     if len(data) < _U32X3.size:
         raise RemoteProtocolError(f"OPTNEG: {len(data)} bytes, need 12")
     version, actions, protocol = _U32X3.unpack_from(data)
     if version < MIN_VERSION:
         raise RemoteProtocolError(f"OPTNEG: MTA protocol version {version} is below 2")
-    cmd: OptionNegotiation = _new(OptionNegotiation)
+    cmd = _new(OptionNegotiation)
     _optneg_version(cmd, version)
     _optneg_actions(cmd, ActionFlag(actions))
     _optneg_protocol(cmd, ProtocolFlag(protocol))
+    if len(_OFFERS) >= 64:
+        _OFFERS.clear()
+    _OFFERS[raw] = cmd
     return cmd
 
 
@@ -309,10 +321,10 @@ def _macro(data: bytes) -> DefineMacros:
         _macro_macros(cmd, {})
         return cmd
     _macro_command(cmd, data[0])
-    strings = _argv(data[1:])
     # Pairs in order, a later name overriding an earlier one; an odd last
     # string (a name without a value) is left out by zip.
-    macros = dict(zip(strings[::2], strings[1::2], strict=False))
+    pairs = iter(_argv(data[1:]))
+    macros = dict(zip(pairs, pairs))  # noqa: B905 (one iterator, read in pairs)
     macros.pop("", None)
     _macro_macros(cmd, macros)
     return cmd

@@ -18,7 +18,6 @@ response is not allowed now (nothing owed, not negotiated, wrong stage).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable, Mapping
 
 from ._commands import (
@@ -84,7 +83,12 @@ _AFTER_MAIL_STAGES = MESSAGE_MACRO_STAGES - {Command.MAIL}
 
 # Command(code) is a Python-level Enum call; a reply asks for it every time.
 _COMMANDS: dict[int, Command] = {int(c): c for c in Command}
-_AGREEMENTS: dict[tuple[object, ...], tuple[Negotiated, bytes]] = {}
+# What an agreement fixes for the rest of the connection: the agreement,
+# the reply's bytes, the commands that get a reply, the final replies
+# allowed to each.
+_Agreement = tuple[Negotiated, bytes, frozenset[int], dict[int, frozenset[type]]]
+_AGREEMENTS: dict[tuple[object, ...], _Agreement] = {}
+_UNNEGOTIATED_REPLY_CODES = reply_codes(ProtocolFlag.NONE)
 
 # The hot path compares plain ints and module globals, not Enum attributes.
 _MACRO = int(Command.MACRO)
@@ -101,7 +105,12 @@ _unpack_len = _LEN.unpack_from
 
 
 class FilterConnection:
-    """One milter connection, seen from the filter."""
+    """One milter connection, seen from the filter.
+
+    ``reply_owed`` (bool, read only): whether the MTA waits for a reply to
+    the last command (``awaiting``). A plain attribute, kept in step with
+    ``awaiting``, because a caller asks it for every command.
+    """
 
     def __init__(self, *, max_data_size: int = MDS_1M, min_packet_limit: int = MDS_64K) -> None:
         """``max_data_size``: the largest data size this filter agrees to
@@ -111,7 +120,8 @@ class FilterConnection:
         """
         self._buffer = ReceiveBuffer()
         self._eof = False
-        self._pending: collections.deque[MtaCommand] = collections.deque()
+        # The command held back while its implicit Abort is delivered.
+        self._pending: MtaCommand | None = None
         self._max_data_size = max_data_size
         self._min_limit = min_packet_limit
         self._limit = max(MDS_64K, min_packet_limit)
@@ -119,10 +129,11 @@ class FilterConnection:
         self.offer: OptionNegotiation | None = None
         self.negotiated: Negotiated | None = None
         # The commands that get a reply, fixed by the negotiation.
-        self._reply_codes = reply_codes(ProtocolFlag.NONE)
+        self._reply_codes = _UNNEGOTIATED_REPLY_CODES
         # Command code -> the final replies allowed to it, once negotiated.
         self._finals: dict[int, frozenset[type]] = {}
         self._awaiting: int | None = None
+        self.reply_owed = False  # see the class docstring
         self._replacing_body = False
         self._body_replaced = False
         self._macros: dict[int, dict[str, str]] = {}
@@ -136,11 +147,6 @@ class FilterConnection:
     def awaiting(self) -> Command | None:
         """The command whose reply is owed, or None."""
         return None if self._awaiting is None else _COMMANDS[self._awaiting]
-
-    @property
-    def reply_owed(self) -> bool:
-        """Whether the MTA waits for a reply to the last command (``awaiting``)."""
-        return self._awaiting is not None
 
     @property
     def packet_limit(self) -> int:
@@ -185,8 +191,9 @@ class FilterConnection:
             raise RemoteProtocolError("connection already failed")
         if self._awaiting is not None:
             raise LocalProtocolError(f"a reply to {self.awaiting.name} is owed first")  # type: ignore[union-attr]
-        if self._pending:
-            return self._accept(self._pending.popleft())
+        if self._pending is not None:
+            cmd, self._pending = self._pending, None
+            return self._accept(cmd)
         # The common case inline: a whole packet in the current piece, legal
         # now, not an implicit abort. Anything else takes _next_event, the
         # general path, which reads the same packet again from the buffer.
@@ -221,6 +228,7 @@ class FilterConnection:
                         self._bookkeeping(code, cmd)
                     if code in self._reply_codes:
                         self._awaiting = code
+                        self.reply_owed = True
                     return cmd
         elif start >= end and not buf._size and not self._eof:
             return NEED_DATA
@@ -255,7 +263,7 @@ class FilterConnection:
         if implicit_abort:
             # Deliver Abort first, then the command. Macros sent just before
             # a MAIL belong to the new message and must survive the abort.
-            self._pending.append(cmd)
+            self._pending = cmd
             keep_mail = packet[0] == Command.MAIL
             self._clear_message_macros(keep_mail=keep_mail)
             self._replacing_body = self._body_replaced = False
@@ -268,6 +276,7 @@ class FilterConnection:
             self._bookkeeping(code, cmd)
         if code in self._reply_codes:
             self._awaiting = code
+            self.reply_owed = True
         return cmd
 
     def _bookkeeping(self, code: int, cmd: MtaCommand) -> None:
@@ -319,7 +328,12 @@ class FilterConnection:
             raise LocalProtocolError("no option negotiation to answer")
         # An MTA makes the same offer on every connection and a filter the
         # same request: the agreement and its bytes are worked out once.
-        lists = None if not macros else tuple((k, tuple(v)) for k, v in macros.items())
+        if not macros:
+            lists = None
+        else:
+            lists = tuple(macros.items())  # one call where the lists are tuples already
+            if not all(type(names) is tuple for _, names in lists):
+                lists = tuple((k, tuple(v)) for k, v in lists)
         key = (self.offer, actions, protocol, lists, version, self._max_data_size)
         known = _AGREEMENTS.get(key)
         if known is None:
@@ -333,13 +347,17 @@ class FilterConnection:
             )
             if len(_AGREEMENTS) >= 64:
                 _AGREEMENTS.clear()
-            known = _AGREEMENTS[key] = (agreed, encode_response(reply))
-        agreed, out = known
+            known = _AGREEMENTS[key] = (
+                agreed,
+                encode_response(reply),
+                reply_codes(agreed.protocol),
+                finals_by_code(agreed.protocol, lenient_skip=False),
+            )
+        agreed, out, self._reply_codes, self._finals = known
         self.negotiated = agreed
-        self._reply_codes = reply_codes(agreed.protocol)
-        self._finals = finals_by_code(agreed.protocol, lenient_skip=False)
         self._limit = max(agreed.data_size, self._min_limit)
         self._awaiting = None
+        self.reply_owed = False
         return out
 
     def send(self, response: FilterResponse) -> bytes:
@@ -352,6 +370,7 @@ class FilterConnection:
         # A final reply that is legal now (Continue, Accept, ...): the same
         # as _send's last steps, without its checks for other kinds.
         self._awaiting = None
+        self.reply_owed = False
         state = self.state
         if kind is not Continue and state in MESSAGE_STATES:
             state = self.state = after_final_reply(state, code, kind)  # type: ignore[arg-type]
@@ -381,6 +400,7 @@ class FilterConnection:
             )
         assert kind in FINAL_RESPONSES
         self._awaiting = None
+        self.reply_owed = False
         self.state = after_final_reply(self.state, code, kind)
         if self.state is State.SESSION:
             self._end_message()

@@ -19,6 +19,9 @@ __all__ = ["ReceiveBuffer", "frame", "HEADER_SIZE"]
 HEADER_SIZE = 5  # 4-byte length + 1-byte code
 _LEN = struct.Struct("!I")
 _HEAD = struct.Struct("!IB")
+# Shared by every buffer that has not needed one of its own (most packets
+# arrive whole); never appended to.
+_NO_PARTS: collections.deque[bytes] = collections.deque(maxlen=0)
 
 
 def frame(code: int, data: bytes = b"") -> bytes:
@@ -41,7 +44,7 @@ class ReceiveBuffer:
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
-        self._parts: collections.deque[bytes] = collections.deque()
+        self._parts: collections.deque[bytes] = _NO_PARTS  # a deque of its own once needed
         self._size = 0
 
     def __len__(self) -> int:
@@ -56,6 +59,8 @@ class ReceiveBuffer:
             self._buf = piece
             self._pos = 0
         else:
+            if self._parts is _NO_PARTS:
+                self._parts = collections.deque()
             self._parts.append(piece)
             self._size += len(piece)
 

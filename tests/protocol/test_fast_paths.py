@@ -63,8 +63,9 @@ class GeneralFilterConnection(FilterConnection):
             raise RemoteProtocolError("connection already failed")
         if self._awaiting is not None:
             raise LocalProtocolError(f"a reply to {self.awaiting.name} is owed first")
-        if self._pending:
-            return self._accept(self._pending.popleft())
+        if self._pending is not None:
+            cmd, self._pending = self._pending, None
+            return self._accept(cmd)
         return self._next_event()
 
     def receive_data(self, data) -> None:  # type: ignore[no-untyped-def]
@@ -136,6 +137,7 @@ def _outcome(call):  # type: ignore[no-untyped-def]
 
 
 def _snapshot(conn: FilterConnection) -> tuple[object, ...]:
+    assert conn.reply_owed is (conn.awaiting is not None)
     return (conn.state, conn.awaiting, conn.macros(), conn.buffered, conn.negotiated)
 
 
