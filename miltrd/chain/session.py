@@ -59,7 +59,7 @@ from .applicability import Applicability
 from .authresults import with_auth_results
 from .record import MessageRecord, Tally, describe_change
 from .runtime import LoadedPlugin, Runtime
-from .timebound import resume_bounded
+from .timebound import resume_bounded, then
 
 __all__ = ["ChainSession", "EomResult", "on_error_verdict"]
 
@@ -236,9 +236,7 @@ class ChainSession:
             return self._raised(p, phase)
         finally:
             if not waiting:
-                self.conn.caller = None
-                if self._timed:
-                    self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
+                self._hook_done(p, phase, started)
         if result is CONTINUE and not self._debug:
             return result
         return self._outcome(p, phase, result)
@@ -415,12 +413,7 @@ class ChainSession:
         verdict = self._run(Phase.RCPT, "on_rcpt", (msg, bare), recipient=bare)
         if isinstance(verdict, Verdict):
             return self._rcpt_done(verdict, msg, bare, recipient)
-        return self._rcpt_later(verdict, msg, bare, recipient)
-
-    async def _rcpt_later(
-        self, verdict: Awaitable[Verdict], msg: Message, bare: str, recipient: str
-    ) -> Verdict:
-        return self._rcpt_done(await verdict, msg, bare, recipient)
+        return then(verdict, self._rcpt_done, msg, bare, recipient)
 
     def _rcpt_done(self, verdict: Verdict, msg: Message, bare: str, recipient: str) -> Verdict:
         if verdict.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL):
@@ -498,10 +491,7 @@ class ChainSession:
             return verdict
         if isinstance(verdict, Verdict):
             return self._settle(verdict, phase)
-        return self._settle_later(verdict, phase)
-
-    async def _settle_later(self, verdict: Awaitable[Verdict], phase: Phase) -> Verdict:
-        return self._settle(await verdict, phase)
+        return then(verdict, self._settle, phase)
 
     async def eom(self) -> EomResult:
         """Run end of message: the final verdict, and the changes to send

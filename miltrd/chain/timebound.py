@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["bounded", "resume_bounded", "start"]
+__all__ = ["bounded", "resume_bounded", "start", "then"]
 
 T = TypeVar("T")
 
@@ -81,3 +81,12 @@ def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
     except StopIteration as done:
         return True, done.value
     return False, _Resume(coro, pending)
+
+
+R = TypeVar("R")
+
+
+async def then(pending: Awaitable[T], finish: Callable[..., R], *args: Any) -> R:
+    """``finish(await pending, *args)``: the rest of a step that runs at
+    once when nothing waits (the chain's and the daemon's ``*_now``)."""
+    return finish(await pending, *args)

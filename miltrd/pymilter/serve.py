@@ -197,8 +197,7 @@ class PymilterHandler(MilterHandler):
             except ProtocolError:
                 raise
             except Exception:
-                log.exception("internal error handling %s", type(event).__name__)
-                out = self._fail_safe()
+                out = self._internal_error(event)
             if out:
                 self._send(sock, out)
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 from .. import metrics
 from ..api import CONTINUE, Connection, Phase, Verdict
 from ..chain import ChainSession, EomResult, Runtime, on_error_verdict
-from ..chain.timebound import start
+from ..chain.timebound import start, then
 from ..logs import conn_id, queue_id
 from ..protocol import (
     MDS_1M,
@@ -343,8 +343,7 @@ class MilterHandler:
             except ProtocolError:
                 raise
             except Exception:
-                log.exception("internal error handling %s", type(event).__name__)
-                out = self._fail_safe()
+                out = self._internal_error(event)
             if out:
                 writer.write(out)
                 if writer.transport.get_write_buffer_size() > _DRAIN_AT:
@@ -361,13 +360,18 @@ class MilterHandler:
             except ProtocolError:
                 raise
             except Exception:
-                log.exception("internal error handling %s", type(event).__name__)
-                out = self._fail_safe()
+                out = self._internal_error(event)
             if out:
                 writer.write(out)
         if writer.transport.get_write_buffer_size() > _DRAIN_AT:
             await writer.drain()
         return await self.drain_events(writer)
+
+    def _internal_error(self, event: object) -> bytes:
+        """In an ``except`` block: log the error handling ``event`` with its
+        traceback, and answer as ``_fail_safe``."""
+        log.exception("internal error handling %s", type(event).__name__)
+        return self._fail_safe()
 
     def _fail_safe(self) -> bytes:
         """After an internal error: answer an owed reply with the daemon's
@@ -396,10 +400,7 @@ class MilterHandler:
             return b""
         if isinstance(verdict, Verdict):
             return self._answer(verdict)
-        return self._answer_later(verdict)
-
-    async def _answer_later(self, verdict: Awaitable[Verdict]) -> bytes:
-        return self._answer(await verdict)
+        return then(verdict, self._answer)
 
     async def _dispatch(self, event: object) -> bytes:
         """The bytes that answer one command (what drain_events does for each)."""
@@ -449,11 +450,8 @@ class MilterHandler:
     def _on_body(self, event: BodyChunk) -> bytes | Awaitable[bytes]:
         verdict = self.chain.body_now(event.data)
         if not isinstance(verdict, Verdict):
-            return self._body_later(verdict)
+            return then(verdict, self._body_reply)
         return self._body_reply(verdict)
-
-    async def _body_later(self, verdict: Awaitable[Verdict]) -> bytes:
-        return self._body_reply(await verdict)
 
     def _body_reply(self, verdict: Verdict) -> bytes:
         negotiated = self.fc.negotiated
