@@ -268,6 +268,16 @@ class MilterHandler:
         self._last_read = self._loop.time()
         self._quickack()
 
+    def note_input(self) -> None:
+        """After a read whose commands run at once (server/inline.py): the
+        idle clock restarts; the ACK is left to ``ack_now``, called only
+        where no reply went out with one."""
+        self._last_read = self._loop.time()
+
+    def ack_now(self) -> None:
+        """Re-arm TCP_QUICKACK: the kernel ACKs what was read at once."""
+        self._quickack()
+
     def _cancelled(self, writer: Writer) -> None:
         """The daemon gave up on this session (shutdown_timeout passed).
 

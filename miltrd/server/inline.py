@@ -71,6 +71,7 @@ class InlineProtocol(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._wrote = False  # a reply was written since the last read
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -96,12 +97,16 @@ class InlineProtocol(asyncio.Protocol):
             if len(self._raw) > PAUSE_AT:
                 self._pause_reading()
             return
-        handler.note_read()
+        handler.note_input()
         handler.fc.receive_data(data)
-        if not self._busy:
-            self._run_inline()
-        elif handler.fc.buffered > PAUSE_AT:
-            self._pause_reading()
+        if self._busy:  # a hook waits: the task takes these commands later
+            handler.ack_now()
+            if handler.fc.buffered > PAUSE_AT:
+                self._pause_reading()
+            return
+        self._wrote = False
+        self._run_inline()
+        self._ack_unanswered()
 
     def eof_received(self) -> bool:
         self._end_of_input()
@@ -145,6 +150,7 @@ class InlineProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self.transport.write(data)
+        self._wrote = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
@@ -213,13 +219,17 @@ class InlineProtocol(asyncio.Protocol):
         async with handler.session(writer, loop):
             try:
                 self.handler = handler
-                if self._raw:
-                    handler.note_read()
+                self._wrote = False
+                read = bool(self._raw)
+                if read:
+                    handler.note_input()
                     handler.fc.receive_data(bytes(self._raw))
                     self._raw.clear()
                 if self._eof:
                     handler.fc.receive_data(b"")
                 more = await handler.drain_events(writer)
+                if read:
+                    self._ack_unanswered()
                 while more:
                     if self._lost is not None:
                         raise self._lost
@@ -267,6 +277,26 @@ class InlineProtocol(asyncio.Protocol):
         # False (the MTA ended the connection), an exception, or the rest
         # of a hook that waits: the task carries on with it.
         self._wake(value)
+
+    def _ack_unanswered(self) -> None:
+        """After the commands of a read have run: ACK at once unless a reply
+        went out (and carried the ACK).
+
+        An MTA without TCP_NODELAY (Sendmail) holds its next small write
+        until the last one is ACKed; a read that gets no reply (macros, a
+        no-reply phase, a hook that waits) would otherwise be ACKed only
+        when the kernel's delayed-ACK timer fires, up to 40 ms later
+        (shared/MTA-NOTES.md). Re-arming TCP_QUICKACK sends that ACK now.
+        Where a reply was written, the same setsockopt would send an ACK of
+        its own on top of the reply: a second trip through the TCP stack
+        per command, for nothing.
+        """
+        transport = self.transport
+        if self._wrote and not transport.get_write_buffer_size():
+            return
+        handler = self.handler
+        if handler is not None and not transport.is_closing():
+            handler.ack_now()
 
     def _wake(self, item: Any) -> None:
         """Hand ``item`` to the task: what the task is to do next."""

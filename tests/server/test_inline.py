@@ -598,3 +598,52 @@ def test_ended_connections_leave_no_garbage_cycles(
         gc.enable()
     assert len(protocols) == 50
     assert alive == 0, f"{alive} of 50 protocols kept alive by reference cycles"
+
+
+# --- ACKs ------------------------------------------------------------------------
+
+RECORDER = '[chain]\nplugins = ["rec"]\n[plugins.rec]\nuse = "tests.testplugins:Recorder"\n'
+
+
+def test_quickack_only_for_reads_no_reply_answers(
+    tmp_path: Path, loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TCP_QUICKACK is re-armed (the kernel ACKs at once) after a read that
+    gets no reply, here a macro packet alone: an MTA without TCP_NODELAY
+    would hold its next packet until that ACK came, up to 40 ms later. A
+    read answered at once is not: the reply carries the ACK, and the
+    setsockopt would send a second, empty segment."""
+    from miltrd.server import connection
+
+    acks: list[int] = []
+    real = connection._rearm
+
+    def counting(sock: socket.socket | None) -> Callable[[], None]:
+        setter = real(sock)
+
+        def rearm() -> None:
+            acks.append(1)
+            setter()
+
+        return rearm
+
+    monkeypatch.setattr(connection, "_rearm", counting)
+
+    async def body(daemon: Daemon, spec: str) -> Any:
+        mta = await RawMta.open(spec)
+        await mta.hello()  # OPTNEG and CONNECT, each answered (HELO is not asked for)
+        answered = len(acks)
+        await mta.write(mta.mta.send(DefineMacros(Command.MAIL, {"i": "4XyZ1"})))
+        for _ in range(500):
+            if acks[answered:]:
+                break
+            await asyncio.sleep(0.01)
+        after_macros = len(acks)
+        replies = await mta.command(MailFrom("<a@example.org>", ()))
+        mta.close()
+        await settle(daemon)
+        return answered, after_macros, len(acks), replies
+
+    answered, after_macros, end, replies = run_daemon(tmp_path, loop_name, RECORDER, body)
+    assert [type(r).__name__ for r in replies] == ["Continue"]
+    assert (answered, after_macros, end) == (0, 1, 1)
