@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..api import DECIDING_PHASES, Action, Caller, OptionError, Phase, Plugin
+from ..api import DECIDING_PHASES, HOOKS, Action, Caller, OptionError, Phase, Plugin
 from ..config import Config, ConfigError, Mode, OnError, PluginEntry, Problem
 
 __all__ = ["Runtime", "LoadedPlugin", "Declared", "build_runtime", "CORE_OBSERVES", "CORE_MACROS"]
@@ -50,9 +51,14 @@ class LoadedPlugin:
     # Read at every hook call, so stored rather than derived each time.
     name: str = field(init=False)  # the chain entry's name
     observe_only: bool = field(init=False)  # mode = "observe"
+    # Hook name ("on_header") -> the plugin's bound method: looked up once,
+    # not bound anew at every call.
+    hooks: Mapping[str, Callable[..., Any]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.entry.name)
+        hooks = {name: getattr(self.plugin, name) for name in HOOKS}
+        object.__setattr__(self, "hooks", hooks)
         object.__setattr__(self, "observe_only", self.entry.mode is Mode.OBSERVE)
         caller = Caller(self.name, self.actions, self.observe_only, self.position)
         object.__setattr__(self, "caller", caller)

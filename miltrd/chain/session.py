@@ -319,11 +319,12 @@ class ChainSession:
                 f" <{recipient}>" if recipient else "",
                 ", ".join(p.name for p in active) or "no plugin to call",
             )
-        for i, p in enumerate(active):
-            verdict = self._call(p, phase, getattr(p.plugin, hook), args)
+        for p in active:
+            verdict = self._call(p, phase, p.hooks[hook], args)
             if verdict is CONTINUE:
                 continue
             if not isinstance(verdict, Verdict):
+                i = active.index(p)
                 return self._run_rest(phase, hook, args, active, i, verdict, retired_scope)
             if verdict.kind is VerdictKind.CONTINUE:
                 continue
@@ -355,7 +356,7 @@ class ChainSession:
             if i >= len(active):
                 break
             p = active[i]
-            called = self._call(p, phase, getattr(p.plugin, hook), args)
+            called = self._call(p, phase, p.hooks[hook], args)
             verdict = called if isinstance(called, Verdict) else await called
         return ACCEPT if self._all_accepted(phase) else CONTINUE
 
@@ -386,14 +387,14 @@ class ChainSession:
         if self._final is not None:
             return self._final
         verdict = self._run(Phase.CONNECT, "on_connect", (self.conn,))
-        return self._settle_now(verdict, Phase.CONNECT)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.CONNECT)
 
     def helo_now(self, name: str) -> Verdict | Awaitable[Verdict]:
         self.conn.helo = name
         if self._final is not None:
             return self._final
         verdict = self._run(Phase.HELO, "on_helo", (self.conn, name))
-        return self._settle_now(verdict, Phase.HELO)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.HELO)
 
     def mail_now(self, sender: str, args: tuple[str, ...]) -> Verdict | Awaitable[Verdict]:
         msg = self._new_message()
@@ -401,7 +402,7 @@ class ChainSession:
         msg.sender_args = args
         self._refresh_qid()
         verdict = self._run(Phase.MAIL, "on_mail", (msg, msg.sender))
-        return self._settle_now(verdict, Phase.MAIL)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.MAIL)
 
     def rcpt_now(self, recipient: str, args: tuple[str, ...]) -> Verdict | Awaitable[Verdict]:
         if self._final is not None:
@@ -433,7 +434,7 @@ class ChainSession:
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = self._run(Phase.DATA, "on_data", (msg,))
-        return self._settle_now(verdict, Phase.DATA)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.DATA)
 
     def header_now(self, name: str, value: str) -> Verdict | Awaitable[Verdict]:
         if self._final is not None:
@@ -441,7 +442,7 @@ class ChainSession:
         msg = self.msg or self._new_message()
         msg.received_headers.append((name, value))
         verdict = self._run(Phase.HEADER, "on_header", (msg, name, value))
-        return self._settle_now(verdict, Phase.HEADER)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.HEADER)
 
     def eoh_now(self) -> Verdict | Awaitable[Verdict]:
         if self._final is not None:
@@ -449,7 +450,7 @@ class ChainSession:
         msg = self.msg or self._new_message()
         self._refresh_qid()
         verdict = self._run(Phase.EOH, "on_eoh", (msg,))
-        return self._settle_now(verdict, Phase.EOH)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.EOH)
 
     def body_now(self, chunk: bytes) -> Verdict | Awaitable[Verdict]:
         if self._final is not None:
@@ -458,7 +459,7 @@ class ChainSession:
         if self._keeps_body():
             msg.body.append(chunk)
         verdict = self._run(Phase.BODY, "on_body", (msg, chunk))
-        return self._settle_now(verdict, Phase.BODY)
+        return verdict if verdict is CONTINUE else self._settle_now(verdict, Phase.BODY)
 
     async def connect(self) -> Verdict:
         return await _verdict(self.connect_now())
@@ -487,8 +488,8 @@ class ChainSession:
     def _settle_now(
         self, verdict: Verdict | Awaitable[Verdict], phase: Phase
     ) -> Verdict | Awaitable[Verdict]:
-        if verdict is CONTINUE:
-            return verdict
+        # The phases ask ``verdict is CONTINUE`` before calling this: the
+        # usual answer then costs no call.
         if isinstance(verdict, Verdict):
             return self._settle(verdict, phase)
         return then(verdict, self._settle, phase)

@@ -406,8 +406,9 @@ class MilterHandler:
 
     def _reply(self, verdict: Verdict | Awaitable[Verdict]) -> bytes | Awaitable[bytes]:
         """``_answer``, or an awaitable of it where a hook waits."""
-        if verdict is CONTINUE and not self.fc.reply_owed:
-            return b""
+        if verdict is CONTINUE:  # the usual answer, without _answer's call
+            fc = self.fc
+            return fc.send(_CONTINUE) if fc.reply_owed else b""
         if isinstance(verdict, Verdict):
             return self._answer(verdict)
         return then(verdict, self._answer)

@@ -39,6 +39,10 @@ INLINE = (
     and callable(getattr(_tasks, "_leave_task", None))
 )
 
+# Bound once: the module attribute lookups would run at every read.
+_enter_task: Any = getattr(_tasks, "_enter_task", None)
+_leave_task: Any = getattr(_tasks, "_leave_task", None)
+
 # Bytes buffered while a hook waits before the socket stops being read
 # (a StreamReader's default limit is 64 KiB, paused at twice that).
 PAUSE_AT = 256 * 1024
@@ -106,7 +110,8 @@ class InlineProtocol(asyncio.Protocol):
             return
         self._wrote = False
         self._run_inline()
-        self._ack_unanswered()
+        if not self._wrote or self.transport.get_write_buffer_size():
+            self._ack_unanswered()
 
     def eof_received(self) -> bool:
         self._end_of_input()
@@ -228,7 +233,7 @@ class InlineProtocol(asyncio.Protocol):
                 if self._eof:
                     handler.fc.receive_data(b"")
                 more = await handler.drain_events(writer)
-                if read:
+                if read and (not self._wrote or self.transport.get_write_buffer_size()):
                     self._ack_unanswered()
                 while more:
                     if self._lost is not None:
@@ -261,7 +266,7 @@ class InlineProtocol(asyncio.Protocol):
         self._busy = True
         loop, task = self._loop, self.task
         try:
-            _tasks._enter_task(loop, task)
+            _enter_task(loop, task)
         except RuntimeError:  # another task is current: let ours run them
             self._wake(handler.drain_events(self))
             return
@@ -270,7 +275,7 @@ class InlineProtocol(asyncio.Protocol):
         except BaseException as exc:  # handed to the task, which ends the session
             value = exc
         finally:
-            _tasks._leave_task(loop, task)
+            _leave_task(loop, task)
         if value is True:
             self._busy = False  # all done: wait for more bytes
             return
@@ -279,8 +284,8 @@ class InlineProtocol(asyncio.Protocol):
         self._wake(value)
 
     def _ack_unanswered(self) -> None:
-        """After the commands of a read have run: ACK at once unless a reply
-        went out (and carried the ACK).
+        """After the commands of a read have run, when no reply went out
+        (the caller asks; a reply carries the ACK): ACK at once.
 
         An MTA without TCP_NODELAY (Sendmail) holds its next small write
         until the last one is ACKed; a read that gets no reply (macros, a
@@ -291,11 +296,8 @@ class InlineProtocol(asyncio.Protocol):
         its own on top of the reply: a second trip through the TCP stack
         per command, for nothing.
         """
-        transport = self.transport
-        if self._wrote and not transport.get_write_buffer_size():
-            return
         handler = self.handler
-        if handler is not None and not transport.is_closing():
+        if handler is not None and not self.transport.is_closing():
             handler.ack_now()
 
     def _wake(self, item: Any) -> None:
