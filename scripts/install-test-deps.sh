@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 # systemd-container (systemd-nspawn) make and boot the Debian container they
 # install the deb in (never on this machine). python3-venv: scripts/venv.sh.
 # opendkim, opendkim-tools, opendmarc: the DKIM and DMARC peers miltrd is compared
-# with; publicsuffix: the Public Suffix List file the dmarc plugin reads.
+# with; publicsuffix: the Public Suffix List file the dmarc plugin reads;
+# python3-dkim: Debian's dkimpy, whose dkimverify command checks what miltrd signs.
 # python3-dev: the C pymilter (the [bench] extra) builds against Python.h.
 PKGS="postfix miltertest libmilter-dev gcc python3-dev swaks dnsmasq-base libwrap0 m4
       debhelper dh-python pybuild-plugin-pyproject python3-all rpm man-db python3-venv
-      opendkim opendkim-tools opendmarc publicsuffix"
+      opendkim opendkim-tools opendmarc publicsuffix python3-dkim"
 # Without their recommends (libnss-mymachines would edit nsswitch.conf).
 BARE="debootstrap systemd-container"
 SUDO=""
