@@ -1,0 +1,111 @@
+"""Filter CPU per message split into user and system time, at one connection.
+
+    python3 -m bench.cpusplit                              # 4 KiB, this checkout
+    python3 -m bench.cpusplit --size 262144 --compare-tree DIR
+
+At one connection every milter round trip wakes the filter once, so what a
+filter pays per wake-up (the kernel's loopback TCP, the scheduler, cold
+caches) weighs most there, and a single run moves with the machine's load.
+This runs each filter in turn for ``--seconds`` with the Postfix-shaped
+generator (bench/postfixgen.py: one connection, a new milter connection per
+message by default), ``--repeat`` rounds in which the filters alternate, so
+that a change of load falls on all of them alike, and prints each round and
+the medians: user and system milliseconds of the filter process per message
+served (from /proc/PID/stat, utime and stime, in clock ticks of 10 ms: give
+each cell a few seconds), and the ratios of miltrd's two rows to pymilter's
+(``Reference`` to a reply per callback, ``Declared`` to ``@Milter.noreply``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+from statistics import median
+
+from .postfixgen import run_postfix_like
+from .run import REFERENCE_CHAIN, TICKS, Filter, make_filters, miltrd_filter
+
+__all__ = ["user_system"]
+
+_PEERS = {"miltrd Reference": "pymilter", "miltrd Declared": "pymilter-noreply"}
+
+
+def user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid``, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cell(f: Filter, size: int, per_connection: int, seconds: float) -> tuple[float, float]:
+    """(user ms, system ms) per message for one run of filter ``f``."""
+    assert f.proc is not None
+    u0, s0 = user_system(f.proc.pid)
+    load = run_postfix_like(
+        "127.0.0.1",
+        f.port,
+        connections=1,
+        size=size,
+        per_connection=per_connection,
+        seconds=seconds,
+    )
+    result, _wall, _gen = asyncio.run(load)
+    u1, s1 = user_system(f.proc.pid)
+    served = max(result.total, 1)
+    if result.errors:
+        print(f"# {f.name}: {result.errors} errors")
+    return (u1 - u0) / served * 1000, (s1 - s0) / served * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=4096, help="message size in bytes")
+    ap.add_argument("--per-connection", type=int, default=1, help="messages per connection")
+    ap.add_argument("--seconds", type=float, default=4.0, help="per cell")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds, filters alternating")
+    ap.add_argument("--filters", default="pymilter,pymilter-nr,miltrd")
+    ap.add_argument("--compare-tree", type=Path, help="another checkout's miltrd rows too")
+    ap.add_argument("--compare-label", default="before")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="cpusplit-"))
+    filters = make_filters(tmp, set(args.filters.split(",")))
+    if args.compare_tree:
+        tree = args.compare_tree.resolve()
+        for cls in ("Reference", "Declared"):
+            chain = REFERENCE_CHAIN.format(cls=cls)
+            label = f"miltrd {cls} @{args.compare_label}"
+            filters.append(miltrd_filter(label, chain, tmp, tree=tree))
+    runs: dict[str, list[tuple[float, float]]] = {f.name: [] for f in filters}
+    print(
+        f"# {args.size // 1024} KiB, 1 connection, {args.per_connection} msgs per milter "
+        f"connection, {args.seconds:g} s per cell, {args.repeat} alternating rounds"
+    )
+    try:
+        for f in filters:
+            f.start()
+        for n in range(args.repeat):
+            for f in filters:
+                user, system = cell(f, args.size, args.per_connection, args.seconds)
+                runs[f.name].append((user, system))
+                print(f"# round {n + 1} {f.name}: user {user:.3f} sys {system:.3f} ms/msg")
+    finally:
+        for f in filters:
+            f.stop()
+    totals: dict[str, float] = {}
+    print("| filter | user ms/msg | system ms/msg | total ms/msg (median of totals) |")
+    print("|---|---|---|---|")
+    for name, values in runs.items():
+        totals[name] = median(u + s for u, s in values)
+        user = median(u for u, _ in values)
+        system = median(s for _, s in values)
+        print(f"| {name} | {user:.3f} | {system:.3f} | {totals[name]:.3f} |")
+    for name, total in totals.items():
+        peer = _PEERS.get(name.split(" @")[0])
+        if peer in totals:
+            print(f"# {name} / {peer}: {total / totals[peer]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
