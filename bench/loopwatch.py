@@ -18,6 +18,7 @@ cell. Timing costs about a microsecond per callback.
 from __future__ import annotations
 
 import asyncio.events
+import gc
 import json
 import os
 import runpy
@@ -29,6 +30,12 @@ from typing import Any
 _cpu: list[float] = []
 _wall: list[float] = []
 _seq = 0
+# The longest callback (CPU) since the last dump, and what it was.
+_longest = 0.0
+_longest_what = ""
+# The garbage collector's longest pause (CPU) since the last dump, by generation.
+_gc_max = [0.0, 0.0, 0.0]
+_gc_started = 0.0
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -36,15 +43,20 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _dump(*_: Any) -> None:
-    global _cpu, _wall, _seq
+    global _cpu, _wall, _seq, _longest, _longest_what
     cpu, wall = sorted(_cpu), sorted(_wall)
     _cpu, _wall = [], []
+    what, _longest, _longest_what = _longest_what, 0.0, ""
+    gc_max = [round(t * 1000, 2) for t in _gc_max]
+    _gc_max[:] = [0.0, 0.0, 0.0]
     _seq += 1
     figures = {
         "seq": _seq,
         "callbacks": len(cpu),
         "cpu_ms": {"p50": _pct(cpu, 0.5), "p99": _pct(cpu, 0.99), "p999": _pct(cpu, 0.999)},
         "cpu_max_ms": cpu[-1] * 1000 if cpu else 0.0,
+        "cpu_max_what": what,
+        "gc_max_ms": gc_max,
         "wall_ms": {"p99": _pct(wall, 0.99), "p999": _pct(wall, 0.999)},
         "wall_max_ms": wall[-1] * 1000 if wall else 0.0,
         "cpu_total_s": sum(cpu),
@@ -60,14 +72,29 @@ def _install() -> None:
     wall, cpu = time.perf_counter, time.thread_time
 
     def timed(self: asyncio.events.Handle) -> None:
+        global _longest, _longest_what
         w, c = wall(), cpu()
         try:
             original(self)
         finally:
-            _cpu.append(cpu() - c)
+            spent = cpu() - c
+            _cpu.append(spent)
             _wall.append(wall() - w)
+            if spent > _longest:
+                _longest = spent
+                _longest_what = repr(self)[:300]
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        global _gc_started
+        if phase == "start":
+            _gc_started = cpu()
+        else:
+            gen = info["generation"]
+            _gc_max[gen] = max(_gc_max[gen], cpu() - _gc_started)
+
+    gc.callbacks.append(collecting)
     signal.signal(signal.SIGUSR2, _dump)
 
 

@@ -259,6 +259,12 @@ def _cell(
     small = asyncio.run(small_load(f.port, small_conns, seconds))
     cpu = (cpu_seconds(f.proc.pid) - cpu0) / (time.monotonic() - t0)
     turns = _loop_figures(f, watch)
+    if turns.get("cpu_max_what"):
+        print(
+            f"# {f.name}: longest callback {turns['cpu_max_ms']:.1f} ms CPU: "
+            f"{turns['cpu_max_what']}; longest garbage collection by generation, "
+            f"ms CPU: {turns.get('gc_max_ms')}"
+        )
     big = 0.0
     for p, rate in senders:
         p.join(timeout=seconds + 120)

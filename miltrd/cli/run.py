@@ -13,6 +13,7 @@ from ..chain import build_runtime
 from ..config import ConfigError, load
 from ..logs import setup_logging
 from ..server import Daemon, StartupError, eventloop
+from ..server.daemon import freeze_long_lived
 from ..server.workers import Supervisor, block_signals
 from .check import timeout_warnings
 
@@ -69,6 +70,7 @@ def _run(path: str, previous: set[int | signal.Signals]) -> int:
     async def main() -> None:
         remove = daemon.install_signal_handlers()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        freeze_long_lived()
         try:
             await daemon.run()
         finally:

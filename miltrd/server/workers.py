@@ -45,7 +45,13 @@ from ..chain import Runtime, build_runtime
 from ..config import ConfigError, WorkerCount, load, parse_metrics_listen
 from . import eventloop, systemd
 from .connection import set_conn_prefix
-from .daemon import Daemon, StartupError, drop_privileges, remove_socket_files
+from .daemon import (
+    Daemon,
+    StartupError,
+    drop_privileges,
+    freeze_long_lived,
+    remove_socket_files,
+)
 from .listen import Listener
 
 __all__ = ["Supervisor", "CONTROL_SIGNALS", "block_signals"]
@@ -321,6 +327,7 @@ def _worker_main(
         # Handlers are in place: a signal that arrived while the worker
         # started is delivered to them now (a SIGHUP reloads once serving).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        freeze_long_lived()
         try:
             await daemon.run(notify=False, on_ready=ready)
         finally:
