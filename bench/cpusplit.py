@@ -58,15 +58,27 @@ def cell(f: Filter, size: int, per_connection: int, seconds: float) -> tuple[flo
     return (u1 - u0) / served * 1000, (s1 - s0) / served * 1000
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python3 -m bench.cpusplit",
+        description=__doc__,
+        formatter_class=_Help,
+    )
     ap.add_argument("--size", type=int, default=4096, help="message size in bytes")
-    ap.add_argument("--per-connection", type=int, default=1, help="messages per connection")
-    ap.add_argument("--seconds", type=float, default=4.0, help="per cell")
-    ap.add_argument("--repeat", type=int, default=5, help="rounds, filters alternating")
-    ap.add_argument("--filters", default="pymilter,pymilter-nr,miltrd")
+    ap.add_argument("--per-connection", type=int, default=1, help="messages per milter connection")
+    ap.add_argument("--seconds", type=float, default=4.0, help="seconds per cell")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds, the filters alternating")
+    ap.add_argument(
+        "--filters",
+        default="pymilter,pymilter-nr,miltrd",
+        help="which filters, as bench.run names them (miltrd = Reference and Declared)",
+    )
     ap.add_argument("--compare-tree", type=Path, help="another checkout's miltrd rows too")
-    ap.add_argument("--compare-label", default="before")
+    ap.add_argument("--compare-label", default="before", help="their label")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="cpusplit-"))
     filters = make_filters(tmp, set(args.filters.split(",")))

@@ -237,3 +237,14 @@ def test_readme_names_every_package_the_tests_and_the_deb_install() -> None:
 def test_install_test_deps_refers_to_nothing_outside_the_repository() -> None:
     script = (REPO / "scripts" / "install-test-deps.sh").read_text()
     assert "MTA-NOTES" not in script
+
+
+def test_pymilter_help_lists_its_options_and_exit_status() -> None:
+    result = miltrd("pymilter", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert text.startswith("usage: miltrd pymilter [-c FILE] [--log-level LEVEL]")
+    for option in ("-c FILE, --config FILE", "--log-level LEVEL", "-m MODULE", "PROGRAM.py"):
+        assert option in text
+    assert "exit status: the program's own; 2 a command-line mistake" in text
+    assert "``" not in text  # plain text, not the module's reStructuredText

@@ -290,12 +290,15 @@ class ChainSession:
         if result.kind is VerdictKind.CONTINUE:
             return result
         tally = self._tally
-        tally.verdicts[p.name] = result.kind.value
-        self._metrics.verdict(p.name, result.kind.value)
         if p.observe_only:
             log.info("plugin %s (observe): would %s", p.name, result.describe())
-            tally.verdicts[p.name] = f"would-{result.kind.value}"
+            # Counted as the summary line says it, never as a refusal the
+            # MTA was not told of.
+            label = tally.verdicts[p.name] = f"would-{result.kind.value}"
+            self._metrics.verdict(p.name, label)
             return CONTINUE
+        tally.verdicts[p.name] = result.kind.value
+        self._metrics.verdict(p.name, result.kind.value)
         return result
 
     def _run(

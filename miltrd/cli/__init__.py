@@ -4,7 +4,8 @@ Exit statuses (also in ``miltrd --help``): 0 done (``replay``: accepted),
 1 the configuration has errors or the daemon/milter could not be reached,
 2 a command-line mistake (unknown option, unreadable message file, a
 malformed ``--connect``), 141 the reader of standard output went away
-(``miltrd check | head -1``: 128 + SIGPIPE, as for a C program).
+before all was written (a long ``miltrd stats`` piped into ``head -1``:
+128 + SIGPIPE, as for a C program).
 ``replay`` also says its verdict: 4 tempfail, 5 reject, 6 discard.
 ``pymilter`` exits with the program's own status.
 """

@@ -22,6 +22,30 @@ __all__ = ["pymilter_main", "USAGE"]
 
 USAGE = "usage: miltrd pymilter [-c FILE] [--log-level LEVEL] (PROGRAM.py | -m MODULE) [ARGS...]"
 
+# Written out rather than made by argparse: everything after the program is
+# the program's own, options that look like miltrd's included.
+HELP = f"""{USAGE}
+
+Run a pymilter program unchanged on miltrd's engine: in this process only,
+"import Milter" and "import milter" give miltrd's compatibility layer, so
+the program's Milter.runmilter(...) serves on miltrd's daemon. It listens
+on the socket the program passes to runmilter.
+
+options:
+  -h, --help            show this help message and exit
+  -c FILE, --config FILE
+                        the daemon settings (limits, logging, user, metrics)
+                        from a miltrd config file (default: miltrd's defaults)
+  --log-level LEVEL     debug, info, warning or error (default: the config's,
+                        else info)
+  -m MODULE             run MODULE as the program, as python3 -m does; what
+                        follows is its arguments
+  PROGRAM.py [ARGS...]  the program and its own arguments
+
+exit status:
+  the program's own; 2 a command-line mistake (no program, a bad --log-level)
+"""
+
 
 def pymilter_main(argv: Sequence[str]) -> int:
     args = list(argv)
@@ -31,8 +55,7 @@ def pymilter_main(argv: Sequence[str]) -> int:
     while args:
         head = args[0]
         if head in ("-h", "--help"):
-            print(USAGE)
-            print(__doc__.split("\n\n", 1)[1].strip())
+            print(HELP, end="")
             return 0
         if head in ("-c", "--config", "--log-level", "-m") and len(args) >= 2:
             value = args[1]

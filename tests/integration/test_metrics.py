@@ -49,12 +49,14 @@ def test_metrics_match_what_was_sent(tmp_path: Path) -> None:
     cfg = tmp_path / "m.toml"
     cfg.write_text(
         f'[daemon]\nlisten = ["{spec}"]\nmetrics_listen = "127.0.0.1:{mport}"\n'
-        '[chain]\nplugins = ["rcpt", "grey", "crash"]\n'
+        '[chain]\nplugins = ["watch", "rcpt", "grey", "crash"]\n'
         '[plugins.rcpt]\nuse = "tests.testplugins:RejectRecipient"\n'
         'recipients = ["bad@example.com"]\n'
         '[plugins.grey]\nuse = "tests.testplugins:TempfailSender"\nsenders = ["grey@example.org"]\n'
         '[plugins.crash]\nuse = "tests.testplugins:Raiser"\nphase = "eom"\n'
         'only_sender = "crash@example.org"\n'
+        '[plugins.watch]\nuse = "tests.testplugins:RejectRecipient"\nmode = "observe"\n'
+        'recipients = ["bad@example.com"]\n'
     )
     daemon = Miltrd(cfg, port=port)
     try:
@@ -87,6 +89,10 @@ def test_metrics_match_what_was_sent(tmp_path: Path) -> None:
     assert metric(text, "miltrd_messages_total", action="tempfail") == 2
     assert metric(text, "miltrd_plugin_verdicts_total", plugin="rcpt", verdict="reject") == 1
     assert metric(text, "miltrd_plugin_verdicts_total", plugin="grey", verdict="tempfail") == 1
+    # In observe mode a refusal is counted as the summary line says it: the
+    # MTA was never told.
+    assert metric(text, "miltrd_plugin_verdicts_total", plugin="watch", verdict="reject") == 0
+    assert metric(text, "miltrd_plugin_verdicts_total", plugin="watch", verdict="would-reject") == 1
     assert metric(text, "miltrd_plugin_errors_total", plugin="crash") == 1
     # Four recipients reached the rcpt plugin (the greylisted message ended at MAIL).
     assert metric(text, "miltrd_hook_seconds_count", plugin="rcpt", phase="rcpt") == 4
