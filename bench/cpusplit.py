@@ -25,17 +25,11 @@ from pathlib import Path
 from statistics import median
 
 from .postfixgen import run_postfix_like
-from .run import REFERENCE_CHAIN, TICKS, Filter, make_filters, miltrd_filter
+from .run import Filter, compare_filters, make_filters, user_system
 
-__all__ = ["user_system"]
+__all__ = ["cell"]
 
 _PEERS = {"miltrd Reference": "pymilter", "miltrd Declared": "pymilter-noreply"}
-
-
-def user_system(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process ``pid``, its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
 def cell(f: Filter, size: int, per_connection: int, seconds: float) -> tuple[float, float]:
@@ -83,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cpusplit-"))
     filters = make_filters(tmp, set(args.filters.split(",")))
     if args.compare_tree:
-        tree = args.compare_tree.resolve()
-        for cls in ("Reference", "Declared"):
-            chain = REFERENCE_CHAIN.format(cls=cls)
-            label = f"miltrd {cls} @{args.compare_label}"
-            filters.append(miltrd_filter(label, chain, tmp, tree=tree))
+        filters += compare_filters(tmp, args.compare_tree, args.compare_label)
     runs: dict[str, list[tuple[float, float]]] = {f.name: [] for f in filters}
     print(
         f"# {args.size // 1024} KiB, 1 connection, {args.per_connection} msgs per milter "

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from . import postfixgen as pg
-from .run import REFERENCE_CHAIN, Filter, make_filters, miltrd_filter
+from .run import Filter, compare_filters, make_filters
 
 __all__ = ["count"]
 
@@ -93,15 +93,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="miltrd-instr-"))
     filters = make_filters(tmp, set(args.filters.split(",")))
     if args.compare_tree:
-        for cls in ("Reference", "Declared"):
-            filters.append(
-                miltrd_filter(
-                    f"miltrd {cls} @{args.compare_label}",
-                    REFERENCE_CHAIN.format(cls=cls),
-                    tmp,
-                    tree=args.compare_tree.resolve(),
-                )
-            )
+        filters += compare_filters(tmp, args.compare_tree, args.compare_label)
     print(
         "# user-space instructions per message (callgrind), 4 KiB, Postfix-shaped sessions"
         f" one after another, {args.messages} messages after a warm-up; python {sys.version.split()[0]}"

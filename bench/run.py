@@ -67,10 +67,16 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> 
             time.sleep(0.05)
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """(utime, stime) CPU seconds of a process, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its children threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    user, system = user_system(pid)
+    return user + system
 
 
 @dataclass
@@ -117,6 +123,18 @@ def miltrd_filter(name: str, chain: str, tmp: Path, workers: int = 1, tree: Path
 
 
 REFERENCE_CHAIN = '[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
+
+
+def compare_filters(tmp: Path, tree: Path, label: str) -> list[Filter]:
+    """miltrd ``Reference`` and ``Declared`` from another checkout ``tree``
+    (say, before a change), named "miltrd CLS @label": ``--compare-tree``."""
+    tree = tree.resolve()
+    return [
+        miltrd_filter(f"miltrd {cls} @{label}", REFERENCE_CHAIN.format(cls=cls), tmp, tree=tree)
+        for cls in ("Reference", "Declared")
+    ]
+
+
 SAMPLE_CHAIN = (REPO / "etc" / "miltrd.toml").read_text().split("[chain]", 1)[1]
 
 
@@ -281,11 +299,8 @@ def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
     if args.compare_tree:
         # The same work on another checkout of miltrd (say, before a change),
         # in the same run: a before/after comparison on one machine at once.
-        tree = Path(args.compare_tree).resolve()
-        for cls in ("Reference", "Declared"):
-            label = f"miltrd {cls} @{args.compare_label or tree.name}"
-            chain = REFERENCE_CHAIN.format(cls=cls)
-            filters.append(miltrd_filter(label, chain, tmp, tree=tree))
+        tree = Path(args.compare_tree)
+        filters += compare_filters(tmp, tree, args.compare_label or tree.resolve().name)
     conns = [int(c) for c in args.conns.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     sessions = [int(m) for m in args.per_connection.split(",")]

@@ -289,17 +289,15 @@ class ChainSession:
             )
         if result.kind is VerdictKind.CONTINUE:
             return result
-        tally = self._tally
+        label = result.kind.value
         if p.observe_only:
             log.info("plugin %s (observe): would %s", p.name, result.describe())
             # Counted as the summary line says it, never as a refusal the
             # MTA was not told of.
-            label = tally.verdicts[p.name] = f"would-{result.kind.value}"
-            self._metrics.verdict(p.name, label)
-            return CONTINUE
-        tally.verdicts[p.name] = result.kind.value
-        self._metrics.verdict(p.name, result.kind.value)
-        return result
+            label = f"would-{label}"
+        self._tally.verdicts[p.name] = label
+        self._metrics.verdict(p.name, label)
+        return CONTINUE if p.observe_only else result
 
     def _run(
         self,
