@@ -29,7 +29,14 @@ from .run import Filter, compare_filters, make_filters, user_system
 
 __all__ = ["cell"]
 
-_PEERS = {"miltrd Reference": "pymilter", "miltrd Declared": "pymilter-noreply"}
+_PEERS = {
+    "miltrd Reference": "pymilter",
+    "miltrd Declared": "pymilter-noreply",
+    "python floor": "pymilter",
+    "python floor noreply": "pymilter-noreply",
+    "engine floor": "pymilter",
+    "engine floor noreply": "pymilter-noreply",
+}
 
 
 def cell(f: Filter, size: int, per_connection: int, seconds: float) -> tuple[float, float]:

@@ -190,6 +190,20 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         filters.append(
             Filter("purepythonmilter", [sys.executable, str(HERE / "ppm_ref.py"), str(port)], port)
         )
+    floors = (
+        ("pyfloor", [], "python floor"),
+        ("pyfloor-nr", ["--noreply"], "python floor noreply"),
+        ("enginefloor", ["--engine"], "engine floor"),
+        ("enginefloor-nr", ["--engine", "--noreply"], "engine floor noreply"),
+    )
+    for name, extra, label in floors:
+        if name in which:
+            # Not filters: pure Python's least work per packet on the same
+            # wire as miltrd Reference / Declared, without and with miltrd's
+            # protocol engine (bench/pyfloor.py).
+            port = free_port()
+            argv = [sys.executable, str(HERE / "pyfloor.py"), str(port), *extra]
+            filters.append(Filter(label, argv, port, dict(os.environ, PYTHONPATH=str(REPO))))
     if "floor" in which and shutil.which("gcc"):
         # Not a peer: the least milter work Postfix can be asked for
         # (bench/cfloor.c), the bound under every filter's rate.

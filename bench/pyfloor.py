@@ -1,0 +1,206 @@
+"""The Python floor: the least a milter written in Python can do per packet.
+
+    python3 bench/pyfloor.py PORT              # a reply per command, as Reference
+    python3 bench/pyfloor.py PORT --noreply    # replies only at end of message, as Declared
+    python3 bench/pyfloor.py PORT --engine [--noreply]
+                                               # the same, every packet through miltrd's engine
+
+Not a filter anyone would run, and not miltrd: one ``asyncio.Protocol`` on
+uvloop (asyncio's loop where uvloop is missing) whose ``data_received``
+cuts packets by their length field, looks only at the command byte and
+writes canned replies: the option negotiation miltrd's ``Reference`` (or,
+with ``--noreply``, ``Declared``) chain sends (bench/benchplugin.py: every
+step observed, action ADDHDRS; ``--noreply`` waives every reply but end of
+message's), CONTINUE for every command that owes one, and at end of
+message ADDHEADER X-Bench then CONTINUE, all of one command's replies in
+one write. No command's data is decoded, no macro is kept, no state
+checked. TCP_NODELAY; TCP_QUICKACK re-armed after a read that no reply
+answered (as miltrd does: a reply carries the ACK).
+
+With ``--engine`` the packets go through miltrd's protocol engine
+(``miltrd.protocol.FilterConnection``: each decoded into its command, the
+order checked, macros kept, each reply encoded by ``send``) and nothing
+else of miltrd: no handler, chain, plugin or metrics. Between the two
+floors and miltrd's own rows lie the engine's cost and that of the rest.
+
+It answers the question issue 17 leaves: how far below pymilter can pure
+Python get on the same wire, doing none of a real filter's work. ``bench.run``
+and ``bench.cpusplit`` run it as ``pyfloor`` and ``pyfloor-nr`` (with the
+engine: ``enginefloor`` and ``enginefloor-nr``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# SMFIP_* (libmilter's mfdef.h): what bench/benchplugin.py's chains ask.
+NOUNKNOWN, SKIP, NR_UNKN = 0x100, 0x400, 0x20000
+NR_ALL_BUT_EOM = 0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x40000 | 0x80000
+ADDHDRS = 0x01
+_HEAD = struct.Struct("!IB")
+_OFFER = struct.Struct("!III")
+
+
+def packet(code: bytes, data: bytes = b"") -> bytes:
+    return _HEAD.pack(len(data) + 1, code[0]) + data
+
+
+CONTINUE = packet(b"c")
+EOM_REPLY = packet(b"h", b"X-Bench\0pyfloor\0") + CONTINUE
+# Commands that owe a reply under the Reference negotiation: CONNECT,
+# HELO, MAIL, RCPT, DATA, HEADER, EOH, BODY (EOM and OPTNEG apart).
+REPLIED = frozenset(b"CHMRTLNB")
+
+
+def _nothing() -> None:
+    pass
+
+
+class Floor(asyncio.Protocol):
+    def __init__(self, noreply: bool) -> None:
+        self.noreply = noreply
+        self.replied = frozenset() if noreply else REPLIED
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.quickack: Callable[[], None] = _nothing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        own = socket.socket(sock.family, socket.SOCK_STREAM, 0, sock.fileno())
+        own.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        setsockopt, level, opt = own.setsockopt, socket.IPPROTO_TCP, socket.TCP_QUICKACK
+        self._own = own  # detached in connection_lost: the transport owns the descriptor
+
+        def quickack() -> None:
+            setsockopt(level, opt, 1)
+
+        self.quickack = quickack
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._own.detach()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        end = len(buf)
+        pos = 0
+        out = []
+        replied = self.replied
+        while end - pos >= 5:
+            stop = pos + 4 + int.from_bytes(buf[pos : pos + 4], "big")
+            if stop > end:
+                break
+            code = buf[pos + 4]
+            if code in replied:
+                out.append(CONTINUE)
+            elif code == 0x45:  # E: end of message
+                out.append(EOM_REPLY)
+            elif code == 0x4F:  # O: option negotiation
+                out.append(self._negotiate(buf[pos + 5 : stop]))
+            elif code == 0x51:  # Q: quit
+                assert self.transport is not None
+                self.transport.close()
+                return
+            pos = stop
+        self.buf = buf[pos:] if pos < end else b""
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        else:
+            self.quickack()
+
+    def _negotiate(self, offer: bytes) -> bytes:
+        version, actions, protocol = _OFFER.unpack_from(offer)
+        want = NOUNKNOWN | NR_UNKN | SKIP | (NR_ALL_BUT_EOM if self.noreply else 0)
+        return packet(b"O", _OFFER.pack(min(version, 6), ADDHDRS & actions, want & protocol))
+
+
+class EngineFloor(Floor):
+    """The floor with miltrd's protocol engine in the path."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.fc = _ENGINE.FilterConnection()
+
+    def data_received(self, data: bytes) -> None:
+        fc = self.fc
+        need, optneg, macros, eom, quit_ = _KINDS
+        fc.receive_data(data)
+        out = []
+        while (event := fc.next_event()) is not need:
+            kind = type(event)
+            if kind is optneg:
+                out.append(fc.negotiate(**_REQUESTS[self.noreply]))
+            elif kind is macros:
+                fc.macros()
+            elif fc.reply_owed:
+                if kind is eom:
+                    out.append(fc.send(_ADDED))
+                out.append(fc.send(_CONTINUE))
+            elif kind is quit_:
+                assert self.transport is not None
+                self.transport.close()
+                return
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        else:
+            self.quickack()
+
+
+def _load_engine() -> None:
+    """What the engine floor needs of miltrd, made once (not per connection)."""
+    global _ENGINE, _KINDS, _CONTINUE, _ADDED, _REQUESTS
+    import miltrd.protocol as engine
+
+    _ENGINE = engine
+    _KINDS = (
+        engine.NEED_DATA,
+        engine.OptionNegotiation,
+        engine.DefineMacros,
+        engine.EndOfMessage,
+        engine.Quit,
+    )
+    _CONTINUE = engine.Continue()
+    _ADDED = engine.AddHeader("X-Bench", "pyfloor")
+    _REQUESTS = {
+        noreply: {
+            "actions": engine.ActionFlag(ADDHDRS),
+            "protocol": engine.ProtocolFlag(
+                NOUNKNOWN | NR_UNKN | SKIP | (NR_ALL_BUT_EOM if noreply else 0)
+            ),
+        }
+        for noreply in (False, True)
+    }
+
+
+_ENGINE: Any = None
+_KINDS: Any = None
+_CONTINUE: Any = None
+_ADDED: Any = None
+_REQUESTS: dict[bool, dict[str, Any]] = {}
+
+
+async def main(port: int, noreply: bool, engine: bool) -> None:
+    loop = asyncio.get_running_loop()
+    if engine:
+        _load_engine()
+    kind = EngineFloor if engine else Floor
+    server = await loop.create_server(lambda: kind(noreply), "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency of miltrd
+        runner = asyncio.run  # type: ignore[assignment]
+    runner(main(int(sys.argv[1]), "--noreply" in sys.argv[2:], "--engine" in sys.argv[2:]))
