@@ -10,8 +10,8 @@ uvloop (asyncio's loop where uvloop is missing) whose ``data_received``
 cuts packets by their length field, looks only at the command byte and
 writes canned replies: the option negotiation miltrd's ``Reference`` (or,
 with ``--noreply``, ``Declared``) chain sends (bench/benchplugin.py: every
-step observed, action ADDHDRS; ``--noreply`` waives every reply but end of
-message's), CONTINUE for every command that owes one, and at end of
+step observed, action ADDHDRS, the macro lists miltrd asks for;
+``--noreply`` waives every reply but end of message's), CONTINUE for every command that owes one, and at end of
 message ADDHEADER X-Bench then CONTINUE, all of one command's replies in
 one write. No command's data is decoded, no macro is kept, no state
 checked. TCP_NODELAY; TCP_QUICKACK re-armed after a read that no reply
@@ -41,7 +41,18 @@ from typing import Any
 # SMFIP_* (libmilter's mfdef.h): what bench/benchplugin.py's chains ask.
 NOUNKNOWN, SKIP, NR_UNKN = 0x100, 0x400, 0x20000
 NR_ALL_BUT_EOM = 0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x40000 | 0x80000
-ADDHDRS = 0x01
+ADDHDRS, SETSYMLIST = 0x01, 0x100
+# The macro lists miltrd asks for (SMFIF_SETSYMLIST), so that the MTA sends
+# the floors the same macro packets: stage, then the names.
+MACRO_LISTS = (
+    (0, "j {client_addr} {client_name} {daemon_name}"),
+    (1, "{cipher} {tls_version}"),
+    (2, "i {auth_authen} {auth_author} {auth_type} {mail_addr}"),
+    (3, "i {rcpt_addr} {rcpt_mailer}"),
+    (4, "i"),
+    (5, "i"),
+    (6, "i"),
+)
 _HEAD = struct.Struct("!IB")
 _OFFER = struct.Struct("!III")
 
@@ -71,7 +82,10 @@ class Floor(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._own: socket.socket | None = None
         sock = transport.get_extra_info("socket")
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
         own = socket.socket(sock.family, socket.SOCK_STREAM, 0, sock.fileno())
         own.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         setsockopt, level, opt = own.setsockopt, socket.IPPROTO_TCP, socket.TCP_QUICKACK
@@ -83,7 +97,8 @@ class Floor(asyncio.Protocol):
         self.quickack = quickack
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._own.detach()
+        if self._own is not None:
+            self._own.detach()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -117,7 +132,11 @@ class Floor(asyncio.Protocol):
     def _negotiate(self, offer: bytes) -> bytes:
         version, actions, protocol = _OFFER.unpack_from(offer)
         want = NOUNKNOWN | NR_UNKN | SKIP | (NR_ALL_BUT_EOM if self.noreply else 0)
-        return packet(b"O", _OFFER.pack(min(version, 6), ADDHDRS & actions, want & protocol))
+        lists = b"".join(
+            struct.pack("!I", stage) + names.encode() + b"\0" for stage, names in MACRO_LISTS
+        )
+        agreed = _OFFER.pack(min(version, 6), (ADDHDRS | SETSYMLIST) & actions, want & protocol)
+        return packet(b"O", agreed + lists)
 
 
 class EngineFloor(Floor):
@@ -153,7 +172,7 @@ class EngineFloor(Floor):
             self.quickack()
 
 
-def _load_engine() -> None:
+def load_engine() -> None:
     """What the engine floor needs of miltrd, made once (not per connection)."""
     global _ENGINE, _KINDS, _CONTINUE, _ADDED, _REQUESTS
     import miltrd.protocol as engine
@@ -170,7 +189,10 @@ def _load_engine() -> None:
     _ADDED = engine.AddHeader("X-Bench", "pyfloor")
     _REQUESTS = {
         noreply: {
-            "actions": engine.ActionFlag(ADDHDRS),
+            "actions": engine.ActionFlag(ADDHDRS | SETSYMLIST),
+            "macros": {
+                engine.MacroStage(stage): tuple(names.split()) for stage, names in MACRO_LISTS
+            },
             "protocol": engine.ProtocolFlag(
                 NOUNKNOWN | NR_UNKN | SKIP | (NR_ALL_BUT_EOM if noreply else 0)
             ),
@@ -189,7 +211,7 @@ _REQUESTS: dict[bool, dict[str, Any]] = {}
 async def main(port: int, noreply: bool, engine: bool) -> None:
     loop = asyncio.get_running_loop()
     if engine:
-        _load_engine()
+        load_engine()
     kind = EngineFloor if engine else Floor
     server = await loop.create_server(lambda: kind(noreply), "127.0.0.1", port)
     async with server:

@@ -1,0 +1,149 @@
+"""The benchmark's floors (bench/pyfloor.py) answer a Postfix-shaped session
+with the same replies, in the same writes, as miltrd's bench chains.
+
+The floors are the yardstick for miltrd's CPU per message (README,
+Performance): compared like for like only while they negotiate the same
+steps and owe the MTA the same replies. A change to bench/benchplugin.py or
+to miltrd's negotiation that the floors do not follow fails here.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+
+from bench import postfixgen as pg
+from bench.pyfloor import EngineFloor, Floor, load_engine
+from miltrd.chain import build_runtime
+from miltrd.config import load_text
+from miltrd.protocol import (
+    ActionFlag,
+    BodyChunk,
+    Connect,
+    Data,
+    EndOfHeaders,
+    EndOfMessage,
+    Family,
+    Helo,
+    MacroStage,
+    MailFrom,
+    OptionNegotiation,
+    ProtocolFlag,
+    Quit,
+    RcptTo,
+    encode_command,
+)
+from miltrd.server import MilterHandler
+
+_LEN = struct.Struct("!I")
+OFFER = encode_command(OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)))
+
+
+class _Transport:
+    """What a protocol writes to; no socket (the floors then set no TCP options)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _session_writes(protocol: int) -> list[bytes]:
+    """The writes Postfix makes for a session of one 4 KiB message, after
+    the option negotiation agreed ``protocol``."""
+    neg = pg._Negotiated(ProtocolFlag(protocol), dict(pg.POSTFIX_MACROS))
+    headers, body = pg.make_message(4096)
+    steps = [
+        neg.step(
+            Connect(pg.CLIENT_NAME, Family.INET, 40000, pg.CLIENT_ADDR),
+            "C",
+            MacroStage.CONNECT,
+            None,
+        ),
+        neg.step(Helo(pg.CLIENT_NAME), "H", MacroStage.HELO, None),
+        neg.step(MailFrom(f"<{pg.SENDER}>"), "M", MacroStage.ENVFROM, None),
+        neg.step(RcptTo(f"<{pg.RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
+        neg.step(Data(), "T", MacroStage.DATA, "4QFLOOR"),
+        *(neg.step(h, "L", None, "4QFLOOR") for h in headers),
+        neg.step(EndOfHeaders(), "N", MacroStage.EOH, "4QFLOOR"),
+        neg.step(BodyChunk(body), "B", None, "4QFLOOR"),
+        neg.step(EndOfMessage(), "E", MacroStage.EOM, "4QFLOOR"),
+    ]
+    return [data for data, _owed in pg._batch(steps)] + [encode_command(Quit())]
+
+
+def _codes(written: list[bytes]) -> list[str]:
+    """Each write as the reply codes of its packets, e.g. "h+c"."""
+    out = []
+    for data in written:
+        codes, pos = [], 0
+        while pos < len(data):
+            (length,) = _LEN.unpack_from(data, pos)
+            codes.append(chr(data[pos + 4]))
+            pos += 4 + length
+        out.append("+".join(codes))
+    return out
+
+
+def _miltrd(cls: str) -> tuple[bytes, list[str]]:
+    """miltrd with bench/benchplugin.py's ``cls``: its negotiation reply
+    and the codes of what it writes for the rest of the session."""
+    chain = f'[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
+    handler = MilterHandler(build_runtime(load_text(chain)), "floors")
+    writer = _Transport()
+    writer.transport = writer  # type: ignore[attr-defined]
+    handler.fc.receive_data(OFFER)
+    assert handler.drain_now(writer) is True  # type: ignore[arg-type]
+    optneg = writer.writes.pop()
+    agreed = handler.fc.negotiated
+    assert agreed is not None
+    for data in _session_writes(int(agreed.protocol)):
+        handler.fc.receive_data(data)
+        handler.drain_now(writer)  # type: ignore[arg-type]
+    return optneg, _codes(writer.writes)
+
+
+def _floor(floor: Floor) -> tuple[bytes, list[str]]:
+    transport = _Transport()
+    floor.connection_made(transport)  # type: ignore[arg-type]
+    floor.data_received(OFFER)
+    optneg = transport.writes.pop()
+    protocol = struct.unpack_from("!III", optneg, 5)[2]
+    for data in _session_writes(protocol):
+        floor.data_received(data)
+    assert transport.closed  # QUIT
+    return optneg, _codes(transport.writes)
+
+
+@pytest.mark.parametrize(
+    ("cls", "noreply"), [("Reference", False), ("Declared", True)], ids=["reply", "noreply"]
+)
+@pytest.mark.parametrize("engine", [False, True], ids=["python", "engine"])
+def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, engine: bool) -> None:
+    if engine:
+        load_engine()
+    floor = EngineFloor(noreply) if engine else Floor(noreply)
+    optneg, replies = _floor(floor)
+    miltrd_optneg, miltrd_replies = _miltrd(cls)
+    assert optneg == miltrd_optneg
+    assert replies == miltrd_replies
+    # Not vacuous: a reply per command (CONNECT to the body, then end of
+    # message), or only end of message's.
+    assert replies[-1] == "h+c"
+    assert len(replies) == (1 if noreply else 18)
