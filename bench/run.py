@@ -365,7 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="1 s per cell, 4 KiB only")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--filters", default=None, help=f"default {LIKE_FILTERS}")
+    parser.add_argument(
+        "--filters",
+        default=None,
+        help=f"default {LIKE_FILTERS}; also declared, sample, ppm, floor (C, EOM only), "
+        "pyfloor, pyfloor-nr, enginefloor, enginefloor-nr (bench/pyfloor.py)",
+    )
     parser.add_argument(
         "--per-connection",
         default="1,10,0",
