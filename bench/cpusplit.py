@@ -36,6 +36,8 @@ _PEERS = {
     "python floor noreply": "pymilter-noreply",
     "engine floor": "pymilter",
     "engine floor noreply": "pymilter-noreply",
+    "hooks floor": "pymilter",
+    "hooks floor noreply": "pymilter-noreply",
 }
 
 

@@ -4,6 +4,8 @@
     python3 bench/pyfloor.py PORT --noreply    # replies only at end of message, as Declared
     python3 bench/pyfloor.py PORT --engine [--noreply]
                                                # the same, every packet through miltrd's engine
+    python3 bench/pyfloor.py PORT --hooks [--noreply]
+                                               # and bench/benchplugin.py's hooks called directly
 
 Not a filter anyone would run, and not miltrd: one ``asyncio.Protocol`` on
 uvloop (asyncio's loop where uvloop is missing) whose ``data_received``
@@ -20,18 +22,26 @@ answered (as miltrd does: a reply carries the ACK).
 With ``--engine`` the packets go through miltrd's protocol engine
 (``miltrd.protocol.FilterConnection``: each decoded into its command, the
 order checked, macros kept, each reply encoded by ``send``) and nothing
-else of miltrd: no handler, chain, plugin or metrics. Between the two
-floors and miltrd's own rows lie the engine's cost and that of the rest.
+else of miltrd: no handler, chain, plugin or metrics. With ``--hooks``,
+also the plugin's hooks (bench/benchplugin.py's ``Reference``, or
+``Declared`` with ``--noreply``), each called as a coroutine straight from
+its decoded command with the plugin API's ``Connection`` and ``Message``:
+what a layer above the engine rebuilt around direct calls would cost at
+least. Between the floors and miltrd's own rows lie the engine's cost, the
+hooks', and that of the rest (the handler's dispatch, the chain's
+bookkeeping, the daemon's per-connection work).
 
 It answers the question issue 17 leaves: how far below pymilter can pure
 Python get on the same wire, doing none of a real filter's work. ``bench.run``
 and ``bench.cpusplit`` run it as ``pyfloor`` and ``pyfloor-nr`` (with the
-engine: ``enginefloor`` and ``enginefloor-nr``).
+engine: ``enginefloor`` and ``enginefloor-nr``; with the hooks:
+``hooksfloor`` and ``hooksfloor-nr``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import sys
@@ -172,6 +182,63 @@ class EngineFloor(Floor):
             self.quickack()
 
 
+class HooksFloor(EngineFloor):
+    """The engine floor that also calls bench/benchplugin.py's hooks, each
+    straight from its decoded command: what a rebuilt layer above the
+    engine could cost at least, with plugins' hooks as coroutines."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        api = _API
+        self.plugin = api["plugin"][self.noreply]
+        self.conn = api["Connection"](id="floor", internal_rules=api["rules"])
+        self.conn.caller = api["caller"]
+        self.msg: Any = None
+
+    def data_received(self, data: bytes) -> None:
+        fc = self.fc
+        need, optneg, macros, eom, quit_ = _KINDS
+        plugin, conn = self.plugin, self.conn
+        fc.receive_data(data)
+        out = []
+        while (event := fc.next_event()) is not need:
+            kind = type(event)
+            if kind is macros:
+                conn.macros = fc.macros()
+                continue
+            if kind is optneg:
+                out.append(fc.negotiate(**_REQUESTS[self.noreply]))
+                continue
+            if kind is quit_:
+                assert self.transport is not None
+                self.transport.close()
+                return
+            hook = _HOOKS.get(kind)
+            if hook is not None:
+                _run(hook(self, plugin, event))
+            if fc.reply_owed:
+                if kind is eom:
+                    out.append(fc.send(_ADDED))
+                out.append(fc.send(_CONTINUE))
+        if out:
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
+        else:
+            self.quickack()
+
+    def new_message(self) -> Any:
+        self.msg = _API["Message"](conn=self.conn, body=_API["Body"](1 << 20))
+        return self.msg
+
+
+def _run(coro: Any) -> None:
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("a bench hook waited")  # pragma: no cover
+
+
 def load_engine() -> None:
     """What the engine floor needs of miltrd, made once (not per connection)."""
     global _ENGINE, _KINDS, _CONTINUE, _ADDED, _REQUESTS
@@ -201,6 +268,46 @@ def load_engine() -> None:
     }
 
 
+def load_hooks() -> None:
+    """What the hooks floor needs: the engine's, the plugin API's, the hooks."""
+    global _API, _HOOKS
+    load_engine()
+    from bench import benchplugin
+    from miltrd import api
+
+    rules = api.InternalRules()
+    log = logging.getLogger("pyfloor")
+    _API = {
+        "Connection": api.Connection,
+        "Message": api.Message,
+        "Body": api.Body,
+        "rules": rules,
+        "caller": api.Caller("ref", api.Action.ADD_HEADERS),
+        "plugin": {
+            noreply: cls(None, name="ref", internal_rules=rules, log=log)
+            for noreply, cls in ((False, benchplugin.Reference), (True, benchplugin.Declared))
+        },
+    }
+    e = _ENGINE
+
+    def msg(f: HooksFloor) -> Any:
+        return f.msg if f.msg is not None else f.new_message()
+
+    _HOOKS = {
+        e.Connect: lambda f, p, ev: p.on_connect(f.conn),
+        e.Helo: lambda f, p, ev: p.on_helo(f.conn, ev.name),
+        e.MailFrom: lambda f, p, ev: p.on_mail(f.new_message(), ev.sender),
+        e.RcptTo: lambda f, p, ev: p.on_rcpt(msg(f), ev.recipient),
+        e.Data: lambda f, p, ev: p.on_data(msg(f)),
+        e.Header: lambda f, p, ev: p.on_header(msg(f), ev.name, ev.value),
+        e.EndOfHeaders: lambda f, p, ev: p.on_eoh(msg(f)),
+        e.BodyChunk: lambda f, p, ev: p.on_body(msg(f), ev.data),
+        e.EndOfMessage: lambda f, p, ev: p.on_eom(msg(f)),
+    }
+
+
+_API: dict[str, Any] = {}
+_HOOKS: dict[type, Callable[..., Any]] = {}
 _ENGINE: Any = None
 _KINDS: Any = None
 _CONTINUE: Any = None
@@ -208,11 +315,15 @@ _ADDED: Any = None
 _REQUESTS: dict[bool, dict[str, Any]] = {}
 
 
-async def main(port: int, noreply: bool, engine: bool) -> None:
+async def main(port: int, noreply: bool, engine: bool, hooks: bool) -> None:
     loop = asyncio.get_running_loop()
-    if engine:
+    kind: type[Floor] = Floor
+    if hooks:
+        load_hooks()
+        kind = HooksFloor
+    elif engine:
         load_engine()
-    kind = EngineFloor if engine else Floor
+        kind = EngineFloor
     server = await loop.create_server(lambda: kind(noreply), "127.0.0.1", port)
     async with server:
         await server.serve_forever()
@@ -225,4 +336,5 @@ if __name__ == "__main__":
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency of miltrd
         runner = asyncio.run  # type: ignore[assignment]
-    runner(main(int(sys.argv[1]), "--noreply" in sys.argv[2:], "--engine" in sys.argv[2:]))
+    flags = sys.argv[2:]
+    runner(main(int(sys.argv[1]), "--noreply" in flags, "--engine" in flags, "--hooks" in flags))

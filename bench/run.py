@@ -195,12 +195,14 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         ("pyfloor-nr", ["--noreply"], "python floor noreply"),
         ("enginefloor", ["--engine"], "engine floor"),
         ("enginefloor-nr", ["--engine", "--noreply"], "engine floor noreply"),
+        ("hooksfloor", ["--hooks"], "hooks floor"),
+        ("hooksfloor-nr", ["--hooks", "--noreply"], "hooks floor noreply"),
     )
     for name, extra, label in floors:
         if name in which:
             # Not filters: pure Python's least work per packet on the same
             # wire as miltrd Reference / Declared, without and with miltrd's
-            # protocol engine (bench/pyfloor.py).
+            # protocol engine, and with the plugin's hooks (bench/pyfloor.py).
             port = free_port()
             argv = [sys.executable, str(HERE / "pyfloor.py"), str(port), *extra]
             filters.append(Filter(label, argv, port, dict(os.environ, PYTHONPATH=str(REPO))))
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "--filters",
         default=None,
         help=f"default {LIKE_FILTERS}; also declared, sample, ppm, floor (C, EOM only), "
-        "pyfloor, pyfloor-nr, enginefloor, enginefloor-nr (bench/pyfloor.py)",
+        "pyfloor, pyfloor-nr, enginefloor, enginefloor-nr, hooksfloor, hooksfloor-nr "
+        "(bench/pyfloor.py)",
     )
     parser.add_argument(
         "--per-connection",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench import postfixgen as pg
-from bench.pyfloor import EngineFloor, Floor, load_engine
+from bench.pyfloor import EngineFloor, Floor, HooksFloor, load_engine, load_hooks
 from miltrd.chain import build_runtime
 from miltrd.config import load_text
 from miltrd.protocol import (
@@ -134,11 +134,11 @@ def _floor(floor: Floor) -> tuple[bytes, list[str]]:
 @pytest.mark.parametrize(
     ("cls", "noreply"), [("Reference", False), ("Declared", True)], ids=["reply", "noreply"]
 )
-@pytest.mark.parametrize("engine", [False, True], ids=["python", "engine"])
-def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, engine: bool) -> None:
-    if engine:
-        load_engine()
-    floor = EngineFloor(noreply) if engine else Floor(noreply)
+@pytest.mark.parametrize("kind", ["python", "engine", "hooks"])
+def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, kind: str) -> None:
+    load_engine()
+    load_hooks()
+    floor = {"python": Floor, "engine": EngineFloor, "hooks": HooksFloor}[kind](noreply)
     optneg, replies = _floor(floor)
     miltrd_optneg, miltrd_replies = _miltrd(cls)
     assert optneg == miltrd_optneg
@@ -147,3 +147,5 @@ def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, engine: bool) -> 
     # message), or only end of message's.
     assert replies[-1] == "h+c"
     assert len(replies) == (1 if noreply else 18)
+    if kind == "hooks":  # the plugin's hooks ran, end of message's among them
+        assert [type(change).__name__ for _, change in floor.msg.changes()] == ["HeaderAddition"]
