@@ -25,7 +25,7 @@ from pathlib import Path
 from statistics import median
 
 from .postfixgen import run_postfix_like
-from .run import Filter, compare_filters, make_filters, user_system
+from .run import FILTERS_HELP, Filter, compare_filters, make_filters, user_system
 
 __all__ = ["cell"]
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--filters",
         default="pymilter,pymilter-nr,miltrd",
-        help="which filters, as bench.run names them (miltrd = Reference and Declared)",
+        help=FILTERS_HELP,
     )
     ap.add_argument("--compare-tree", type=Path, help="another checkout's miltrd rows too")
     ap.add_argument("--compare-label", default="before", help="their label")

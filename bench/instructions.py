@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from . import postfixgen as pg
-from .run import Filter, compare_filters, make_filters
+from .run import FILTERS_HELP, Filter, compare_filters, make_filters
 
 __all__ = ["count"]
 
@@ -80,8 +80,10 @@ def count(f: Filter, messages: int, per_connection: int, tmp: Path) -> tuple[flo
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--filters", default="c,pymilter,pymilter-nr,miltrd")
+    ap = argparse.ArgumentParser(
+        prog="python3 -m bench.instructions", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("--filters", default="c,pymilter,pymilter-nr,miltrd", help=FILTERS_HELP)
     ap.add_argument("--messages", type=int, default=100)
     ap.add_argument("--per-connection", default="1,10")
     ap.add_argument("--compare-tree", type=Path)

@@ -14,8 +14,8 @@ writes canned replies: the option negotiation miltrd's ``Reference`` (or,
 with ``--noreply``, ``Declared``) chain sends (bench/benchplugin.py: every
 step observed, action ADDHDRS, the macro lists miltrd asks for;
 ``--noreply`` waives every reply but end of message's), CONTINUE for every command that owes one, and at end of
-message ADDHEADER X-Bench then CONTINUE, all of one command's replies in
-one write. No command's data is decoded, no macro is kept, no state
+message ADDHEADER X-Bench then CONTINUE, all the replies owed for one
+read in one write. No command's data is decoded, no macro is kept, no state
 checked. TCP_NODELAY; TCP_QUICKACK re-armed after a read that no reply
 answered (as miltrd does: a reply carries the ACK).
 
@@ -31,6 +31,10 @@ least. Between the floors and miltrd's own rows lie the engine's cost, the
 hooks', and that of the rest (the handler's dispatch, the chain's
 bookkeeping, the daemon's per-connection work).
 
+By hand, from the checkout, with the environment scripts/test.sh makes
+(``--engine`` and ``--hooks`` import miltrd):
+``PYTHONPATH=. .venv/bin/python bench/pyfloor.py 47999 --engine``.
+
 It answers the question issue 17 leaves: how far below pymilter can pure
 Python get on the same wire, doing none of a real filter's work. ``bench.run``
 and ``bench.cpusplit`` run it as ``pyfloor`` and ``pyfloor-nr`` (with the
@@ -40,11 +44,11 @@ engine: ``enginefloor`` and ``enginefloor-nr``; with the hooks:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import socket
 import struct
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -336,5 +340,14 @@ if __name__ == "__main__":
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency of miltrd
         runner = asyncio.run  # type: ignore[assignment]
-    flags = sys.argv[2:]
-    runner(main(int(sys.argv[1]), "--noreply" in flags, "--engine" in flags, "--hooks" in flags))
+    ap = argparse.ArgumentParser(
+        prog="bench/pyfloor.py", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    ap.add_argument("port", type=int, help="TCP port on 127.0.0.1")
+    ap.add_argument("--noreply", action="store_true", help="answer only end of message")
+    ap.add_argument("--engine", action="store_true", help="through miltrd's protocol engine")
+    ap.add_argument(
+        "--hooks", action="store_true", help="and the plugin's hooks (implies --engine)"
+    )
+    args = ap.parse_args()
+    runner(main(args.port, args.noreply, args.engine, args.hooks))
