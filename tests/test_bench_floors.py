@@ -14,31 +14,13 @@ from typing import Any
 
 import pytest
 
-from bench import postfixgen as pg
+from bench.engine import MODES, session_writes
 from bench.pyfloor import EngineFloor, Floor, HooksFloor, load_engine, load_hooks
 from miltrd.chain import build_runtime
 from miltrd.config import load_text
-from miltrd.protocol import (
-    ActionFlag,
-    BodyChunk,
-    Connect,
-    Data,
-    EndOfHeaders,
-    EndOfMessage,
-    Family,
-    Helo,
-    MacroStage,
-    MailFrom,
-    OptionNegotiation,
-    ProtocolFlag,
-    Quit,
-    RcptTo,
-    encode_command,
-)
 from miltrd.server import MilterHandler
 
 _LEN = struct.Struct("!I")
-OFFER = encode_command(OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)))
 
 
 class _Transport:
@@ -64,30 +46,6 @@ class _Transport:
         return self.closed
 
 
-def _session_writes(protocol: int) -> list[bytes]:
-    """The writes Postfix makes for a session of one 4 KiB message, after
-    the option negotiation agreed ``protocol``."""
-    neg = pg._Negotiated(ProtocolFlag(protocol), dict(pg.POSTFIX_MACROS))
-    headers, body = pg.make_message(4096)
-    steps = [
-        neg.step(
-            Connect(pg.CLIENT_NAME, Family.INET, 40000, pg.CLIENT_ADDR),
-            "C",
-            MacroStage.CONNECT,
-            None,
-        ),
-        neg.step(Helo(pg.CLIENT_NAME), "H", MacroStage.HELO, None),
-        neg.step(MailFrom(f"<{pg.SENDER}>"), "M", MacroStage.ENVFROM, None),
-        neg.step(RcptTo(f"<{pg.RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
-        neg.step(Data(), "T", MacroStage.DATA, "4QFLOOR"),
-        *(neg.step(h, "L", None, "4QFLOOR") for h in headers),
-        neg.step(EndOfHeaders(), "N", MacroStage.EOH, "4QFLOOR"),
-        neg.step(BodyChunk(body), "B", None, "4QFLOOR"),
-        neg.step(EndOfMessage(), "E", MacroStage.EOM, "4QFLOOR"),
-    ]
-    return [data for data, _owed in pg._batch(steps)] + [encode_command(Quit())]
-
-
 def _codes(written: list[bytes]) -> list[str]:
     """Each write as the reply codes of its packets, e.g. "h+c"."""
     out = []
@@ -101,46 +59,51 @@ def _codes(written: list[bytes]) -> list[str]:
     return out
 
 
-def _miltrd(cls: str) -> tuple[bytes, list[str]]:
+def _miltrd(cls: str, mode: str) -> tuple[bytes, list[str]]:
     """miltrd with bench/benchplugin.py's ``cls``: its negotiation reply
-    and the codes of what it writes for the rest of the session."""
+    and the codes of what it writes for the rest of the session, which
+    bench/engine.py writes as Postfix would once ``mode`` is agreed."""
+    offer, *session = session_writes(4096, mode)
     chain = f'[chain]\nplugins = ["ref"]\n[plugins.ref]\nuse = "bench.benchplugin:{cls}"\n'
     handler = MilterHandler(build_runtime(load_text(chain)), "floors")
     writer = _Transport()
     writer.transport = writer  # type: ignore[attr-defined]
-    handler.fc.receive_data(OFFER)
+    handler.fc.receive_data(offer)
     assert handler.drain_now(writer) is True  # type: ignore[arg-type]
     optneg = writer.writes.pop()
     agreed = handler.fc.negotiated
-    assert agreed is not None
-    for data in _session_writes(int(agreed.protocol)):
+    assert agreed is not None and agreed.protocol == MODES[mode]
+    for data in session:
         handler.fc.receive_data(data)
         handler.drain_now(writer)  # type: ignore[arg-type]
     return optneg, _codes(writer.writes)
 
 
-def _floor(floor: Floor) -> tuple[bytes, list[str]]:
+def _floor(floor: Floor, mode: str) -> tuple[bytes, list[str]]:
+    offer, *session = session_writes(4096, mode)
     transport = _Transport()
     floor.connection_made(transport)  # type: ignore[arg-type]
-    floor.data_received(OFFER)
+    floor.data_received(offer)
     optneg = transport.writes.pop()
-    protocol = struct.unpack_from("!III", optneg, 5)[2]
-    for data in _session_writes(protocol):
+    assert struct.unpack_from("!III", optneg, 5)[2] == MODES[mode]
+    for data in session:
         floor.data_received(data)
     assert transport.closed  # QUIT
     return optneg, _codes(transport.writes)
 
 
 @pytest.mark.parametrize(
-    ("cls", "noreply"), [("Reference", False), ("Declared", True)], ids=["reply", "noreply"]
+    ("cls", "noreply", "mode"),
+    [("Reference", False, "reference"), ("Declared", True, "declared")],
+    ids=["reply", "noreply"],
 )
 @pytest.mark.parametrize("kind", ["python", "engine", "hooks"])
-def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, kind: str) -> None:
+def test_floor_answers_as_miltrd_does(cls: str, noreply: bool, mode: str, kind: str) -> None:
     load_engine()
     load_hooks()
     floor = {"python": Floor, "engine": EngineFloor, "hooks": HooksFloor}[kind](noreply)
-    optneg, replies = _floor(floor)
-    miltrd_optneg, miltrd_replies = _miltrd(cls)
+    optneg, replies = _floor(floor, mode)
+    miltrd_optneg, miltrd_replies = _miltrd(cls, mode)
     assert optneg == miltrd_optneg
     assert replies == miltrd_replies
     # Not vacuous: a reply per command (CONNECT to the body, then end of
