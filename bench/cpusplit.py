@@ -25,19 +25,18 @@ from pathlib import Path
 from statistics import median
 
 from .postfixgen import run_postfix_like
-from .run import FILTERS_HELP, Filter, compare_filters, make_filters, user_system
+from .run import FILTERS_HELP, FLOORS, Filter, compare_filters, make_filters, user_system
 
 __all__ = ["cell"]
 
+# Each row's pymilter peer: the same replies owed.
 _PEERS = {
     "miltrd Reference": "pymilter",
     "miltrd Declared": "pymilter-noreply",
-    "python floor": "pymilter",
-    "python floor noreply": "pymilter-noreply",
-    "engine floor": "pymilter",
-    "engine floor noreply": "pymilter-noreply",
-    "hooks floor": "pymilter",
-    "hooks floor noreply": "pymilter-noreply",
+    **{
+        label: "pymilter-noreply" if "--noreply" in options else "pymilter"
+        for _name, options, label in FLOORS
+    },
 }
 
 

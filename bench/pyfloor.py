@@ -189,7 +189,12 @@ class EngineFloor(Floor):
 class HooksFloor(EngineFloor):
     """The engine floor that also calls bench/benchplugin.py's hooks, each
     straight from its decoded command: what a rebuilt layer above the
-    engine could cost at least, with plugins' hooks as coroutines."""
+    engine could cost at least, with plugins' hooks as coroutines.
+
+    Its read loop is EngineFloor's with the hook call added, written out
+    again rather than shared through a per-command method: the engine
+    floor's figures must not carry a call it does not need.
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -138,6 +138,18 @@ def compare_filters(tmp: Path, tree: Path, label: str) -> list[Filter]:
 SAMPLE_CHAIN = (REPO / "etc" / "miltrd.toml").read_text().split("[chain]", 1)[1]
 
 
+# The yardsticks of bench/pyfloor.py: --filters name, its options, label.
+# Not filters: pure Python's least work per packet on the same wire as
+# miltrd Reference / Declared, without and with miltrd's protocol engine,
+# and with the plugin's hooks.
+FLOORS = (
+    ("pyfloor", (), "python floor"),
+    ("pyfloor-nr", ("--noreply",), "python floor noreply"),
+    ("enginefloor", ("--engine",), "engine floor"),
+    ("enginefloor-nr", ("--engine", "--noreply"), "engine floor noreply"),
+    ("hooksfloor", ("--hooks",), "hooks floor"),
+    ("hooksfloor-nr", ("--hooks", "--noreply"), "hooks floor noreply"),
+)
 # Every name --filters takes (bench.run, bench.cpusplit, bench.instructions).
 FILTER_NAMES = (
     "c",
@@ -150,12 +162,7 @@ FILTER_NAMES = (
     "sample",
     "ppm",
     "floor",
-    "pyfloor",
-    "pyfloor-nr",
-    "enginefloor",
-    "enginefloor-nr",
-    "hooksfloor",
-    "hooksfloor-nr",
+    *(name for name, _options, _label in FLOORS),
 )
 FILTERS_HELP = (
     f"comma-separated, any of {', '.join(FILTER_NAMES)} (miltrd: Reference and Declared; "
@@ -222,21 +229,10 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
         filters.append(
             Filter("purepythonmilter", [sys.executable, str(HERE / "ppm_ref.py"), str(port)], port)
         )
-    floors = (
-        ("pyfloor", [], "python floor"),
-        ("pyfloor-nr", ["--noreply"], "python floor noreply"),
-        ("enginefloor", ["--engine"], "engine floor"),
-        ("enginefloor-nr", ["--engine", "--noreply"], "engine floor noreply"),
-        ("hooksfloor", ["--hooks"], "hooks floor"),
-        ("hooksfloor-nr", ["--hooks", "--noreply"], "hooks floor noreply"),
-    )
-    for name, extra, label in floors:
+    for name, options, label in FLOORS:
         if name in which:
-            # Not filters: pure Python's least work per packet on the same
-            # wire as miltrd Reference / Declared, without and with miltrd's
-            # protocol engine, and with the plugin's hooks (bench/pyfloor.py).
             port = free_port()
-            argv = [sys.executable, str(HERE / "pyfloor.py"), str(port), *extra]
+            argv = [sys.executable, str(HERE / "pyfloor.py"), str(port), *options]
             filters.append(Filter(label, argv, port, dict(os.environ, PYTHONPATH=str(REPO))))
     if "floor" in which and shutil.which("gcc"):
         # Not a peer: the least milter work Postfix can be asked for
