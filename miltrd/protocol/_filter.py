@@ -110,6 +110,12 @@ class FilterConnection:
     ``reply_owed`` (bool, read only): whether the MTA waits for a reply to
     the last command (``awaiting``). A plain attribute, kept in step with
     ``awaiting``, because a caller asks it for every command.
+
+    ``exhausted`` (bool, read only): True when the last ``next_event`` took
+    the last byte received and input has not ended, so that the next call
+    would return NEED_DATA; False whenever that is not known. A caller
+    draining events may stop on it without that call (most reads carry one
+    command, so the call would be one in two).
     """
 
     def __init__(self, *, max_data_size: int = MDS_1M, min_packet_limit: int = MDS_64K) -> None:
@@ -134,6 +140,7 @@ class FilterConnection:
         self._finals: dict[int, frozenset[type]] = {}
         self._awaiting: int | None = None
         self.reply_owed = False  # see the class docstring
+        self.exhausted = False  # see the class docstring
         self._replacing_body = False
         self._body_replaced = False
         self._macros: dict[int, dict[str, str]] = {}
@@ -169,6 +176,7 @@ class FilterConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer bytes from the MTA; ``b""`` signals end of input."""
+        self.exhausted = False
         if not data:
             self._eof = True
             return
@@ -211,6 +219,7 @@ class FilterConnection:
                     if stop == end:  # let go of a consumed read at once
                         buf._buf = b""
                         buf._pos = 0
+                        self.exhausted = not buf._size and not self._eof
                     else:
                         buf._pos = stop
                     if self._message_over:

@@ -358,6 +358,8 @@ class MilterHandler:
                 writer.write(out)
                 if writer.transport.get_write_buffer_size() > _DRAIN_AT:
                     return self._drain_rest(writer, event, None)
+            if fc.exhausted:
+                return True
 
     async def _drain_rest(
         self, writer: Writer, event: object, answer: Awaitable[bytes] | None

@@ -149,7 +149,9 @@ def _run(kind: type[FilterConnection], stream: bytes, cuts: list[int], script: l
     for piece in [*(p for p in pieces if p), b""]:
         trace.append(_outcome(lambda p=piece: conn.receive_data(p)))
         for _ in range(200):
+            promised = conn.exhausted  # a caller may stop here without the call
             result = _outcome(conn.next_event)
+            assert not promised or result == ("ok", NEED_DATA)
             trace.append((result, _snapshot(conn)))
             event = result[1]
             if result[0] != "ok" or event is NEED_DATA:
@@ -247,3 +249,26 @@ def test_an_illegal_command_raises_without_a_chained_exception() -> None:
         conn.next_event()
     assert info.value.__context__ is None
     assert info.value.__cause__ is None
+
+
+def test_exhausted_says_when_the_next_event_is_need_data() -> None:
+    conn = FilterConnection()
+    conn.receive_data(PACKETS[0] + PACKETS[1])  # OPTNEG and a macro packet in one read
+    assert isinstance(conn.next_event(), OptionNegotiation)
+    assert not conn.exhausted  # the macro packet is still buffered
+    conn.negotiate(protocol=ProtocolFlag.NONE)
+    assert isinstance(conn.next_event(), DefineMacros)
+    assert conn.exhausted  # the read is used up: the drain loop may stop here
+    conn.receive_data(PACKETS[5][:3])
+    assert not conn.exhausted
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(PACKETS[5][3:])
+    assert isinstance(conn.next_event(), Connect)  # joined: the general path,
+    conn.send(Continue())  # which leaves exhausted False (not known)
+    conn.receive_data(PACKETS[7])
+    assert isinstance(conn.next_event(), Helo)
+    conn.send(Continue())
+    assert conn.exhausted
+    conn.receive_data(b"")  # end of input: the next call reports it, not NEED_DATA
+    assert not conn.exhausted
+    assert not isinstance(conn.next_event(), type(NEED_DATA))
