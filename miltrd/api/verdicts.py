@@ -26,6 +26,10 @@ class VerdictKind(enum.Enum):
     """What a hook answers: continue, accept (this plugin is done with the
     message), reject (5xx), tempfail (4xx), discard (accept and drop)."""
 
+    # Members are singletons: hashing by identity agrees with equality, and
+    # Enum's own __hash__ is a call into Python at every dict lookup.
+    __hash__ = object.__hash__
+
     CONTINUE = "continue"
     ACCEPT = "accept"
     REJECT = "reject"
@@ -89,7 +93,7 @@ class Verdict:
     @property
     def ends_message(self) -> bool:
         """True for reject, tempfail and discard: nothing more of the message is read."""
-        return self.kind in (VerdictKind.REJECT, VerdictKind.TEMPFAIL, VerdictKind.DISCARD)
+        return self.kind in _ENDING
 
     def describe(self) -> str:
         """``"reject (550 5.7.1 text)"``: the kind, with the reply or the reason, for logs."""
@@ -100,6 +104,10 @@ class Verdict:
             text += f" ({self.reason})"
         return text
 
+
+# Bound once (ends_message runs at every verdict the chain settles): an
+# Enum member read from its class is a call into Python on Python 3.11.
+_ENDING = (VerdictKind.REJECT, VerdictKind.TEMPFAIL, VerdictKind.DISCARD)
 
 CONTINUE = Verdict(VerdictKind.CONTINUE)
 ACCEPT = Verdict(VerdictKind.ACCEPT)

@@ -108,6 +108,12 @@ class MessageRecord:
     effects: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
+# Read once per message, bound once: on Python 3.11 an Enum member read from
+# its class, and a member's ``value``, are calls into Python.
+_APPLIED = (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
+_ACTION = {kind: kind.value for kind in VerdictKind}
+
+
 class Tally:
     """What each plugin answered, for one connection's current message."""
 
@@ -148,14 +154,14 @@ class Tally:
         ``at``), after logging its summary line."""
         plugins = tuple(plugins)
         verdicts = {p.name: self.verdict_of(p.name, excluded, conn_accepted) for p in plugins}
-        applied = verdict is not None and verdict.kind in (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
+        applied = verdict is not None and verdict.kind in _APPLIED
         observing = {p.name for p in plugins if p.observe_only}
         changes = _changes_by_plugin(conn, msg, applied, observing)
         effects: dict[str, list[tuple[str, str]]] = {}
         for name, effect, where in msg.effects:
             effects.setdefault(name, []).append((effect, where))
         record = MessageRecord(
-            action=verdict.kind.value if verdict is not None else "aborted",
+            action=_ACTION[verdict.kind] if verdict is not None else "aborted",
             plugins=verdicts,
             not_applied=dict(excluded),
             changes=changes,

@@ -395,7 +395,7 @@ class FilterConnection:
         code = self._awaiting
         if code is None:
             raise LocalProtocolError(f"{kind.__name__}: no reply is owed now")
-        if kind is OptionNegotiationReply or code == Command.OPTNEG:
+        if kind is OptionNegotiationReply or code == _OPTNEG:
             raise LocalProtocolError("answer option negotiation with negotiate()")
         assert self.negotiated is not None
         if kind is Progress:
@@ -411,7 +411,7 @@ class FilterConnection:
         self._awaiting = None
         self.reply_owed = False
         self.state = after_final_reply(self.state, code, kind)
-        if self.state is State.SESSION:
+        if self.state is _SESSION:
             self._end_message()
         return encode_response(response)
 
@@ -422,9 +422,10 @@ class FilterConnection:
     def _modification(self, response: FilterResponse, code: int, needed: ActionFlag) -> bytes:
         assert self.negotiated is not None
         name = type(response).__name__
-        if code != Command.BODYEOB:
+        if code != _BODYEOB:
             raise LocalProtocolError(f"{name} is allowed only at end of message")
-        if needed not in self.negotiated.actions:
+        # As ints: a Flag's ``in`` is a call into Python, at every change sent.
+        if int(needed) & ~int(self.negotiated.actions):
             raise LocalProtocolError(f"{name} needs action {needed.name}, not negotiated")
         if isinstance(response, ReplaceBody):
             # Postfix wants the replacement body as one contiguous run.

@@ -470,7 +470,7 @@ class MilterHandler:
         negotiated = self.fc.negotiated
         if not self.fc.reply_owed or negotiated is None:
             return self._answer(verdict)
-        wanted = self.chain.wants(Phase.BODY)
+        wanted = self.chain.wants(_PHASE_BODY)
         return self.fc.send(
             body_reply(verdict, negotiated.protocol, wanted, smtputf8=self.smtputf8)
         )
@@ -579,6 +579,9 @@ def _now(coro: Coroutine[Any, Any, bytes]) -> bytes | Awaitable[bytes]:
 
 
 _DRAIN_AT = 1024 * 1024  # bytes in the transport's buffer before writes wait
+# Bound once: on Python 3.11 an Enum member read from its class is a call
+# into Python, and this one is read at every body chunk.
+_PHASE_BODY = Phase.BODY
 _CONTINUE = Continue()
 
 # The method that handles each command (``MilterHandler._handlers``, by

@@ -178,15 +178,25 @@ def _request_for(declared: Declared) -> Request:
     return Request(actions, protocol, dict(sorted(macros.items())))
 
 
+# Read at every reply, bound once: on Python 3.11 an Enum member read from
+# its class, and a Flag's ``in``, are calls into Python.
+_CONTINUE_KIND = VerdictKind.CONTINUE
+_ACCEPT_KIND = VerdictKind.ACCEPT
+_BODY = Command.BODY
+_BODYEOB = Command.BODYEOB
+_SKIP_BIT = int(ProtocolFlag.SKIP)
+_CONTINUE = Continue()  # immutable: one for every reply
+
+
 def body_reply(
     verdict: Verdict, protocol: ProtocolFlag, wanted: bool, *, smtputf8: bool = False
 ) -> FilterResponse:
     """The reply to a body chunk: SKIP when the chain says continue, no
     plugin still in the game wants more of the body, and SKIP was agreed;
     otherwise the verdict's reply."""
-    if verdict.kind is VerdictKind.CONTINUE and not wanted and ProtocolFlag.SKIP in protocol:
+    if verdict.kind is _CONTINUE_KIND and not wanted and int(protocol) & _SKIP_BIT:
         return Skip()
-    return reply_of(verdict, Command.BODY, smtputf8=smtputf8)
+    return reply_of(verdict, _BODY, smtputf8=smtputf8)
 
 
 @functools.lru_cache(maxsize=64)
@@ -216,9 +226,9 @@ def reply_of(
     HELO, so it becomes a tempfail there.
     """
     kind = verdict.kind
-    if kind is VerdictKind.CONTINUE:
-        return Continue()
-    if kind is VerdictKind.ACCEPT:
+    if kind is _CONTINUE_KIND:
+        return _CONTINUE
+    if kind is _ACCEPT_KIND:
         return Accept()
     if kind is VerdictKind.DISCARD:
         return TempFail() if command in (Command.CONNECT, Command.HELO) else Discard()
@@ -298,4 +308,4 @@ def eom_responses(
             yield ReplaceBody(b"")
         for data in body.chunks(piece):
             yield ReplaceBody(data)
-    yield reply_of(verdict, Command.BODYEOB, smtputf8=smtputf8)
+    yield reply_of(verdict, _BODYEOB, smtputf8=smtputf8)
