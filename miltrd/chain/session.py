@@ -521,7 +521,9 @@ class ChainSession:
             return EomResult(final)
         msg = self.msg or self._new_message()
         self._refresh_qid()
-        verdict = await _verdict(self._run(_EOM, "on_eom", (msg,)))
+        ran = self._run(_EOM, "on_eom", (msg,))
+        # Awaited only where a hook waits: a coroutine per message spared.
+        verdict = ran if isinstance(ran, Verdict) else await ran
         result = EomResult(verdict)
         if verdict.kind in _APPLIED:
             result.changes = self._ordered_changes(msg)

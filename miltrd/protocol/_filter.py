@@ -144,6 +144,9 @@ class FilterConnection:
         self._replacing_body = False
         self._body_replaced = False
         self._macros: dict[int, dict[str, str]] = {}
+        # What macros() returns, kept between changes (None: to be merged
+        # again). Never changed in place, so a caller may keep it.
+        self._merged: dict[str, str] | None = {}
         # Set when a message ends; the message's macros stay readable until
         # the next packet arrives, then they are dropped.
         self._message_over = False
@@ -166,11 +169,29 @@ class FilterConnection:
         return len(self._buffer)
 
     def macros(self) -> dict[str, str]:
-        """All macro values currently defined, later stages overriding."""
-        merged: dict[str, str] = {}
-        for values in self._macros.values():
-            merged.update(values)
+        """All macro values currently defined, later stages overriding.
+
+        The dict is shared until the macros next change (the engine then
+        makes a new one): read it, do not change it.
+        """
+        merged = self._merged
+        if merged is None:
+            merged = {}
+            for values in self._macros.values():
+                merged.update(values)
+            self._merged = merged
         return merged
+
+    def _define(self, cmd: DefineMacros) -> None:
+        stage, values = cmd.command, cmd.macros
+        merged = self._merged
+        if merged is not None and stage not in self._macros:
+            # A new stage goes last in the merge, so its values override
+            # all earlier ones: the merged dict need not be made again.
+            self._merged = {**merged, **values}
+        else:
+            self._merged = None
+        self._macros[stage] = dict(values)
 
     # --- input ----------------------------------------------------------
 
@@ -232,7 +253,7 @@ class FilterConnection:
                         raise
                     self.state = move[0]
                     if code == _MACRO:
-                        self._macros[cmd.command] = dict(cmd.macros)  # type: ignore[union-attr]
+                        self._define(cmd)  # type: ignore[arg-type]
                     elif code in _BOOKKEEPING:
                         self._bookkeeping(code, cmd)
                     if code in self._reply_codes:
@@ -291,26 +312,30 @@ class FilterConnection:
     def _bookkeeping(self, code: int, cmd: MtaCommand) -> None:
         if code == _MACRO:
             assert isinstance(cmd, DefineMacros)
-            self._macros[cmd.command] = dict(cmd.macros)
+            self._define(cmd)
         elif code == _OPTNEG:
             assert isinstance(cmd, OptionNegotiation)
             self.offer = cmd
         elif code == _MAIL:
+            macros = self._macros
             for stage in _AFTER_MAIL_STAGES:
-                self._macros.pop(stage, None)
+                if macros.pop(stage, None) is not None:
+                    self._merged = None
         elif code == _ABORT:
             self._clear_message_macros()
             self._end_message()
         elif code == _QUIT_NC:
             self._macros.clear()
+            self._merged = {}
             self._end_message()
         elif code == _BODYEOB:
             self._end_message()
 
     def _clear_message_macros(self, *, keep_mail: bool = False) -> None:
+        macros = self._macros
         for stage in MESSAGE_MACRO_STAGES:
-            if not (keep_mail and stage == Command.MAIL):
-                self._macros.pop(stage, None)
+            if not (keep_mail and stage == _MAIL) and macros.pop(stage, None) is not None:
+                self._merged = None
 
     def _end_message(self) -> None:
         self._message_over = True

@@ -138,6 +138,12 @@ def _outcome(call):  # type: ignore[no-untyped-def]
 
 def _snapshot(conn: FilterConnection) -> tuple[object, ...]:
     assert conn.reply_owed is (conn.awaiting is not None)
+    # macros() is merged as stages arrive: it must equal a merge from scratch.
+    merged: dict[str, str] = {}
+    for values in conn._macros.values():
+        merged.update(values)
+    assert conn.macros() == merged
+    assert list(conn.macros().items()) == list(merged.items())
     return (conn.state, conn.awaiting, conn.macros(), conn.buffered, conn.negotiated)
 
 
