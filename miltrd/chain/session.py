@@ -146,6 +146,9 @@ class ChainSession:
         self._debug = log.isEnabledFor(logging.DEBUG)
         # Forged Authentication-Results are removed at end of message.
         self._writes_auth_results = runtime.writes_auth_results
+        # The queue id this chain last gave the log context (``queue_id``),
+        # which the session starts with "".
+        self._qid = ""
 
     # --- helpers ------------------------------------------------------------
 
@@ -164,12 +167,18 @@ class ChainSession:
         if self.msg is not None:
             self.msg.close()
         self.msg = None
-        queue_id.set("")
+        if self._qid:
+            queue_id.set("")
+            self._qid = ""
 
     def _refresh_qid(self) -> None:
-        qid = self.conn.macro("i")
-        if qid:
+        # Asked at five phases of every message, set when it changes: a
+        # context variable's set() builds a new context (and a token).
+        macros = self.conn.macros
+        qid = macros["i"] if "i" in macros else macros.get("{i}", "")
+        if qid and qid != self._qid:
             queue_id.set(qid)
+            self._qid = qid
 
     def _active(self, phase: Phase, recipient: str | None = None) -> Sequence[LoadedPlugin]:
         hooked = self.runtime.hooked[phase]

@@ -243,6 +243,8 @@ def _reply_code(reply: SmtpReply, smtputf8: bool) -> ReplyCode:
 
 def uses_smtputf8(esmtp_args: Iterable[str]) -> bool:
     """Did MAIL FROM carry the SMTPUTF8 parameter (RFC 6531)?"""
+    if not esmtp_args:  # the usual case, without a generator
+        return False
     return any(arg.upper() == "SMTPUTF8" for arg in esmtp_args)
 
 
