@@ -261,8 +261,10 @@ class ChainSession:
         except Exception:
             return self._raised(p, phase)
         finally:
-            if not waiting:
-                self._hook_done(p, phase, started)
+            if not waiting:  # _hook_done written out: this runs at every hook call
+                self.conn.caller = None
+                if self._timed:
+                    self._metrics.hook_done(p.name, _PHASE_NAME[phase], started)
         if result is CONTINUE and not self._debug:
             return result
         return self._outcome(p, phase, result)
@@ -334,7 +336,6 @@ class ChainSession:
     ) -> Verdict | Awaitable[Verdict]:
         """Ask the phase's plugins in chain order (the chain rule above):
         the phase's verdict, or an awaitable of it once a hook waits."""
-        retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
         if self._retired or self._when.conditional:
             active = self._active(phase, recipient)
         else:
@@ -350,6 +351,9 @@ class ChainSession:
             verdict = self._call(p, phase, p.hooks[hook], args)
             if verdict is CONTINUE:
                 continue
+            # Where an accept retires a plugin: for the message, or at
+            # CONNECT and HELO for the connection.
+            retired_scope = self._retired if _IN_MESSAGE[phase] else self._conn_retired
             if not isinstance(verdict, Verdict):
                 i = active.index(p)
                 return self._run_rest(phase, hook, args, active, i, verdict, retired_scope)
