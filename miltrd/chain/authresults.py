@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Set as AbstractSet
 
 from ..api import (
     Change,
@@ -27,7 +28,7 @@ log = logging.getLogger("miltrd.chain")
 
 
 def with_auth_results(
-    conn: Connection, msg: Message, changes: list[Change], observing: set[str]
+    conn: Connection, msg: Message, changes: list[Change], observing: AbstractSet[str]
 ) -> list[Change]:
     """``changes`` with the forged Authentication-Results deleted before
     them and ours inserted at the top after them.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from ..api import (
@@ -149,13 +150,14 @@ class Tally:
         plugins: Iterable[LoadedPlugin],
         excluded: Mapping[str, str],
         conn_accepted: set[str],
+        observing: AbstractSet[str],
     ) -> MessageRecord:
         """The record of the message ``verdict`` ended (None: aborted at
-        ``at``), after logging its summary line."""
-        plugins = tuple(plugins)
-        verdicts = {p.name: self.verdict_of(p.name, excluded, conn_accepted) for p in plugins}
+        ``at``), after logging its summary line. ``observing``: the names of
+        the plugins in observe mode."""
+        verdict_of = self.verdict_of
+        verdicts = {p.name: verdict_of(p.name, excluded, conn_accepted) for p in plugins}
         applied = verdict is not None and verdict.kind in _APPLIED
-        observing = {p.name for p in plugins if p.observe_only}
         changes = _changes_by_plugin(conn, msg, applied, observing)
         effects: dict[str, list[tuple[str, str]]] = {}
         for name, effect, where in msg.effects:
@@ -206,7 +208,7 @@ class Tally:
 
 
 def _changes_by_plugin(
-    conn: Connection, msg: Message, applied: bool, observing: set[str]
+    conn: Connection, msg: Message, applied: bool, observing: AbstractSet[str]
 ) -> dict[str, list[str]]:
     """Each plugin's changes by short name; ``applied``: the MTA gets them
     (a refused message's changes are never made, an observer's never)."""

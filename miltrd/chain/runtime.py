@@ -87,8 +87,11 @@ class Runtime:
     # The plugins that hook each phase, in chain order: worked out once per
     # runtime (a reload), not at every connection.
     hooked: Mapping[Phase, tuple[LoadedPlugin, ...]] = field(init=False)
-    # The plugins that look at each phase's data (``observes``), likewise.
-    observing: Mapping[Phase, tuple[LoadedPlugin, ...]] = field(init=False)
+    # The plugins that look at each phase's data (``observes``), likewise;
+    # the names of those in observe mode; each plugin's place in the chain.
+    observed_by: Mapping[Phase, tuple[LoadedPlugin, ...]] = field(init=False)
+    observe_mode: frozenset[str] = field(init=False)
+    positions: Mapping[str, int] = field(init=False)
     # Likewise for what every new connection's chain asks: the plugins with
     # a ``when`` table, those hooking on_close, and whether the chain
     # writes Authentication-Results.
@@ -99,8 +102,14 @@ class Runtime:
     def __post_init__(self) -> None:
         hooked = {phase: tuple(p for p in self.plugins if phase & p.implemented) for phase in Phase}
         object.__setattr__(self, "hooked", hooked)
-        observing = {phase: tuple(p for p in self.plugins if phase & p.observes) for phase in Phase}
-        object.__setattr__(self, "observing", observing)
+        observed_by = {
+            phase: tuple(p for p in self.plugins if phase & p.observes) for phase in Phase
+        }
+        object.__setattr__(self, "observed_by", observed_by)
+        observe_mode = frozenset(p.name for p in self.plugins if p.observe_only)
+        object.__setattr__(self, "observe_mode", observe_mode)
+        positions = {p.name: i for i, p in enumerate(self.plugins)}
+        object.__setattr__(self, "positions", positions)
         conditional = tuple(p for p in self.plugins if p.entry.when is not None)
         object.__setattr__(self, "conditional", conditional)
         object.__setattr__(self, "closing", hooked[Phase.CLOSE])

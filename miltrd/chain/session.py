@@ -194,7 +194,7 @@ class ChainSession:
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
         retired = self._retired
-        return any(p.name not in retired for p in self.runtime.observing[phase])
+        return any(p.name not in retired for p in self.runtime.observed_by[phase])
 
     def _keeps_body(self) -> bool:
         """Store the body only for plugins that declared ``needs = Phase.BODY``;
@@ -541,17 +541,20 @@ class ChainSession:
         if verdict.kind in _APPLIED:
             result.changes = self._ordered_changes(msg)
             if self._writes_auth_results:
-                observing = {p.name for p in self.plugins if p.observe_only}
+                observing = self.runtime.observe_mode
                 result.changes = with_auth_results(self.conn, msg, result.changes, observing)
         self._summary(verdict)
         self._end_message_state()
         return result
 
     def _ordered_changes(self, msg: Message) -> list[Change]:
-        order = {p.name: i for i, p in enumerate(self.plugins)}
-        observe = {p.name for p in self.plugins if p.observe_only}
+        order = self.runtime.positions
+        observe = self.runtime.observe_mode
+        changes = msg.changes()
+        if len(changes) > 1:
+            changes = sorted(changes, key=lambda item: order.get(item[0], 0))
         out: list[Change] = []
-        for name, change in sorted(msg.changes(), key=lambda item: order.get(item[0], 0)):
+        for name, change in changes:
             if name in observe:
                 log.info("plugin %s (observe): would %s", name, describe_change(change))
                 continue
@@ -606,7 +609,14 @@ class ChainSession:
         if self.on_message is not None:
             self.on_message()
         record = self._tally.close(
-            self.conn, msg, verdict, at, self.plugins, self._when.excluded, self._conn_retired
+            self.conn,
+            msg,
+            verdict,
+            at,
+            self.plugins,
+            self._when.excluded,
+            self._conn_retired,
+            self.runtime.observe_mode,
         )
         self.history.append(record)
         self._metrics.message("accept" if record.action == "continue" else record.action)
