@@ -120,7 +120,10 @@ class Writer(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-Handle = Callable[["MilterHandler", Any], "bytes | Awaitable[bytes]"]
+# A command's handler answers with the bytes to write, or with the chain's
+# verdict (turned into bytes by the caller, ``_answer``), or an awaitable of
+# either where a hook waits.
+Handle = Callable[["MilterHandler", Any], "bytes | Verdict | Awaitable[bytes | Verdict]"]
 
 
 class MilterHandler:
@@ -348,8 +351,12 @@ class MilterHandler:
                 continue
             try:
                 out = handle(self, event)
-                if not isinstance(out, bytes):
-                    return self._drain_rest(writer, event, out)  # a hook waits
+                if out is CONTINUE:  # the chain's usual answer, without _answer's call
+                    out = fc.send(_CONTINUE) if fc.reply_owed else b""
+                elif not isinstance(out, bytes):
+                    if not isinstance(out, Verdict):
+                        return self._drain_rest(writer, event, out)  # a hook waits
+                    out = self._answer(out)
             except ProtocolError:
                 raise
             except Exception:
@@ -362,13 +369,15 @@ class MilterHandler:
                 return True
 
     async def _drain_rest(
-        self, writer: Writer, event: object, answer: Awaitable[bytes] | None
+        self, writer: Writer, event: object, answer: Awaitable[bytes | Verdict] | None
     ) -> bool:
         """``drain_now`` from the event whose ``answer`` waits (or, with
         None, after a write that filled the transport's buffer)."""
         if answer is not None:
             try:
                 out = await answer
+                if isinstance(out, Verdict):
+                    out = self._answer(out)
             except ProtocolError:
                 raise
             except Exception:
@@ -406,22 +415,15 @@ class MilterHandler:
             return fc.send(_CONTINUE)
         return fc.send(reply_of(verdict, fc.awaiting, smtputf8=self.smtputf8))
 
-    def _reply(self, verdict: Verdict | Awaitable[Verdict]) -> bytes | Awaitable[bytes]:
-        """``_answer``, or an awaitable of it where a hook waits."""
-        if verdict is CONTINUE:  # the usual answer, without _answer's call
-            fc = self.fc
-            return fc.send(_CONTINUE) if fc.reply_owed else b""
-        if isinstance(verdict, Verdict):
-            return self._answer(verdict)
-        return then(verdict, self._answer)
-
     async def _dispatch(self, event: object) -> bytes:
         """The bytes that answer one command (what drain_events does for each)."""
         handle = self._handlers.get(type(event))
         if handle is None:
             return b""
         out = handle(self, event)
-        return out if isinstance(out, bytes) else await out
+        if not isinstance(out, (bytes, Verdict)):
+            out = await out
+        return self._answer(out) if isinstance(out, Verdict) else out
 
     # One method per command (``_handlers``): each returns the bytes to
     # write, or an awaitable of them when a plugin's hook waits.
@@ -433,32 +435,32 @@ class MilterHandler:
         self.conn.macros = self.fc.macros()
         return b""
 
-    def _on_connect(self, event: Connect) -> bytes | Awaitable[bytes]:
+    def _on_connect(self, event: Connect) -> Verdict | Awaitable[Verdict]:
         conn = self.conn
         conn.hostname = event.hostname
         conn.family = family_name(event.family)
         conn.address = event.address
         conn.port = event.port
-        return self._reply(self.chain.connect_now())
+        return self.chain.connect_now()
 
-    def _on_helo(self, event: Helo) -> bytes | Awaitable[bytes]:
-        return self._reply(self.chain.helo_now(event.name))
+    def _on_helo(self, event: Helo) -> Verdict | Awaitable[Verdict]:
+        return self.chain.helo_now(event.name)
 
-    def _on_mail(self, event: MailFrom) -> bytes | Awaitable[bytes]:
+    def _on_mail(self, event: MailFrom) -> Verdict | Awaitable[Verdict]:
         self.smtputf8 = uses_smtputf8(event.args)
-        return self._reply(self.chain.mail_now(event.sender, event.args))
+        return self.chain.mail_now(event.sender, event.args)
 
-    def _on_rcpt(self, event: RcptTo) -> bytes | Awaitable[bytes]:
-        return self._reply(self.chain.rcpt_now(event.recipient, event.args))
+    def _on_rcpt(self, event: RcptTo) -> Verdict | Awaitable[Verdict]:
+        return self.chain.rcpt_now(event.recipient, event.args)
 
-    def _on_data(self, event: Data) -> bytes | Awaitable[bytes]:
-        return self._reply(self.chain.data_now())
+    def _on_data(self, event: Data) -> Verdict | Awaitable[Verdict]:
+        return self.chain.data_now()
 
-    def _on_header(self, event: Header) -> bytes | Awaitable[bytes]:
-        return self._reply(self.chain.header_now(event.name, event.value))
+    def _on_header(self, event: Header) -> Verdict | Awaitable[Verdict]:
+        return self.chain.header_now(event.name, event.value)
 
-    def _on_eoh(self, event: EndOfHeaders) -> bytes | Awaitable[bytes]:
-        return self._reply(self.chain.eoh_now())
+    def _on_eoh(self, event: EndOfHeaders) -> Verdict | Awaitable[Verdict]:
+        return self.chain.eoh_now()
 
     def _on_body(self, event: BodyChunk) -> bytes | Awaitable[bytes]:
         verdict = self.chain.body_now(event.data)
