@@ -330,6 +330,12 @@ def _macro(data: bytes) -> DefineMacros:
     return cmd
 
 
+# Family(chr(byte)) is a call into Python (Enum's __call__ and __new__) at
+# every connection: a table instead.
+_FAMILY_BY_BYTE: dict[int, Family] = {ord(f.value): f for f in Family}
+_UNKNOWN_FAMILY = Family.UNKNOWN
+
+
 def _connect(data: bytes) -> Connect:
     # What cannot be read as a family, port and address becomes family
     # UNKNOWN: the client is then judged as one whose address is unknown,
@@ -339,11 +345,8 @@ def _connect(data: bytes) -> Connect:
         return _new_connect(from_wire(data))
     hostname = from_wire(data[:nul])
     rest = data[nul + 1 :]
-    try:
-        family = Family(chr(rest[0])) if rest else Family.UNKNOWN
-    except ValueError:
-        family = Family.UNKNOWN
-    if family is Family.UNKNOWN or len(rest) < 3:
+    family = _FAMILY_BY_BYTE.get(rest[0], _UNKNOWN_FAMILY) if rest else _UNKNOWN_FAMILY
+    if family is _UNKNOWN_FAMILY or len(rest) < 3:
         return _new_connect(hostname)
     (port,) = _U16.unpack_from(rest, 1)
     (address,) = read_strings(rest[3:], 1)

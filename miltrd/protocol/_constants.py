@@ -149,6 +149,10 @@ class MacroStage(enum.IntEnum):
 class Family(enum.Enum):
     """Address family of the SMTP client in SMFIC_CONNECT (SMFIA_*)."""
 
+    # Members are singletons: hashing by identity agrees with equality, and
+    # Enum's own __hash__ is a call into Python at every dict lookup.
+    __hash__ = object.__hash__
+
     UNKNOWN = "U"  # SMFIA_UNKNOWN: no port, no address follow
     UNIX = "L"  # SMFIA_UNIX: port 0, socket path
     INET = "4"  # SMFIA_INET

@@ -358,21 +358,33 @@ class FilterConnection:
         ``negotiated`` for what was agreed. Raises LocalProtocolError if no
         OPTNEG is waiting for its reply.
         """
-        if self._awaiting != Command.OPTNEG or self.offer is None:
+        offer = self.offer
+        if self._awaiting != _OPTNEG or offer is None:
             raise LocalProtocolError("no option negotiation to answer")
         # An MTA makes the same offer on every connection and a filter the
         # same request: the agreement and its bytes are worked out once.
-        if not macros:
-            lists = None
-        else:
-            lists = tuple(macros.items())  # one call where the lists are tuples already
-            if not all(type(names) is tuple for _, names in lists):
-                lists = tuple((k, tuple(v)) for k, v in lists)
-        key = (self.offer, actions, protocol, lists, version, self._max_data_size)
+        lists: tuple[tuple[MacroStage, tuple[str, ...]], ...] | None = None
+        if macros:
+            lists = tuple(macros.items())  # type: ignore[arg-type]  # one call where the lists are tuples already
+            for _stage, names in lists:
+                if type(names) is not tuple:
+                    lists = tuple((k, tuple(v)) for k, v in macros.items())
+                    break
+        # The offer by its fields: hashing the dataclass is a call into Python.
+        key = (
+            offer.version,
+            offer.actions,
+            offer.protocol,
+            actions,
+            protocol,
+            lists,
+            version,
+            self._max_data_size,
+        )
         known = _AGREEMENTS.get(key)
         if known is None:
             reply, agreed = build_reply(
-                self.offer,
+                offer,
                 actions=actions,
                 protocol=protocol,
                 macros=dict(lists) if lists else None,
