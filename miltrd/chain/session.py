@@ -194,7 +194,10 @@ class ChainSession:
     def wants(self, phase: Phase) -> bool:
         """Does any plugin still in the game look at this phase's data?"""
         retired = self._retired
-        return any(p.name not in retired for p in self.runtime.observed_by[phase])
+        observers = self.runtime.observed_by.get(phase)
+        if observers is None:  # the table holds single phases; NONE or a combination
+            observers = tuple(p for p in self.plugins if phase & p.observes)
+        return any(p.name not in retired for p in observers)
 
     def _keeps_body(self) -> bool:
         """Store the body only for plugins that declared ``needs = Phase.BODY``;

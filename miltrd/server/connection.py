@@ -17,7 +17,7 @@ import itertools
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Protocol
 
 from .. import metrics
@@ -432,7 +432,9 @@ class MilterHandler:
         return self._negotiate()
 
     def _on_macros(self, event: DefineMacros) -> bytes:
-        self.conn.macros = self.fc.macros()
+        # Read-only: the engine keeps this dict and builds the next merge
+        # from it, so a plugin's write would reach later messages.
+        self.conn.macros = MappingProxyType(self.fc.macros())
         return b""
 
     def _on_connect(self, event: Connect) -> Verdict | Awaitable[Verdict]:

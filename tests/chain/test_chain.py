@@ -453,3 +453,17 @@ def test_header_changes_apply_as_the_mta_applies_them(changes, expected) -> None
     from miltrd.api import apply_header_changes
 
     assert apply_header_changes([("To", "t"), ("Subject", "s")], changes) == expected
+
+
+def test_wants_answers_for_no_phase_and_for_combined_phases() -> None:
+    # The per-runtime table behind wants() holds single phases; NONE and
+    # combinations are answered as before it (found in review).
+    rt = build_runtime(
+        load_text(
+            '[chain]\nplugins = ["p"]\n[plugins.p]\nuse = "tests.testplugins:HeaderWatcher"\n'
+        )
+    )
+    chain = ChainSession(rt, Connection(id="x", internal_rules=rt.config.internal))
+    assert chain.wants(Phase.HEADER) is True
+    assert chain.wants(Phase.NONE) is False
+    assert chain.wants(Phase.HEADER | Phase.BODY) is True
