@@ -121,3 +121,16 @@ def test_slow_end_of_message_sends_progress_through_the_engine(monkeypatch) -> N
     progress = [r for r in client.seen if isinstance(r, Progress)]
     assert len(progress) >= 3  # one per interval while the plugin works
     assert not isinstance(client.seen[-1], Progress)  # the final reply comes last
+
+
+def test_plugins_see_the_macros_read_only() -> None:
+    # The engine keeps the merged macros for the next merge: a plugin's
+    # write must fail, not reach later messages of the connection.
+    result, handler, _client = asyncio.run(_exchange(_runtime("HeaderWatcher")))
+    assert result.action == "accept"
+    macros = handler.conn.macros
+    assert macros  # the MTA side sent some
+    name = next(iter(macros))
+    with pytest.raises(TypeError):
+        macros[name] = "forged"  # type: ignore[index]
+    assert handler.conn.macro(name) == handler.fc.macros()[name]
