@@ -249,6 +249,8 @@ class Connection:
     port: int | None = None
     family: str = "unknown"  # inet | inet6 | unix | unknown
     helo: str = ""
+    # Every macro the MTA has defined so far, later stages overriding; read
+    # only (the daemon hands plugins a read-only view).
     macros: Mapping[str, str] = field(default_factory=dict)
     # True under ``miltrd replay``: make no lasting change outside the
     # message (write no file, send nothing); say with Message.record what
