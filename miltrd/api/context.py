@@ -263,9 +263,13 @@ class Connection:
 
     def macro(self, name: str, default: str = "") -> str:
         """A macro by name, with or without braces: ``macro("auth_authen")``."""
-        for key in (name, "{" + name.strip("{}") + "}", name.strip("{}")):
-            if key in self.macros:
-                return self.macros[key]
+        macros = self.macros
+        if name in macros:  # as spelled: the other spellings are not built
+            return macros[name]
+        bare = name.strip("{}")
+        for key in ("{" + bare + "}", bare):
+            if key in macros:
+                return macros[key]
         return default
 
     @property

@@ -39,7 +39,7 @@ from ..api import (
 )
 from .runtime import LoadedPlugin
 
-__all__ = ["MessageRecord", "Tally", "change_name", "describe_change"]
+__all__ = ["APPLIED", "MessageRecord", "Tally", "change_name", "describe_change"]
 
 summary_log = logging.getLogger("miltrd.summary")
 
@@ -110,8 +110,9 @@ class MessageRecord:
 
 
 # Read once per message, bound once: on Python 3.11 an Enum member read from
-# its class, and a member's ``value``, are calls into Python.
-_APPLIED = (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
+# its class, and a member's ``value``, are calls into Python. APPLIED: the
+# verdicts whose message gets its changes (the chain's end of message too).
+APPLIED = (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
 _ACTION = {kind: kind.value for kind in VerdictKind}
 
 
@@ -157,7 +158,7 @@ class Tally:
         the plugins in observe mode."""
         verdict_of = self.verdict_of
         verdicts = {p.name: verdict_of(p.name, excluded, conn_accepted) for p in plugins}
-        applied = verdict is not None and verdict.kind in _APPLIED
+        applied = verdict is not None and verdict.kind in APPLIED
         changes = _changes_by_plugin(conn, msg, applied, observing)
         effects: dict[str, list[tuple[str, str]]] = {}
         for name, effect, where in msg.effects:

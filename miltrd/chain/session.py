@@ -57,7 +57,7 @@ from ..config import OnError
 from ..logs import queue_id
 from .applicability import Applicability
 from .authresults import with_auth_results
-from .record import MessageRecord, Tally, describe_change
+from .record import APPLIED, MessageRecord, Tally, describe_change
 from .runtime import LoadedPlugin, Runtime
 from .timebound import resume_bounded, then
 
@@ -111,7 +111,6 @@ _EOM = Phase.EOM
 _CONTINUE_KIND = VerdictKind.CONTINUE
 _ACCEPT_KIND = VerdictKind.ACCEPT
 _REFUSALS = (VerdictKind.REJECT, VerdictKind.TEMPFAIL)
-_APPLIED = (VerdictKind.CONTINUE, VerdictKind.ACCEPT)
 
 
 class ChainSession:
@@ -174,8 +173,7 @@ class ChainSession:
     def _refresh_qid(self) -> None:
         # Asked at five phases of every message, set when it changes: a
         # context variable's set() builds a new context (and a token).
-        macros = self.conn.macros
-        qid = macros["i"] if "i" in macros else macros.get("{i}", "")
+        qid = self.conn.macro("i")
         if qid and qid != self._qid:
             queue_id.set(qid)
             self._qid = qid
@@ -541,7 +539,7 @@ class ChainSession:
         # Awaited only where a hook waits: a coroutine per message spared.
         verdict = ran if isinstance(ran, Verdict) else await ran
         result = EomResult(verdict)
-        if verdict.kind in _APPLIED:
+        if verdict.kind in APPLIED:
             result.changes = self._ordered_changes(msg)
             if self._writes_auth_results:
                 observing = self.runtime.observe_mode

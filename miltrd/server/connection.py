@@ -426,7 +426,8 @@ class MilterHandler:
         return self._answer(out) if isinstance(out, Verdict) else out
 
     # One method per command (``_handlers``): each returns the bytes to
-    # write, or an awaitable of them when a plugin's hook waits.
+    # write or the chain's verdict (see ``Handle``), or an awaitable of
+    # either when a plugin's hook waits.
 
     def _on_optneg(self, event: OptionNegotiation) -> bytes:
         return self._negotiate()
