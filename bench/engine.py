@@ -135,17 +135,22 @@ def run_session(writes: list[bytes], protocol: ProtocolFlag) -> int:
     return out
 
 
-def _callgrind(sessions: int, size: int, mode: str, piece: int) -> int:
+def callgrind_total(args: list[str], cwd: Path = REPO) -> int:
+    """Instructions callgrind counts for ``python3 ARGS`` run in ``cwd``
+    (the whole run, start-up included: callers take differences)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-        argv += ["-m", "bench.engine", "--run", str(sessions), "--size", str(size)]
-        argv += ["--mode", mode, "--piece", str(piece)]
-        subprocess.run(argv, cwd=REPO, check=True, capture_output=True)
+        subprocess.run([*argv, *args], cwd=cwd, check=True, capture_output=True)
         text = Path(out).read_text()
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
     assert m is not None
     return int(m.group(1))
+
+
+def _callgrind(sessions: int, size: int, mode: str, piece: int) -> int:
+    args = ["-m", "bench.engine", "--run", str(sessions), "--size", str(size)]
+    return callgrind_total([*args, "--mode", mode, "--piece", str(piece)])
 
 
 def main(argv: list[str] | None = None) -> int:

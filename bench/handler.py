@@ -25,11 +25,6 @@ session (start-up and imports cancel out).
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,22 +75,18 @@ def run(sessions: int, cls: str) -> None:
 
 
 def _callgrind(sessions: int, cls: str, tree: Path) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        # Run from the tree, so that miltrd, bench/benchplugin.py and the
-        # session (bench/engine.py) are the tree's; this file is run by path.
-        script = (
-            "import runpy, sys; "
-            f"sys.argv = ['handler', '--run', '{sessions}', '--cls', '{cls}']; "
-            f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
-        )
-        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-        argv += ["-c", script]
-        subprocess.run(argv, cwd=tree, check=True, capture_output=True)
-        text = Path(out).read_text()
-    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-    assert m is not None
-    return int(m.group(1))
+    # Imported here: the run under valgrind executes this file by path, as
+    # a script, where a relative import cannot work.
+    from .engine import callgrind_total
+
+    # Run from the tree, so that miltrd, bench/benchplugin.py and the
+    # session (bench/engine.py) are the tree's; this file is run by path.
+    script = (
+        "import runpy, sys; "
+        f"sys.argv = ['handler', '--run', '{sessions}', '--cls', '{cls}']; "
+        f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
+    )
+    return callgrind_total(["-c", script], cwd=tree)
 
 
 def count(cls: str, sessions: int, tree: Path = REPO) -> float:
