@@ -96,16 +96,14 @@ from .postfixgen import (
     make_message,
     run_postfix_like,
 )
-from .run import REPO, SAMPLE_CHAIN, Filter, cpu_seconds, miltrd_filter
+from .run import REPO, SAMPLE_CHAIN, SAMPLE_INTERNAL, Filter, cpu_seconds, miltrd_filter
 
 KiB = 1024
 MiB = 1024 * KiB
 _LEN = struct.Struct("!I")
 
 CHAINS = {
-    "shipped": '[internal]\nnetworks = ["127.0.0.0/8", "192.0.2.0/24"]\ndomains = ["example.com"]\n'
-    + "[chain]"
-    + SAMPLE_CHAIN,
+    "shipped": SAMPLE_INTERNAL + "[chain]" + SAMPLE_CHAIN,
     "observe-all": '[chain]\nplugins = ["obs"]\n[plugins.obs]\nuse = "bench.benchplugin:Observer"\n',
 }
 

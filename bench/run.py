@@ -136,6 +136,14 @@ def compare_filters(tmp: Path, tree: Path, label: str) -> list[Filter]:
 
 
 SAMPLE_CHAIN = (REPO / "etc" / "miltrd.toml").read_text().split("[chain]", 1)[1]
+# The shipped chain (zombie, spf, bcc) sees an internal client sending
+# outgoing mail from one of our domains: zombie checks, spf skips. Both
+# client addresses are internal: Postfix's own (loopback) and the one
+# bench/postfixgen.py's sessions announce (CLIENT_ADDR, 192.0.2.10);
+# without the second, spf would look the sender up in the machine's DNS.
+SAMPLE_INTERNAL = (
+    '[internal]\nnetworks = ["127.0.0.0/8", "192.0.2.0/24"]\ndomains = ["example.com"]\n'
+)
 
 
 # The yardsticks of bench/pyfloor.py: --filters name, its options, label.
@@ -188,10 +196,9 @@ def make_filters(tmp: Path, which: set[str]) -> list[Filter]:
             miltrd_filter("miltrd Declared", REFERENCE_CHAIN.format(cls="Declared"), tmp)
         )
     if "sample" in which:
-        # The shipped chain (zombie, spf, bcc) as an internal client sending
-        # outgoing mail from one of our domains: zombie checks, spf skips.
-        internal = '[internal]\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.com"]\n'
-        filters.append(miltrd_filter("miltrd-sample", internal + "[chain]" + SAMPLE_CHAIN, tmp))
+        filters.append(
+            miltrd_filter("miltrd-sample", SAMPLE_INTERNAL + "[chain]" + SAMPLE_CHAIN, tmp)
+        )
     if which & {"pymilter", "pymilter-nr"} and not _importable("Milter"):
         print("# pymilter is not installed (pip install -e '.[bench]'): left out")
         which = which - {"pymilter", "pymilter-nr"}
