@@ -458,7 +458,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst-tries", type=int, default=10, help="--workers: accept-balance bursts"
     )
-    parser.add_argument("--gen-procs", type=int, default=2, help="--workers: generator processes")
+    parser.add_argument(
+        "--gen-procs", type=int, default=2, help="--workers --generator python: its processes"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=("c", "python"),
+        default="c",
+        help="--workers: the Postfix-shaped client, bench/cgen.c (where gcc builds it; "
+        "about a fifth of the CPU per message) or bench/postfixgen.py",
+    )
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
     parser.add_argument("--small-conns", type=int, default=4, help="--stall: small connections")

@@ -27,6 +27,7 @@ CPU each worker used tells whether the accepts were balanced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import cgen
+from .cgen import run_c_generator
 from .postfixgen import Result, run_postfix_like
 from .run import REFERENCE_CHAIN, Filter, cpu_seconds, miltrd_filter
 
@@ -81,17 +84,26 @@ class Cell:
     errors: int = 0
 
 
+def _generate_c(args: tuple[int, int, int, int, float]) -> tuple[Result, float, float]:
+    port, conns, size, per, seconds = args
+    return run_c_generator(port, connections=conns, size=size, per_connection=per, seconds=seconds)
+
+
 def measure(
     f: Filter, pool: Any, procs: int, conns: int, size: int, per: int, seconds: float
 ) -> tuple[float, float, float, list[float], int]:
     """One run of one cell: (msgs/s, daemon CPU ms/msg, generator CPU ms/msg,
-    each worker's share of the daemon's CPU, errors)."""
+    each worker's share of the daemon's CPU, errors). With ``pool`` None the
+    C client (bench/cgen.c) runs every connection, in threads of one process."""
     assert f.proc is not None
     workers = _children(f.proc.pid)
     before = {pid: _cpu(pid) for pid in [f.proc.pid, *workers]}
-    split = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
-    jobs = [(f.port, n, size, per, seconds) for n in split if n]
-    results = pool.map(_generate, jobs)
+    if pool is None:
+        results = [_generate_c((f.port, conns, size, per, seconds))]
+    else:
+        split = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
+        jobs = [(f.port, n, size, per, seconds) for n in split if n]
+        results = pool.map(_generate, jobs)
     after = {pid: _cpu(pid) for pid in before}
     used = {pid: after[pid] - before[pid] for pid in before}
     messages = sum(r.messages for r, _, _ in results)
@@ -163,9 +175,17 @@ def workers_report(tmp: Path, args: Any) -> int:
             filters[cls, n] = miltrd_filter(
                 f"miltrd {cls} workers={n}", REFERENCE_CHAIN.format(cls=cls), tmp, workers=n
             )
+    use_c = args.generator == "c" and cgen.available()
+    if args.generator == "c" and not use_c:
+        print("# bench/cgen.c cannot be built here (gcc): the Python generator instead")
+    where = (
+        "the C client (bench/cgen.c), one process"
+        if use_c
+        else f"bench/postfixgen.py in {args.gen_procs} process(es)"
+    )
     print(
         f"# workers scaling: {os.cpu_count()} CPUs, {args.seconds:g} s per run, "
-        f"{args.runs} runs per cell (medians), generator in {args.gen_procs} process(es), "
+        f"{args.runs} runs per cell (medians), generator: {where}, "
         f"{size // 1024} KiB, load average at start {_load()}"
     )
     cells: dict[tuple[str, int, int, int], Cell] = {}
@@ -174,7 +194,7 @@ def workers_report(tmp: Path, args: Any) -> int:
         for f in filters.values():
             f.start()
         time.sleep(1.0)  # every worker forked and listening
-        with ctx.Pool(args.gen_procs) as pool:
+        with contextlib.nullcontext(None) if use_c else ctx.Pool(args.gen_procs) as pool:
             for cls in classes:
                 for per in sessions:
                     for c in conns:

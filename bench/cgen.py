@@ -1,0 +1,176 @@
+"""bench/postfixgen.py's sessions, replayed by a client written in C.
+
+    from bench.cgen import run_c_generator
+    result, seconds, cpu = run_c_generator(port, connections=8, size=4096,
+                                           per_connection=1, seconds=2.0)
+
+The Python generator spends as much CPU per message as the filter it
+drives, or more (bench/RESULTS-2026-12-02-cgen.md): on a 2-core machine
+it is then the generator, not the filter, that runs out of CPU first, and
+a filter's ``workers = 2`` cannot show what it scales to. bench/cgen.c
+sends the same bytes: this module negotiates once with the filter (as
+postfixgen.py does at the start of every session), builds each write of
+a session from postfixgen.py's own step builder (``_Negotiated``, ``_batch``:
+Postfix 3.7's macros at each stage, a write ending where a reply is owed),
+writes them to a script file and runs the C client on it. Each message
+carries its own queue id (``i``), as postfixgen.py's do; the client uses
+``MESSAGES`` of them in turn. Like postfixgen.py it assumes the filter
+negotiates the same way on every connection and answers continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from miltrd.protocol import (
+    ActionFlag,
+    BodyChunk,
+    Connect,
+    Data,
+    EndOfHeaders,
+    EndOfMessage,
+    Family,
+    Helo,
+    MacroStage,
+    MailFrom,
+    OptionNegotiation,
+    ProtocolFlag,
+    Quit,
+    RcptTo,
+    decode_response,
+    encode_command,
+)
+
+from . import postfixgen as pg
+
+__all__ = ["available", "run_c_generator", "session_script"]
+
+HERE = Path(__file__).resolve().parent
+MESSAGES = 16  # queue ids used in turn
+_U32 = struct.Struct("!I")
+_OFFER = OptionNegotiation(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF))
+# A write's flag in the script (see bench/cgen.c).
+_NO_REPLY, _REPLY, _BODY_REPLY, _ONE_REPLY = 0, 1, 2, 3
+
+
+def available() -> bool:
+    """True where gcc can build the client."""
+    return _executable() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _executable() -> Path | None:
+    if shutil.which("gcc") is None:
+        return None
+    exe = Path(tempfile.mkdtemp(prefix="miltrd-cgen-")) / "cgen"
+    built = subprocess.run(
+        ["gcc", "-O2", "-o", str(exe), str(HERE / "cgen.c"), "-lpthread"],
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        print(f"# bench/cgen.c did not build: {built.stderr.strip()}")
+        return None
+    return exe
+
+
+async def _negotiate(
+    host: str, port: int
+) -> tuple[ProtocolFlag, Mapping[MacroStage, tuple[str, ...]]]:
+    """The filter's answer to Postfix's offer: its protocol and macro lists."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(encode_command(_OFFER))
+        head = await reader.readexactly(5)
+        length = _U32.unpack_from(head)[0]
+        reply = decode_response(head[4], await reader.readexactly(length - 1))
+        writer.write(encode_command(Quit()))
+    finally:
+        writer.close()
+    lists = {**pg.POSTFIX_MACROS, **getattr(reply, "macros", {})}
+    return ProtocolFlag(getattr(reply, "protocol", 0)), lists
+
+
+def _sequence(writes: list[tuple[bytes, int]]) -> bytes:
+    out = [_U32.pack(len(writes))]
+    for data, flag in writes:
+        out += [bytes([flag]), _U32.pack(len(data)), data]
+    return b"".join(out)
+
+
+def session_script(
+    protocol: ProtocolFlag, lists: Mapping[MacroStage, tuple[str, ...]], size: int
+) -> bytes:
+    """The script bench/cgen.c replays: the opening (OPTNEG, CONNECT, HELO),
+    ``MESSAGES`` messages of ``size`` bytes, the closing (QUIT), each as the
+    writes postfixgen.py makes for ``protocol`` and macro ``lists``."""
+    neg = pg._Negotiated(protocol, lists)
+    opening = [(encode_command(_OFFER), _ONE_REPLY)]
+    connect = neg.step(
+        Connect(pg.CLIENT_NAME, Family.INET, 40000, pg.CLIENT_ADDR), "C", MacroStage.CONNECT, None
+    )
+    helo = neg.step(Helo(pg.CLIENT_NAME), "H", MacroStage.HELO, None)
+    opening += [(data, _REPLY if owed else _NO_REPLY) for data, owed in pg._batch([connect, helo])]
+    headers, body = pg.make_message(size)
+    chunks = [BodyChunk(body[i : i + 65535]) for i in range(0, len(body), 65535)]
+    script = [_sequence(opening), _U32.pack(MESSAGES)]
+    for n in range(MESSAGES):
+        qid = f"4Q{0x10000 + n:X}"
+        steps = [
+            neg.step(MailFrom(f"<{pg.SENDER}>", ("SIZE=4096",)), "M", MacroStage.ENVFROM, None),
+            neg.step(RcptTo(f"<{pg.RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
+            neg.step(Data(), "T", MacroStage.DATA, qid),
+            *(neg.step(h, "L", None, qid) for h in headers),
+            neg.step(EndOfHeaders(), "N", MacroStage.EOH, qid),
+        ]
+        writes = [(data, _REPLY if owed else _NO_REPLY) for data, owed in pg._batch(steps)]
+        body_steps = [neg.step(c, "B", None, qid) for c in chunks]
+        writes += [(d, _BODY_REPLY if owed else _NO_REPLY) for d, owed in pg._batch(body_steps)]
+        # End of message last: SKIP jumps to it.
+        writes.append((neg.step(EndOfMessage(), "E", MacroStage.EOM, qid).data, _REPLY))
+        script.append(_sequence(writes))
+    script.append(_sequence([(encode_command(Quit()), _NO_REPLY)]))
+    return b"".join(script)
+
+
+def run_c_generator(
+    port: int,
+    *,
+    connections: int,
+    size: int,
+    per_connection: int,
+    seconds: float,
+    host: str = "127.0.0.1",
+) -> tuple[pg.Result, float, float]:
+    """``connections`` concurrent Postfix-shaped SMTP sessions through the C
+    client, back to back, for ``seconds`` after a warm-up: (result, measured
+    seconds, the client's CPU seconds over the whole run, warm-up included).
+
+    Raises RuntimeError where the client cannot be built or fails."""
+    exe = _executable()
+    if exe is None:
+        raise RuntimeError("bench/cgen.c cannot be built here (gcc)")
+    protocol, lists = asyncio.run(_negotiate(host, port))
+    warmup = min(0.5, seconds / 4)
+    with tempfile.NamedTemporaryFile(prefix="cgen-", suffix=".script") as script:
+        script.write(session_script(protocol, lists, size))
+        script.flush()
+        argv = [str(exe), script.name, host, str(port), str(connections), str(per_connection)]
+        argv += [str(seconds), str(warmup)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/cgen.c failed: {done.stderr.strip()}")
+    fields = dict(item.split("=", 1) for item in done.stdout.split())
+    result = pg.Result()
+    result.messages = int(fields["messages"])
+    result.total = int(fields["total"])
+    result.errors = int(fields["errors"])
+    result.connections = int(fields["connections"])
+    return result, float(fields["seconds"]), float(fields["cpu"])
