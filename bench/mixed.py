@@ -83,7 +83,8 @@ from miltrd.protocol import (
 )
 from miltrd.protocol import Helo as HeloCmd
 
-from . import loopwatch
+from . import cgen, loopwatch
+from .cgen import run_c_generator
 from .postfixgen import (
     CLIENT_ADDR,
     CLIENT_NAME,
@@ -184,14 +185,19 @@ async def small_load(port: int, conns: int, seconds: float) -> Small:
 
 
 def _large_sender(
-    port: int, size: int, conns: int, seconds: float, result: Any, nice: int = 0
+    port: int, size: int, conns: int, seconds: float, result: Any, nice: int = 0, c: bool = False
 ) -> None:
     os.nice(nice)
-    out, wall, _ = asyncio.run(
-        run_postfix_like(
-            "127.0.0.1", port, connections=conns, size=size, per_connection=1, seconds=seconds
+    if c:  # the same sessions from bench/cgen.c, in a child that inherits the nice value
+        out, wall, _ = run_c_generator(
+            port, connections=conns, size=size, per_connection=1, seconds=seconds
         )
-    )
+    else:
+        out, wall, _ = asyncio.run(
+            run_postfix_like(
+                "127.0.0.1", port, connections=conns, size=size, per_connection=1, seconds=seconds
+            )
+        )
     result.value = out.messages / wall
 
 
@@ -237,7 +243,13 @@ def _loop_figures(f: Filter, out: str) -> dict[str, Any]:
 
 
 def _cell(
-    f: Filter, watch: str, seconds: float, small_conns: int, loaded: bool, nice: int = 0
+    f: Filter,
+    watch: str,
+    seconds: float,
+    small_conns: int,
+    loaded: bool,
+    nice: int = 0,
+    c: bool = False,
 ) -> Cell:
     assert f.proc is not None
     ctx = multiprocessing.get_context("spawn")
@@ -247,7 +259,7 @@ def _cell(
         # meets them in full flow.
         for size in (256 * KiB, 10 * MiB):
             rate = ctx.Value("d", 0.0)
-            args = (f.port, size, 2, seconds + 1.5, rate, nice)
+            args = (f.port, size, 2, seconds + 1.5, rate, nice, c)
             p = ctx.Process(target=_large_sender, args=args)
             p.start()
             senders.append((p, rate))
@@ -286,11 +298,15 @@ def mixed_report(
     small_conns: int,
     trees: list[tuple[str, Path]],
     nice: int = 0,
+    generator: str = "c",
 ) -> int:
+    c = generator == "c" and cgen.available()
     print(
         f"# small-message latency beside large senders: {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f} at the start, {seconds:g} s per cell, "
-        f"medians of {runs} runs (min-max)" + (f", large senders at nice {nice}" if nice else "")
+        f"medians of {runs} runs (min-max)"
+        + (f", large senders at nice {nice}" if nice else "")
+        + (", large senders: the C client (bench/cgen.c)" if c else ", large senders: Python")
     )
     daemons = [
         (label, name, *_watched(f"mixed-{name}-{label}", chain, tmp, tree))
@@ -306,7 +322,7 @@ def mixed_report(
         for _ in range(runs):
             for label, name, f, watch in daemons:
                 for loaded in (False, True):
-                    cell = _cell(f, watch, seconds, small_conns, loaded, nice)
+                    cell = _cell(f, watch, seconds, small_conns, loaded, nice, c)
                     cells.setdefault((label, name, loaded), []).append(cell)
     finally:
         for _, _, f, _ in daemons:

@@ -465,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         "--generator",
         choices=("c", "python"),
         default="c",
-        help="--workers: the Postfix-shaped client, bench/cgen.c (where gcc builds it; "
-        "about a fifth of the CPU per message) or bench/postfixgen.py",
+        help="--workers, --mixed (its large senders): the Postfix-shaped client, bench/cgen.c "
+        "(where gcc builds it; about a fifth of the CPU per message) or bench/postfixgen.py",
     )
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")
     parser.add_argument("--python", default=sys.executable, help="--stall: the interpreter")
@@ -507,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
             tree = Path(args.compare_tree).resolve()
             trees.append((args.compare_label or tree.name, tree))
         seconds = args.seconds if "--seconds" in (argv or sys.argv) else 8.0
-        return mixed_report(tmp, seconds, args.runs, args.small_conns, trees, args.large_nice)
+        return mixed_report(
+            tmp, seconds, args.runs, args.small_conns, trees, args.large_nice, args.generator
+        )
     if args.stall:
         from .bigmail import stall_report
 
