@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
+from . import cgen
+from .cgen import run_c_generator
 from .postfixgen import run_postfix_like
 from .run import FILTERS_HELP, FLOORS, Filter, compare_filters, make_filters, user_system
 
@@ -40,19 +42,27 @@ _PEERS = {
 }
 
 
-def cell(f: Filter, size: int, per_connection: int, seconds: float) -> tuple[float, float]:
-    """(user ms, system ms) per message for one run of filter ``f``."""
+def cell(
+    f: Filter, size: int, per_connection: int, seconds: float, c: bool = False
+) -> tuple[float, float]:
+    """(user ms, system ms) per message for one run of filter ``f``; with
+    ``c``, driven by bench/cgen.c instead of bench/postfixgen.py."""
     assert f.proc is not None
     u0, s0 = user_system(f.proc.pid)
-    load = run_postfix_like(
-        "127.0.0.1",
-        f.port,
-        connections=1,
-        size=size,
-        per_connection=per_connection,
-        seconds=seconds,
-    )
-    result, _wall, _gen = asyncio.run(load)
+    if c:
+        result, _wall, _gen = run_c_generator(
+            f.port, connections=1, size=size, per_connection=per_connection, seconds=seconds
+        )
+    else:
+        load = run_postfix_like(
+            "127.0.0.1",
+            f.port,
+            connections=1,
+            size=size,
+            per_connection=per_connection,
+            seconds=seconds,
+        )
+        result, _wall, _gen = asyncio.run(load)
     u1, s1 = user_system(f.proc.pid)
     served = max(result.total, 1)
     if result.errors:
@@ -79,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         default="pymilter,pymilter-nr,miltrd",
         help=FILTERS_HELP,
     )
+    ap.add_argument(
+        "--generator",
+        choices=("python", "c"),
+        default="python",
+        help="the Postfix-shaped client: bench/postfixgen.py or bench/cgen.c (same bytes)",
+    )
     ap.add_argument("--compare-tree", type=Path, help="another checkout's miltrd rows too")
     ap.add_argument("--compare-label", default="before", help="their label")
     args = ap.parse_args(argv)
@@ -87,16 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_tree:
         filters += compare_filters(tmp, args.compare_tree, args.compare_label)
     runs: dict[str, list[tuple[float, float]]] = {f.name: [] for f in filters}
+    c = args.generator == "c" and cgen.available()
     print(
         f"# {args.size // 1024} KiB, 1 connection, {args.per_connection} msgs per milter "
-        f"connection, {args.seconds:g} s per cell, {args.repeat} alternating rounds"
+        f"connection, {args.seconds:g} s per cell, {args.repeat} alternating rounds, "
+        f"generator {'bench/cgen.c' if c else 'bench/postfixgen.py'}"
     )
     try:
         for f in filters:
             f.start()
         for n in range(args.repeat):
             for f in filters:
-                user, system = cell(f, args.size, args.per_connection, args.seconds)
+                user, system = cell(f, args.size, args.per_connection, args.seconds, c)
                 runs[f.name].append((user, system))
                 print(f"# round {n + 1} {f.name}: user {user:.3f} sys {system:.3f} ms/msg")
     finally:
