@@ -2,7 +2,7 @@
  * bench/cgen.c: the Postfix-shaped milter client of bench/postfixgen.py,
  * replayed in C so that the generator costs the machine little CPU.
  *
- *   cgen SCRIPT HOST PORT CONNECTIONS PER_CONNECTION SECONDS WARMUP
+ *   cgen SCRIPT HOST PORT CONNECTIONS PER_CONNECTION SECONDS WARMUP [LATENCIES]
  *
  * SCRIPT is written by bench/cgen.py: the exact bytes postfixgen.py sends
  * (Postfix's macros at each stage, commands grouped into writes that each
@@ -30,7 +30,9 @@
  *
  * cpu is this process's user + system seconds over the whole run (warm-up
  * included); a latency runs from a message's first write to its end of
- * message reply, and for a session's first message from the connect.
+ * message reply, and for a session's first message from the connect. With
+ * LATENCIES, every counted message's latency is written there too, in
+ * seconds, one per line.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -238,8 +240,8 @@ static int by_value(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: cgen SCRIPT HOST PORT CONNECTIONS PER_CONNECTION SECONDS WARMUP\n");
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: cgen SCRIPT HOST PORT CONNECTIONS PER_CONNECTION SECONDS WARMUP [LATENCIES]\n");
         return 2;
     }
     FILE *f = fopen(argv[1], "rb");
@@ -293,6 +295,16 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    if (argc == 9) {
+        FILE *out = fopen(argv[8], "w");
+        if (!out) {
+            perror(argv[8]);
+            return 2;
+        }
+        for (long j = 0; j < all.nlat; j++)
+            fprintf(out, "%.6f\n", all.lat[j]);
+        fclose(out);
+    }
     double p50 = 0, p99 = 0;
     if (all.nlat) {
         qsort(all.lat, (size_t)all.nlat, sizeof(double), by_value);

@@ -152,6 +152,7 @@ def run_c_generator(
     """``connections`` concurrent Postfix-shaped SMTP sessions through the C
     client, back to back, for ``seconds`` after a warm-up: (result, measured
     seconds, the client's CPU seconds over the whole run, warm-up included).
+    The result's latencies are in seconds, as postfixgen.py's.
 
     Raises RuntimeError where the client cannot be built or fails."""
     exe = _executable()
@@ -159,12 +160,14 @@ def run_c_generator(
         raise RuntimeError("bench/cgen.c cannot be built here (gcc)")
     protocol, lists = asyncio.run(_negotiate(host, port))
     warmup = min(0.5, seconds / 4)
-    with tempfile.NamedTemporaryFile(prefix="cgen-", suffix=".script") as script:
-        script.write(session_script(protocol, lists, size))
-        script.flush()
-        argv = [str(exe), script.name, host, str(port), str(connections), str(per_connection)]
-        argv += [str(seconds), str(warmup)]
+    with tempfile.TemporaryDirectory(prefix="cgen-") as work:
+        script = Path(work) / "script"
+        script.write_bytes(session_script(protocol, lists, size))
+        latencies = Path(work) / "latencies"
+        argv = [str(exe), str(script), host, str(port), str(connections), str(per_connection)]
+        argv += [str(seconds), str(warmup), str(latencies)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        measured = latencies.read_text().split() if latencies.exists() else []
     if done.returncode != 0:
         raise RuntimeError(f"bench/cgen.c failed: {done.stderr.strip()}")
     fields = dict(item.split("=", 1) for item in done.stdout.split())
@@ -173,4 +176,5 @@ def run_c_generator(
     result.total = int(fields["total"])
     result.errors = int(fields["errors"])
     result.connections = int(fields["connections"])
+    result.latencies = [float(x) for x in measured]
     return result, float(fields["seconds"]), float(fields["cpu"])

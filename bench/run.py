@@ -311,11 +311,24 @@ def bench_cell(
 
 
 def like_cell(
-    f: Filter, conns: int, size: int, per_connection: int, seconds: float
+    f: Filter, conns: int, size: int, per_connection: int, seconds: float, c: bool = False
 ) -> dict[str, float]:
-    """One cell of the like-for-like table (bench/postfixgen.py)."""
+    """One cell of the like-for-like table (bench/postfixgen.py; with ``c``,
+    the same sessions from bench/cgen.c)."""
     from .postfixgen import run_postfix_like
 
+    if c:
+        from .cgen import run_c_generator
+
+        load = asyncio.to_thread(
+            run_c_generator,
+            f.port,
+            connections=conns,
+            size=size,
+            per_connection=per_connection,
+            seconds=seconds,
+        )
+        return _measure(f, load)
     return _measure(
         f,
         run_postfix_like(
@@ -355,9 +368,13 @@ def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
     conns = [int(c) for c in args.conns.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     sessions = [int(m) for m in args.per_connection.split(",")]
+    from . import cgen
+
+    c = args.generator == "c" and cgen.available()
     print(
         f"# like for like: {os.cpu_count()} CPUs, {args.seconds:g} s per cell, Postfix-shaped "
-        "generator (macros, a milter connection per SMTP session, quick ACKs)"
+        "generator (macros, a milter connection per SMTP session, quick ACKs): "
+        + ("bench/cgen.c" if c else "bench/postfixgen.py")
     )
     print(
         "| filter | size | msgs per conn | conns | msgs/s | p50 ms | p99 ms "
@@ -369,12 +386,12 @@ def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
             f.start()
         for size in sizes:
             for per in sessions:
-                for c in conns:
+                for n in conns:
                     for f in filters:
-                        r = like_cell(f, c, size, per, args.seconds)
+                        r = like_cell(f, n, size, per, args.seconds, c)
                         err = f" ({int(r['errors'])} errors)" if r["errors"] else ""
                         print(
-                            f"| {f.name} | {size // 1024} KiB | {per or 'endless'} | {c} "
+                            f"| {f.name} | {size // 1024} KiB | {per or 'endless'} | {n} "
                             f"| {r['rate']:.0f}{err} | {r['p50']:.2f} | {r['p99']:.2f} "
                             f"| {r['cpu_ms']:.2f} | {r['gen_ms']:.2f} |",
                             flush=True,
@@ -465,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         "--generator",
         choices=("c", "python"),
         default="c",
-        help="--workers, --mixed (its large senders): the Postfix-shaped client, bench/cgen.c "
+        help="the default table, --workers, --mixed (its large senders): the Postfix-shaped "
+        "client, bench/cgen.c "
         "(where gcc builds it; about a fifth of the CPU per message) or bench/postfixgen.py",
     )
     parser.add_argument("--repo", type=Path, default=REPO, help="--stall: the code to run")

@@ -111,6 +111,7 @@ def test_c_client_sends_the_python_generators_bytes(recorder: _Recorder, size: i
         port, connections=2, size=size, per_connection=1, seconds=0.2
     )
     assert result.errors == 0 and result.total > 0 and result.messages > 0
+    assert len(result.latencies) == result.messages and min(result.latencies) > 0
     assert seconds == pytest.approx(0.2) and cpu > 0
     # The first connection is the probe that learns the negotiation.
     assert recorder.sessions[0] == encode_command(cgen._OFFER) + encode_command(Quit())
