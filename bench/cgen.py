@@ -32,18 +32,10 @@ from pathlib import Path
 from miltrd.protocol import (
     ActionFlag,
     BodyChunk,
-    Connect,
-    Data,
-    EndOfHeaders,
-    EndOfMessage,
-    Family,
-    Helo,
     MacroStage,
-    MailFrom,
     OptionNegotiation,
     ProtocolFlag,
     Quit,
-    RcptTo,
     decode_response,
     encode_command,
 )
@@ -113,28 +105,15 @@ def session_script(
     writes postfixgen.py makes for ``protocol`` and macro ``lists``."""
     neg = pg._Negotiated(protocol, lists)
     opening = [(encode_command(_OFFER), _ONE_REPLY)]
-    connect = neg.step(
-        Connect(pg.CLIENT_NAME, Family.INET, 40000, pg.CLIENT_ADDR), "C", MacroStage.CONNECT, None
-    )
-    helo = neg.step(Helo(pg.CLIENT_NAME), "H", MacroStage.HELO, None)
-    opening += [(data, _REPLY if owed else _NO_REPLY) for data, owed in pg._batch([connect, helo])]
+    opening += [(d, _REPLY if owed else _NO_REPLY) for d, owed in pg._batch(pg.opening_steps(neg))]
     headers, body = pg.make_message(size)
     chunks = [BodyChunk(body[i : i + 65535]) for i in range(0, len(body), 65535)]
     script = [_sequence(opening), _U32.pack(MESSAGES)]
     for n in range(MESSAGES):
-        qid = f"4Q{0x10000 + n:X}"
-        steps = [
-            neg.step(MailFrom(f"<{pg.SENDER}>", ("SIZE=4096",)), "M", MacroStage.ENVFROM, None),
-            neg.step(RcptTo(f"<{pg.RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
-            neg.step(Data(), "T", MacroStage.DATA, qid),
-            *(neg.step(h, "L", None, qid) for h in headers),
-            neg.step(EndOfHeaders(), "N", MacroStage.EOH, qid),
-        ]
+        steps, body_steps, eom = pg.message_steps(neg, headers, chunks, f"4Q{0x10000 + n:X}")
         writes = [(data, _REPLY if owed else _NO_REPLY) for data, owed in pg._batch(steps)]
-        body_steps = [neg.step(c, "B", None, qid) for c in chunks]
         writes += [(d, _BODY_REPLY if owed else _NO_REPLY) for d, owed in pg._batch(body_steps)]
-        # End of message last: SKIP jumps to it.
-        writes.append((neg.step(EndOfMessage(), "E", MacroStage.EOM, qid).data, _REPLY))
+        writes.append((eom.data, _REPLY))  # last: SKIP jumps to it
         script.append(_sequence(writes))
     script.append(_sequence([(encode_command(Quit()), _NO_REPLY)]))
     return b"".join(script)

@@ -169,6 +169,32 @@ class _Negotiated:
         return _Step(macros + encode_command(command), nr is None or nr not in self.protocol)
 
 
+def opening_steps(neg: _Negotiated) -> list[_Step]:
+    """CONNECT and HELO with their macros, as Postfix sends them after OPTNEG."""
+    return [
+        neg.step(
+            Connect(CLIENT_NAME, Family.INET, 40000, CLIENT_ADDR), "C", MacroStage.CONNECT, None
+        ),
+        neg.step(Helo(CLIENT_NAME), "H", MacroStage.HELO, None),
+    ]
+
+
+def message_steps(
+    neg: _Negotiated, headers: list[Header], chunks: list[BodyChunk], qid: str
+) -> tuple[list[_Step], list[_Step], _Step]:
+    """One message as Postfix sends it: MAIL ... EOH, the body chunks, and
+    end of message, each with its macros (``qid`` as ``i``)."""
+    steps = [
+        neg.step(MailFrom(f"<{SENDER}>", ("SIZE=4096",)), "M", MacroStage.ENVFROM, None),
+        neg.step(RcptTo(f"<{RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
+        neg.step(Data(), "T", MacroStage.DATA, qid),
+        *(neg.step(h, "L", None, qid) for h in headers),
+        neg.step(EndOfHeaders(), "N", MacroStage.EOH, qid),
+    ]
+    body = [neg.step(c, "B", None, qid) for c in chunks]
+    return steps, body, neg.step(EndOfMessage(), "E", MacroStage.EOM, qid)
+
+
 def _batch(steps: list[_Step]) -> list[tuple[bytes, bool]]:
     """Group steps into writes, each ending where a reply is owed (as Postfix
     writes a command and then reads its reply)."""
@@ -226,33 +252,14 @@ async def _session(
         lists: Mapping[MacroStage, tuple[str, ...]] = dict(POSTFIX_MACROS)
         lists = {**lists, **getattr(reply, "macros", {})}
         neg = _Negotiated(ProtocolFlag(getattr(reply, "protocol", 0)), lists)
-        opening = _batch(
-            [
-                neg.step(
-                    Connect(CLIENT_NAME, Family.INET, 40000, CLIENT_ADDR),
-                    "C",
-                    MacroStage.CONNECT,
-                    None,
-                ),
-                neg.step(Helo(CLIENT_NAME), "H", MacroStage.HELO, None),
-            ]
-        )
-        for data, owed in opening:
+        for data, owed in _batch(opening_steps(neg)):
             writer.write(data)
             if owed:
                 await _read_final(reader, sock)
         sent = 0
         while loop.time() < deadline and (per_connection == 0 or sent < per_connection):
             qid = f"4Q{next(_queue_ids):X}"
-            steps = [
-                neg.step(MailFrom(f"<{SENDER}>", ("SIZE=4096",)), "M", MacroStage.ENVFROM, None),
-                neg.step(RcptTo(f"<{RECIPIENT}>"), "R", MacroStage.ENVRCPT, None),
-                neg.step(Data(), "T", MacroStage.DATA, qid),
-                *(neg.step(h, "L", None, qid) for h in headers),
-                neg.step(EndOfHeaders(), "N", MacroStage.EOH, qid),
-            ]
-            body = [neg.step(c, "B", None, qid) for c in chunks]
-            eom = neg.step(EndOfMessage(), "E", MacroStage.EOM, qid)
+            steps, body, eom = message_steps(neg, headers, chunks, qid)
             began = loop.time()
             for data, owed in _batch(steps):
                 writer.write(data)
