@@ -21,6 +21,7 @@ negotiates the same way on every connection and answers continue.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import shutil
 import struct
@@ -61,7 +62,9 @@ def available() -> bool:
 def _executable() -> Path | None:
     if shutil.which("gcc") is None:
         return None
-    exe = Path(tempfile.mkdtemp(prefix="miltrd-cgen-")) / "cgen"
+    where = tempfile.mkdtemp(prefix="miltrd-cgen-")
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
+    exe = Path(where) / "cgen"
     built = subprocess.run(
         ["gcc", "-O2", "-o", str(exe), str(HERE / "cgen.c"), "-lpthread"],
         capture_output=True,
