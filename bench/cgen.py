@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import shutil
 import struct
 import subprocess
@@ -58,9 +57,16 @@ def available() -> bool:
     return _executable() is not None
 
 
-@functools.lru_cache(maxsize=1)
+_built: list[Path] = []  # the client this process built, if it did
+_failed: list[str] = []  # why it could not be built, once it could not
+
+
 def _executable() -> Path | None:
-    if shutil.which("gcc") is None:
+    # Built once per process, and again if its directory was removed under
+    # it (a long test run shares /tmp with whatever cleans it).
+    if _built and _built[0].exists():
+        return _built[0]
+    if _failed or shutil.which("gcc") is None:
         return None
     where = tempfile.mkdtemp(prefix="miltrd-cgen-")
     atexit.register(shutil.rmtree, where, ignore_errors=True)
@@ -71,8 +77,10 @@ def _executable() -> Path | None:
         text=True,
     )
     if built.returncode != 0:
-        print(f"# bench/cgen.c did not build: {built.stderr.strip()}")
+        _failed.append(built.stderr.strip())
+        print(f"# bench/cgen.c did not build: {_failed[0]}")
         return None
+    _built[:] = [exe]
     return exe
 
 
