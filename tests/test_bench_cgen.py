@@ -10,6 +10,7 @@ filter that negotiates as miltrd's ``Declared`` and ``Reference`` chains do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socketserver
 import threading
@@ -77,14 +78,16 @@ class _Session(socketserver.BaseRequestHandler):
                 self.server.sessions.append(bytes(received))
 
 
-@pytest.fixture
-def recorder(request: pytest.FixtureRequest) -> Iterator[_Recorder]:
-    server = _Recorder(request.param)
+@contextlib.contextmanager
+def _recording(mode: str) -> Iterator[_Recorder]:
+    server = _Recorder(mode)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _one_message_session(sessions: list[bytes]) -> bytes:
@@ -95,25 +98,29 @@ def _one_message_session(sessions: list[bytes]) -> bytes:
     return re.sub(rb"4Q[0-9A-F]{5,}", b"4QXXXXX", whole[0])
 
 
-@pytest.mark.parametrize("recorder", ["declared", "reference"], indirect=True)
+@pytest.mark.parametrize("mode", ["declared", "reference"])
 @pytest.mark.parametrize("size", [4096, 200_000])
-def test_c_client_sends_the_python_generators_bytes(recorder: _Recorder, size: int) -> None:
-    port = recorder.server_address[1]
-    result, _, _ = asyncio.run(
-        run_postfix_like("127.0.0.1", port, connections=1, size=size, per_connection=1, seconds=0.2)
-    )
-    assert result.errors == 0 and result.total > 0
+def test_c_client_sends_the_python_generators_bytes(mode: str, size: int) -> None:
+    # One recording filter per generator: a session that ends late cannot
+    # be taken for the other generator's.
+    with _recording(mode) as recorder:
+        port = recorder.server_address[1]
+        result, _, _ = asyncio.run(
+            run_postfix_like(
+                "127.0.0.1", port, connections=1, size=size, per_connection=1, seconds=0.2
+            )
+        )
+        assert result.errors == 0 and result.total > 0
     python_session = _one_message_session(recorder.sessions)
-    with recorder.lock:
-        recorder.sessions.clear()
 
-    result, seconds, cpu = cgen.run_c_generator(
-        port, connections=2, size=size, per_connection=1, seconds=0.2
-    )
+    with _recording(mode) as recorder:
+        port = recorder.server_address[1]
+        result, seconds, cpu = cgen.run_c_generator(
+            port, connections=2, size=size, per_connection=1, seconds=0.2
+        )
     assert result.errors == 0 and result.total > 0 and result.messages > 0
     assert len(result.latencies) == result.messages and min(result.latencies) > 0
     assert seconds == pytest.approx(0.2) and cpu > 0
-    # The first connection is the probe that learns the negotiation.
-    assert recorder.sessions[0] == encode_command(cgen._OFFER) + encode_command(Quit())
-    c_session = _one_message_session(recorder.sessions)
-    assert c_session == python_session
+    # One connection is the probe that learns the negotiation.
+    assert encode_command(cgen._OFFER) + encode_command(Quit()) in recorder.sessions
+    assert _one_message_session(recorder.sessions) == python_session
