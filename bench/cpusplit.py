@@ -7,7 +7,8 @@ At one connection every milter round trip wakes the filter once, so what a
 filter pays per wake-up (the kernel's loopback TCP, the scheduler, cold
 caches) weighs most there, and a single run moves with the machine's load.
 This runs each filter in turn for ``--seconds`` with the Postfix-shaped
-generator (bench/postfixgen.py: one connection, a new milter connection per
+generator (bench/postfixgen.py's sessions, replayed by bench/cgen.c unless
+``--generator python``: one connection, a new milter connection per
 message by default), ``--repeat`` rounds in which the filters alternate, so
 that a change of load falls on all of them alike, and prints each round and
 the medians: user and system milliseconds of the filter process per message
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 from pathlib import Path
 from statistics import median
@@ -91,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--generator",
-        choices=("python", "c"),
-        default="python",
-        help="the Postfix-shaped client: bench/postfixgen.py or bench/cgen.c (same bytes)",
+        choices=("c", "python"),
+        default="c",
+        help="the Postfix-shaped client: bench/cgen.c (where gcc builds it) or "
+        "bench/postfixgen.py (the same bytes)",
     )
     ap.add_argument("--compare-tree", type=Path, help="another checkout's miltrd rows too")
     ap.add_argument("--compare-label", default="before", help="their label")
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for f in filters:
             f.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     totals: dict[str, float] = {}
     print("| filter | user ms/msg | system ms/msg | total ms/msg (median of totals) |")
     print("|---|---|---|---|")

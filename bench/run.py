@@ -493,6 +493,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.sizes = 1.0, "4096"
     tmp = Path(tempfile.mkdtemp(prefix="miltrd-bench-"))
+    try:
+        return _run_mode(tmp, args, argv)
+    finally:  # the configs, sockets and built programs of every mode
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_mode(tmp: Path, args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The mode the options ask for, with ``tmp`` for its files."""
     if args.memory:
         from .memory import memory_report
 
@@ -504,9 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             args.conns = "8,64"
         if args.per_connection == "1,10,0":
             args.per_connection = "1,10"
-        code = workers_report(tmp, args)
-        shutil.rmtree(tmp, ignore_errors=True)
-        return code
+        return workers_report(tmp, args)
     if args.postfix_only:
         from .postfix import postfix_report
 
@@ -541,7 +547,6 @@ def main(argv: list[str] | None = None) -> int:
             postfix_report(
                 tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
             )
-        shutil.rmtree(tmp, ignore_errors=True)
         return 0
     args.filters = args.filters or "miltrd,sample,pymilter,ppm,c"
     filters = make_filters(tmp, set(args.filters.split(",")))
@@ -578,7 +583,6 @@ def main(argv: list[str] | None = None) -> int:
         postfix_report(
             tmp, postfix_filters(tmp, POSTFIX_FILTERS), runs=args.runs, messages=args.messages
         )
-    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
