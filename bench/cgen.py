@@ -42,7 +42,7 @@ from miltrd.protocol import (
 
 from . import postfixgen as pg
 
-__all__ = ["available", "run_c_generator", "session_script"]
+__all__ = ["available", "chosen", "run_c_generator", "run_sessions", "session_script"]
 
 HERE = Path(__file__).resolve().parent
 MESSAGES = 16  # queue ids used in turn
@@ -55,6 +55,18 @@ _NO_REPLY, _REPLY, _BODY_REPLY, _ONE_REPLY = 0, 1, 2, 3
 def available() -> bool:
     """True where gcc can build the client."""
     return _executable() is not None
+
+
+def chosen(generator: str) -> bool:
+    """Whether ``--generator`` (``"c"`` or ``"python"``) means the C client
+    here: ``"c"`` where gcc builds it; where it does not, one line says so
+    and bench/postfixgen.py drives instead."""
+    if generator != "c":
+        return False
+    if available():
+        return True
+    print("# bench/cgen.c cannot be built here (gcc): bench/postfixgen.py instead")
+    return False
 
 
 _built: list[Path] = []  # the client this process built, if it did
@@ -168,3 +180,27 @@ def run_c_generator(
     result.connections = int(fields["connections"])
     result.latencies = [float(x) for x in measured]
     return result, float(fields["seconds"]), float(fields["cpu"])
+
+
+def run_sessions(
+    port: int, *, c: bool, connections: int, size: int, per_connection: int, seconds: float
+) -> tuple[pg.Result, float]:
+    """The same Postfix-shaped sessions from either generator: the C client
+    with ``c``, else bench/postfixgen.py in this process. Returns (result,
+    measured seconds)."""
+    if c:
+        result, wall, _ = run_c_generator(
+            port, connections=connections, size=size, per_connection=per_connection, seconds=seconds
+        )
+    else:
+        result, wall, _ = asyncio.run(
+            pg.run_postfix_like(
+                "127.0.0.1",
+                port,
+                connections=connections,
+                size=size,
+                per_connection=per_connection,
+                seconds=seconds,
+            )
+        )
+    return result, wall

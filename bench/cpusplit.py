@@ -20,15 +20,13 @@ each cell a few seconds), and the ratios of miltrd's two rows to pymilter's
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import tempfile
 from pathlib import Path
 from statistics import median
 
 from . import cgen
-from .cgen import run_c_generator
-from .postfixgen import run_postfix_like
+from .cgen import run_sessions
 from .run import FILTERS_HELP, FLOORS, Filter, compare_filters, make_filters, user_system
 
 __all__ = ["cell"]
@@ -51,20 +49,9 @@ def cell(
     ``c``, driven by bench/cgen.c instead of bench/postfixgen.py."""
     assert f.proc is not None
     u0, s0 = user_system(f.proc.pid)
-    if c:
-        result, _wall, _gen = run_c_generator(
-            f.port, connections=1, size=size, per_connection=per_connection, seconds=seconds
-        )
-    else:
-        load = run_postfix_like(
-            "127.0.0.1",
-            f.port,
-            connections=1,
-            size=size,
-            per_connection=per_connection,
-            seconds=seconds,
-        )
-        result, _wall, _gen = asyncio.run(load)
+    result, _wall = run_sessions(
+        f.port, c=c, connections=1, size=size, per_connection=per_connection, seconds=seconds
+    )
     u1, s1 = user_system(f.proc.pid)
     served = max(result.total, 1)
     if result.errors:
@@ -106,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_tree:
         filters += compare_filters(tmp, args.compare_tree, args.compare_label)
     runs: dict[str, list[tuple[float, float]]] = {f.name: [] for f in filters}
-    c = args.generator == "c" and cgen.available()
+    c = cgen.chosen(args.generator)
     print(
         f"# {args.size // 1024} KiB, 1 connection, {args.per_connection} msgs per milter "
         f"connection, {args.seconds:g} s per cell, {args.repeat} alternating rounds, "

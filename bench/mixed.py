@@ -84,7 +84,7 @@ from miltrd.protocol import (
 from miltrd.protocol import Helo as HeloCmd
 
 from . import cgen, loopwatch
-from .cgen import run_c_generator
+from .cgen import run_sessions
 from .postfixgen import (
     CLIENT_ADDR,
     CLIENT_NAME,
@@ -95,7 +95,6 @@ from .postfixgen import (
     _Negotiated,
     _read_final,
     make_message,
-    run_postfix_like,
 )
 from .run import REPO, SAMPLE_CHAIN, SAMPLE_INTERNAL, Filter, cpu_seconds, miltrd_filter
 
@@ -187,17 +186,10 @@ async def small_load(port: int, conns: int, seconds: float) -> Small:
 def _large_sender(
     port: int, size: int, conns: int, seconds: float, result: Any, nice: int = 0, c: bool = False
 ) -> None:
-    os.nice(nice)
-    if c:  # the same sessions from bench/cgen.c, in a child that inherits the nice value
-        out, wall, _ = run_c_generator(
-            port, connections=conns, size=size, per_connection=1, seconds=seconds
-        )
-    else:
-        out, wall, _ = asyncio.run(
-            run_postfix_like(
-                "127.0.0.1", port, connections=conns, size=size, per_connection=1, seconds=seconds
-            )
-        )
+    os.nice(nice)  # the C client, a child process, inherits it
+    out, wall = run_sessions(
+        port, c=c, connections=conns, size=size, per_connection=1, seconds=seconds
+    )
     result.value = out.messages / wall
 
 
@@ -300,7 +292,7 @@ def mixed_report(
     nice: int = 0,
     generator: str = "c",
 ) -> int:
-    c = generator == "c" and cgen.available()
+    c = cgen.chosen(generator)
     print(
         f"# small-message latency beside large senders: {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f} at the start, {seconds:g} s per cell, "

@@ -370,7 +370,7 @@ def like_for_like(tmp: Path, args: argparse.Namespace) -> None:
     sessions = [int(m) for m in args.per_connection.split(",")]
     from . import cgen
 
-    c = args.generator == "c" and cgen.available()
+    c = cgen.chosen(args.generator)
     print(
         f"# like for like: {os.cpu_count()} CPUs, {args.seconds:g} s per cell, Postfix-shaped "
         "generator (macros, a milter connection per SMTP session, quick ACKs): "

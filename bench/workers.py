@@ -84,11 +84,6 @@ class Cell:
     errors: int = 0
 
 
-def _generate_c(args: tuple[int, int, int, int, float]) -> tuple[Result, float, float]:
-    port, conns, size, per, seconds = args
-    return run_c_generator(port, connections=conns, size=size, per_connection=per, seconds=seconds)
-
-
 def measure(
     f: Filter, pool: Any, procs: int, conns: int, size: int, per: int, seconds: float
 ) -> tuple[float, float, float, list[float], int]:
@@ -99,7 +94,11 @@ def measure(
     workers = _children(f.proc.pid)
     before = {pid: _cpu(pid) for pid in [f.proc.pid, *workers]}
     if pool is None:
-        results = [_generate_c((f.port, conns, size, per, seconds))]
+        results = [
+            run_c_generator(
+                f.port, connections=conns, size=size, per_connection=per, seconds=seconds
+            )
+        ]
     else:
         split = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
         jobs = [(f.port, n, size, per, seconds) for n in split if n]
@@ -175,9 +174,7 @@ def workers_report(tmp: Path, args: Any) -> int:
             filters[cls, n] = miltrd_filter(
                 f"miltrd {cls} workers={n}", REFERENCE_CHAIN.format(cls=cls), tmp, workers=n
             )
-    use_c = args.generator == "c" and cgen.available()
-    if args.generator == "c" and not use_c:
-        print("# bench/cgen.c cannot be built here (gcc): the Python generator instead")
+    use_c = cgen.chosen(args.generator)
     where = (
         "the C client (bench/cgen.c), one process"
         if use_c
